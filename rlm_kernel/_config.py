@@ -1,0 +1,300 @@
+"""Every rlm_kernel setting, in one traitlets ``Configurable``.
+
+Precedence, lowest first: the defaults here < environment variables (and a ``.env`` file in the working
+directory) < ``ipython_config.py`` / ``%config RLM.x = …`` < options given to one call (``%rlm --model``,
+``rlm_kernel.run(model=…)``, ``rlm-kernel run --model``). The environment is read through ``@default``
+methods, so anything traitlets config sets wins over it, as a person expects.
+
+API keys are never settings: ``api_key_env`` names the variable that holds the key, and the key is read at
+the moment a client is built (see ``resolve_api_key``). That keeps it out of ``%config`` output, out of
+trajectories and out of every export.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, default
+from traitlets.config import Configurable
+
+from ._errors import ConfigError
+
+# Names a user may set in the environment or a .env file; anything else in .env is ignored.
+ENV_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RLM_MODEL", "RLM_SUB_MODEL")
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a ``.env`` file (``KEY=value`` lines, ``export`` prefix and quotes allowed)."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return values
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def env_value(name: str) -> str | None:
+    """A variable from the process environment, else from ``./.env``; never written back to os.environ."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    return read_dotenv(Path.cwd() / ".env").get(name) or None
+
+
+def redact_url(url: str) -> str:
+    """Drop ``user:password@`` from a URL so it can be logged and recorded."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+class RLM(Configurable):
+    """Settings for Recursive Language Model sessions (``%config RLM``, ``c.RLM.…``, ``rlm_kernel.run(**settings)``)."""
+
+    # --- models and endpoint -------------------------------------------------------------------
+    model = Unicode(
+        help="Root model name, as the endpoint knows it (env: RLM_MODEL).",
+    ).tag(config=True)
+    sub_model = Unicode(
+        help="Model for llm_query/llm_batch sub-calls; empty means the root model (env: RLM_SUB_MODEL).",
+    ).tag(config=True)
+    base_url = Unicode(
+        help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 for vLLM or Ollama; empty means "
+        "OpenAI's own (env: OPENAI_BASE_URL).",
+    ).tag(config=True)
+    api_key_env = Unicode(
+        "OPENAI_API_KEY",
+        help="Name of the environment variable (or .env entry) that holds the API key. The key itself is "
+        "never a setting, so it never reaches a trajectory, an export or a log.",
+    ).tag(config=True)
+    provider = CaselessStrEnum(
+        ["openai", "azure"],
+        default_value="openai",
+        help="Client flavour: 'openai' for any OpenAI-compatible endpoint, 'azure' for Azure OpenAI "
+        "(base_url is then the Azure endpoint and api_version applies).",
+    ).tag(config=True)
+    api_version = Unicode(
+        "2024-10-21",
+        help="Azure OpenAI API version (provider='azure' only).",
+    ).tag(config=True)
+    temperature = Float(
+        None,
+        allow_none=True,
+        help="Sampling temperature for every call; None leaves the endpoint's default.",
+    ).tag(config=True)
+    max_completion_tokens = Int(
+        None,
+        allow_none=True,
+        help="Cap on tokens generated per model call; None leaves the endpoint's default.",
+    ).tag(config=True)
+    stream = Bool(
+        False,
+        help="Stream root-model responses (front ends show code as it is written).",
+    ).tag(config=True)
+    request_timeout = Float(
+        120.0,
+        help="Seconds to wait for one model response before it counts as a timeout.",
+    ).tag(config=True)
+    max_retries = Int(
+        4,
+        help="Retries (with exponential backoff, honouring Retry-After) on 429, 5xx, timeouts and "
+        "connection errors, per model call.",
+    ).tag(config=True)
+
+    # --- the loop ------------------------------------------------------------------------------
+    mode = CaselessStrEnum(
+        ["rlm", "auto", "baseline"],
+        default_value="rlm",
+        help="'rlm' always runs the REPL loop; 'baseline' sends the whole context in one direct call; "
+        "'auto' uses baseline below baseline_threshold characters and rlm above.",
+    ).tag(config=True)
+    baseline_threshold = Int(
+        20_000,
+        help="Context size (characters) under which mode='auto' answers with one direct call.",
+    ).tag(config=True)
+    max_iterations = Int(30, help="Root iterations before the session asks for a best answer.").tag(
+        config=True
+    )
+    max_depth = Int(
+        1,
+        help="Recursion depth: 1 means rlm_query is a plain LLM call; 2 lets it start child RLMs "
+        "whose own sub-calls are plain, and so on.",
+    ).tag(config=True)
+    max_subcalls = Int(
+        None,
+        allow_none=True,
+        help="Total sub-calls (llm_query, llm_batch items, rlm_query) allowed across the whole tree; "
+        "None means no limit.",
+    ).tag(config=True)
+    max_tokens = Int(
+        None,
+        allow_none=True,
+        help="Total tokens (prompt + completion, root and sub-calls, children included) after which "
+        "the session asks for a best answer; None means no limit.",
+    ).tag(config=True)
+    max_cost = Float(
+        None,
+        allow_none=True,
+        help="Total cost in USD (as reported by the endpoint, or from `prices`) after which the session "
+        "asks for a best answer; None means no limit.",
+    ).tag(config=True)
+    prices = Dict(
+        per_key_traits=None,
+        help="USD per million tokens by model, e.g. {'gpt-5-mini': {'input': 0.25, 'output': 2.0}}; "
+        "used when the endpoint does not report cost.",
+    ).tag(config=True)
+    iteration_timeout = Float(
+        300.0,
+        help="Seconds one iteration's code may run before it is interrupted (the model is told).",
+    ).tag(config=True)
+    wall_timeout = Float(
+        None,
+        allow_none=True,
+        help="Seconds the whole session may take before it asks for a best answer; None means no limit.",
+    ).tag(config=True)
+    max_output_chars = Int(
+        20_000,
+        help="Characters of an iteration's output sent back to the model; the head and tail are kept "
+        "around a marker that says how much was cut.",
+    ).tag(config=True)
+    subcall_concurrency = Int(16, help="llm_batch / rlm_query calls in flight at once.").tag(
+        config=True
+    )
+    cache = CaselessStrEnum(
+        ["off", "memory", "disk"],
+        default_value="off",
+        help="Cache identical sub-calls (same model, prompt and parameters): 'memory' for this "
+        "process, 'disk' under cache_dir across sessions.",
+    ).tag(config=True)
+    cache_dir = Unicode(help="Directory of the disk cache; empty means <data_dir>/cache.").tag(
+        config=True
+    )
+    compaction = Bool(
+        False,
+        help="Summarise the root model's own history (never the context) when it nears "
+        "compaction_threshold of context_window tokens.",
+    ).tag(config=True)
+    compaction_threshold = Float(
+        0.85, help="Fraction of context_window that triggers compaction."
+    ).tag(config=True)
+    context_window = Int(
+        128_000, help="Root model's context window in tokens (used by compaction)."
+    ).tag(config=True)
+    refuse_early_final = Bool(
+        True,
+        help="Refuse a final answer given before the model has seen any output of its code (first "
+        "iteration, or after an earlier block of the same response printed something).",
+    ).tag(config=True)
+    executor = CaselessStrEnum(
+        ["namespace"],
+        default_value="namespace",
+        help="Where iteration code runs: 'namespace' (the kernel's namespace, or a private dict).",
+    ).tag(config=True)
+
+    # --- records ---------------------------------------------------------------------------------
+    autosave = Bool(
+        True,
+        help="Append every finished iteration to a JSONL trajectory under trajectory_dir.",
+    ).tag(config=True)
+    trajectory_dir = Unicode(
+        help="Directory for autosaved trajectories; empty means <data_dir>/sessions.",
+    ).tag(config=True)
+    data_dir = Unicode(
+        help="rlm_kernel's data directory; empty means $XDG_DATA_HOME/rlm_kernel "
+        "(~/.local/share/rlm_kernel).",
+    ).tag(config=True)
+
+    @default("model")
+    def _default_model(self) -> str:
+        return env_value("RLM_MODEL") or ""
+
+    @default("sub_model")
+    def _default_sub_model(self) -> str:
+        return env_value("RLM_SUB_MODEL") or ""
+
+    @default("base_url")
+    def _default_base_url(self) -> str:
+        return env_value("OPENAI_BASE_URL") or ""
+
+    # --- derived values ----------------------------------------------------------------------------
+    def resolve_api_key(self) -> str | None:
+        """The API key from ``api_key_env`` (environment, then .env); read late, never stored."""
+        return env_value(self.api_key_env)
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(xdg) / "rlm_kernel"
+
+    def resolved_trajectory_dir(self) -> Path:
+        if self.trajectory_dir:
+            return Path(self.trajectory_dir).expanduser()
+        return self.resolved_data_dir() / "sessions"
+
+    def resolved_cache_dir(self) -> Path:
+        if self.cache_dir:
+            return Path(self.cache_dir).expanduser()
+        return self.resolved_data_dir() / "cache"
+
+    def effective_sub_model(self) -> str:
+        return self.sub_model or self.model
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> RLM:
+        """A copy with some settings changed; unknown names raise a ConfigError with suggestions."""
+        names = setting_names()
+        clone = RLM(config=self.config)
+        for name in names:
+            setattr(clone, name, getattr(self, name))
+        for key, value in overrides.items():
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=3)
+                hint = f"Did you mean {', '.join(close)}? " if close else ""
+                raise ConfigError(
+                    f"Unknown setting {key!r}",
+                    fix=f"{hint}`%config RLM` lists every setting with its help",
+                )
+            try:
+                setattr(clone, key, value)
+            except Exception as exc:  # traitlets raises TraitError and friends; say it in our words
+                raise ConfigError(
+                    f"Setting RLM.{key} cannot be {value!r}: {exc}",
+                    fix="`%config RLM` shows the type and allowed values of every setting",
+                    setting=f"RLM.{key}",
+                ) from exc
+        return clone
+
+    def public_dict(self) -> dict[str, Any]:
+        """Every setting, safe to record: no secrets, URLs without credentials."""
+        values = {name: getattr(self, name) for name in setting_names()}
+        values["base_url"] = redact_url(values["base_url"])
+        return values
+
+
+def setting_names() -> list[str]:
+    return sorted(RLM.class_trait_names(config=True))
+
+
+# The public name; the class itself is called RLM because traitlets and %config key their
+# configuration sections on the class name, and "RLM" is what users type.
+RLMConfig = RLM

@@ -1,0 +1,113 @@
+"""Events a session emits; front ends (panels, progress line, cells driver) are built on these alone.
+
+Events from child RLMs are delivered to the root's listeners too: ``session_id``, ``depth`` and
+``parent_call`` say where in the tree they happened, so a front end can nest them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+StateName = Literal["idle", "running", "paused", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class Event:
+    session_id: str
+    depth: int
+
+
+@dataclass(frozen=True)
+class StateChanged(Event):
+    old: StateName
+    new: StateName
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class IterationStarted(Event):
+    iteration: int
+
+
+@dataclass(frozen=True)
+class ResponseDelta(Event):
+    """A piece of the root model's response while it streams (RLM.stream)."""
+
+    iteration: int
+    text: str
+
+
+@dataclass(frozen=True)
+class CodeReady(Event):
+    iteration: int
+    response: str
+    blocks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IterationFinished(Event):
+    iteration: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SubcallStarted(Event):
+    call_id: str
+    kind: str
+    model: str
+    prompt: str
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class SubcallFinished(Event):
+    call_id: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Finished(Event):
+    answer: str | None
+    reason: str
+    message: str
+
+
+Listener = Callable[[Event], None]
+
+
+class Emitter:
+    """Thread-safe fan-out of events to listeners; a listener that raises is reported, not fatal."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self.listener_errors: list[BaseException] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    @property
+    def active(self) -> bool:
+        return bool(self._listeners)
+
+    def emit(self, event: Event) -> None:
+        if not self._listeners:
+            return
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception as exc:  # a broken display must never break the session
+                self.listener_errors.append(exc)

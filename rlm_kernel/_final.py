@@ -1,0 +1,78 @@
+"""Termination: how a final answer is submitted, and only from executed code.
+
+``FINAL(value)``, ``FINAL_VAR("name")`` and ``answer["ready"] = True`` all land in one ``FinalSlot``. The
+session decides afterwards whether the submission stands (``_session`` refuses one made before the model
+could have seen its code's output).
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Submission:
+    value: str
+    source: str  # "FINAL", "FINAL_VAR", "answer" or "prose"
+
+
+class FinalSlot:
+    def __init__(self) -> None:
+        self.submission: Submission | None = None
+
+    def submit(self, value: object, source: str) -> None:
+        self.submission = Submission(value if isinstance(value, str) else str(value), source)
+
+    def clear(self) -> None:
+        self.submission = None
+
+
+def new_answer() -> dict[str, Any]:
+    return {"content": "", "ready": False}
+
+
+def make_final(slot: FinalSlot) -> Any:
+    def FINAL(value: object) -> str:
+        """Submit ``value`` as the final answer."""
+        slot.submit(value, "FINAL")
+        return "Final answer submitted."
+
+    return FINAL
+
+
+def make_final_var(slot: FinalSlot, namespace: MutableMapping[str, Any]) -> Any:
+    def FINAL_VAR(name: object) -> str:
+        """Submit the variable called ``name`` (a string) as the final answer."""
+        return submit_variable(slot, namespace, name, "FINAL_VAR")
+
+    return FINAL_VAR
+
+
+def submit_variable(
+    slot: FinalSlot, namespace: MutableMapping[str, Any], name: object, source: str
+) -> str:
+    if not isinstance(name, str):
+        # Models often pass the value itself; accept it rather than waste a turn.
+        slot.submit(name, source)
+        return "Final answer submitted."
+    key = name.strip().strip("'\"")
+    if key not in namespace:
+        message = (
+            f"Variable {key!r} not found, so nothing was submitted. Create it in a step first, "
+            "then call FINAL_VAR with its name."
+        )
+        print(message)
+        return message
+    slot.submit(namespace[key], source)
+    return "Final answer submitted."
+
+
+def answer_submission(namespace: MutableMapping[str, Any]) -> Submission | None:
+    """The ``answer`` dict's submission, even when the code rebound ``answer`` to a plain dict."""
+    answer = namespace.get("answer")
+    if isinstance(answer, dict) and answer.get("ready"):
+        content = answer.get("content", "")
+        return Submission(content if isinstance(content, str) else str(content), "answer")
+    return None

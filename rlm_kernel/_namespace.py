@@ -1,0 +1,139 @@
+"""The names an RLM's code can use, bound into its namespace and kept there.
+
+Small models overwrite helpers (``def FINAL(x): return x``) or rebind ``P``; after every block the
+originals are put back and the model is told, so the next step still works.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ConfigError
+from ._final import FinalSlot, make_final, make_final_var, new_answer
+from ._prompts import ToolSpec
+
+if TYPE_CHECKING:
+    from ._subcalls import SubcallEngine
+
+RESERVED = (
+    "P",
+    "llm_query",
+    "llm_batch",
+    "llm_query_batched",
+    "rlm_query",
+    "FINAL",
+    "FINAL_VAR",
+    "answer",
+    "SHOW_VARS",
+)
+
+# IPython's own names in a kernel's user_ns: never listed by SHOW_VARS.
+_HIDDEN = frozenset({"In", "Out", "exit", "quit", "get_ipython", "__builtins__", "__builtin__"})
+
+
+def tool_spec(name: str, fn: Callable[..., Any]) -> ToolSpec:
+    try:
+        signature = str(inspect.signature(fn, eval_str=True))
+    except Exception:  # unresolvable string annotations: show them as written
+        try:
+            signature = str(inspect.signature(fn))
+        except (TypeError, ValueError):
+            signature = "(...)"
+    doc = inspect.getdoc(fn) or ""
+    return ToolSpec(name=name, signature=signature, doc=" ".join(doc.split("\n\n")[0].split()))
+
+
+def normalize_tools(
+    tools: Mapping[str, Callable[..., Any]] | list[Callable[..., Any]] | None,
+) -> dict[str, Callable[..., Any]]:
+    if tools is None:
+        return {}
+    named = dict(tools) if isinstance(tools, Mapping) else {fn.__name__: fn for fn in tools}
+    for name, fn in named.items():
+        if name in RESERVED:
+            raise ConfigError(
+                f"A tool cannot be called {name!r}: that name is one of the RLM helpers",
+                fix=f"Rename the tool (helpers: {', '.join(RESERVED)})",
+            )
+        if not callable(fn):
+            raise ConfigError(
+                f"Tool {name!r} is a {type(fn).__name__}, not a function",
+                fix="Pass functions: tools=[search] or tools={'search': search}",
+            )
+    return named
+
+
+class Helpers:
+    def __init__(
+        self,
+        context: object,
+        engine: SubcallEngine,
+        slot: FinalSlot,
+        tools: Mapping[str, Callable[..., Any]],
+    ) -> None:
+        self._slot = slot
+        self._tools = dict(tools)
+        self._initial: frozenset[str] = frozenset()
+        self._namespace: MutableMapping[str, Any] | None = None
+        self._bound: dict[str, Any] = {
+            "P": context,
+            "llm_query": engine.llm_query,
+            "llm_batch": engine.llm_batch,
+            "llm_query_batched": engine.llm_batch,
+            "rlm_query": engine.rlm_query,
+            "FINAL": make_final(slot),
+            "SHOW_VARS": self.show_vars,
+            **self._tools,
+        }
+
+    @property
+    def specs(self) -> list[ToolSpec]:
+        return [tool_spec(name, fn) for name, fn in self._tools.items()]
+
+    def bind(self, namespace: MutableMapping[str, Any]) -> list[str]:
+        """Put the helpers in ``namespace``; returns the names that held other values before."""
+        self._namespace = namespace
+        self._bound["FINAL_VAR"] = make_final_var(self._slot, namespace)
+        clobbered = [
+            name
+            for name, value in self._bound.items()
+            if name in namespace and namespace[name] is not value
+        ]
+        if "answer" in namespace and not _is_answer(namespace["answer"]):
+            clobbered.append("answer")
+        namespace.update(self._bound)
+        namespace["answer"] = new_answer()
+        self._initial = frozenset(namespace)
+        return clobbered
+
+    def restore(self, namespace: MutableMapping[str, Any]) -> list[str]:
+        """Reinstate helpers the code replaced; returns their names."""
+        replaced = [name for name, value in self._bound.items() if namespace.get(name) is not value]
+        for name in replaced:
+            namespace[name] = self._bound[name]
+        if not isinstance(namespace.get("answer"), dict):
+            namespace["answer"] = new_answer()
+            replaced.append("answer")
+        return replaced
+
+    def reset_answer(self, namespace: MutableMapping[str, Any]) -> None:
+        namespace["answer"] = new_answer()
+
+    def show_vars(self) -> str:
+        """List the variables made during this session, with their types."""
+        ns = self._namespace or {}
+        names = [
+            n for n in ns if n not in self._initial and not n.startswith("_") and n not in _HIDDEN
+        ]
+        if not names:
+            text = "No variables yet."
+        else:
+            text = "Variables: " + ", ".join(f"{n} ({type(ns[n]).__name__})" for n in sorted(names))
+        print(text)
+        return text
+
+
+def _is_answer(value: object) -> bool:
+    return isinstance(value, dict) and set(value) == {"content", "ready"}

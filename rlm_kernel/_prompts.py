@@ -1,0 +1,201 @@
+"""What the root model reads: the system prompt, the context metadata, per-turn messages, and how its
+code is pulled out of a response.
+
+The root prompt never contains the context itself, only its metadata, so its size does not grow with
+the context. The question is restated every turn with the turn budget: small models drift without it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ._context import ContextInfo
+
+_FENCE = re.compile(r"```(?:repl|python|py)[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)
+_PROSE_FINAL = re.compile(r"^\s*(FINAL_VAR|FINAL)\((.*)\)\s*$", re.MULTILINE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A user-supplied function the model may call: listed to it by signature and docstring."""
+
+    name: str
+    signature: str
+    doc: str
+
+
+SYSTEM_PROMPT = """\
+You are the root of a Recursive Language Model. You answer a question about a context that is far too \
+large to read directly. The context is stored in the variable `P` inside a persistent Python REPL. You \
+never see `P` itself: you see facts about it, and you write Python code to inspect it, split it, search \
+it and delegate reading of its pieces to sub-models.
+
+Write code in fenced blocks tagged repl:
+```repl
+print(len(P), P[:500])
+```
+Every block in your response runs, in order, as one step; then you see what it printed. Variables, \
+functions and imports persist between steps. Only printed output (and the value of a last bare \
+expression) comes back to you, cut to about {max_output_chars} characters, so print summaries and \
+small slices, not whole documents.
+
+Available in the REPL:
+- `P`: the context ({context_type}).
+- `llm_query(prompt, model=None) -> str`: ask a sub-model one question. It cannot see `P` or this \
+conversation, only the prompt you give it, so put the text it must read into the prompt. It reads about \
+{subcall_chars} characters comfortably.
+- `llm_batch(prompts, model=None) -> list[str]`: ask many independent questions in parallel; answers \
+come back in order. Prefer a few large prompts per batch over thousands of tiny ones.
+- `rlm_query(prompt, context=None) -> str`: {rlm_query_doc}
+- `SHOW_VARS()`: list the variables you have made.
+- `FINAL(value)`: submit `value` as the final answer.
+- `FINAL_VAR("name")`: submit the variable `name` as the final answer.
+- `answer`: a dict; set `answer["content"] = ...` then `answer["ready"] = True` to submit.{tools}
+
+How to work:
+1. Look first: the size, structure and a few samples of `P`.
+2. Decide a strategy: search with code (`re`, `str.find`), chunk `P` and use `llm_batch` on the chunks, \
+keep intermediate results in variables, combine them with further sub-calls.
+3. Submit only from code, after you have seen the output that supports the answer. Never submit in \
+the same response as code whose output you have not seen yet, and never submit a placeholder.
+"""
+
+_RLM_QUERY_DOC = {
+    True: "start a child RLM with its own REPL on `context` (default: the prompt itself); "
+    "it answers `prompt` the way you answer yours. Use it for sub-problems that need code.",
+    False: "like llm_query here (recursion depth is limited).",
+}
+
+
+def system_prompt(
+    info: ContextInfo,
+    *,
+    max_output_chars: int,
+    recursive: bool,
+    tools: Sequence[ToolSpec] = (),
+    subcall_chars: int = 100_000,
+) -> str:
+    tool_lines = "".join(
+        f"\n- `{t.name}{t.signature}`: {t.doc or '(no description)'}" for t in tools
+    )
+    return SYSTEM_PROMPT.format(
+        max_output_chars=f"{max_output_chars:,}",
+        context_type=_describe_type(info),
+        subcall_chars=f"{subcall_chars:,}",
+        rlm_query_doc=_RLM_QUERY_DOC[recursive],
+        tools=tool_lines,
+    )
+
+
+def _describe_type(info: ContextInfo) -> str:
+    if info.type == "str":
+        return "a str"
+    noun = "documents" if info.type in ("Documents", "dict") else "items"
+    return f"a {info.type} of {info.docs:,} {noun}"
+
+
+def metadata_message(question: str, info: ContextInfo, *, max_iterations: int) -> str:
+    lines = [
+        f"Question: {question}",
+        "",
+        f"Your context `P` is {_describe_type(info)} with {info.chars:,} characters in total.",
+    ]
+    if info.docs > 1 or info.type != "str":
+        shown = ", ".join(
+            f"{name!r}: {n:,}" if name else f"{n:,}"
+            for name, n in zip(_padded(info.names, len(info.lengths)), info.lengths, strict=True)
+        )
+        more = (
+            f", … and {info.docs - len(info.lengths):,} more"
+            if info.docs > len(info.lengths)
+            else ""
+        )
+        lines.append(f"Document lengths (chars): [{shown}{more}]")
+    if info.prefix:
+        lines.append(f"It begins: {info.prefix!r}")
+    lines += ["", _turn_line(question, 1, max_iterations, first=True)]
+    return "\n".join(lines)
+
+
+def _padded(names: Sequence[str], n: int) -> list[str]:
+    return list(names[:n]) + [""] * (n - len(names))
+
+
+def _turn_line(question: str, turn: int, max_iterations: int, *, first: bool = False) -> str:
+    left = max_iterations - turn + 1
+    if first:
+        return (
+            f"Turn 1/{max_iterations}. You have not looked at `P` yet: start by exploring it with "
+            "code. Do not answer yet."
+        )
+    return (
+        f"Turn {turn}/{max_iterations} ({left} left). Question: {question}\n"
+        "Continue with code, or submit the answer once the output above supports it."
+    )
+
+
+def observation_message(
+    output: str, *, question: str, turn: int, max_iterations: int, notes: Sequence[str] = ()
+) -> str:
+    parts = [f"REPL output:\n{output}" if output else "REPL output: (nothing was printed)"]
+    parts += [f"Note: {note}" for note in notes]
+    parts.append(_turn_line(question, turn, max_iterations))
+    return "\n\n".join(parts)
+
+
+NO_CODE_NOTE = (
+    "Your response contained no ```repl code block, so nothing ran. Write code in a ```repl block, "
+    "or submit with FINAL(...) once you have seen output that supports the answer."
+)
+
+BEST_ANSWER_PROMPT = (
+    "You cannot run more code: {reason}. Based on everything you have seen so far, give your best "
+    "final answer to the question now, as plain text without code. Question: {question}"
+)
+
+
+BASELINE_SYSTEM = "Answer the question using the context. Be concise and specific."
+
+
+def context_text(context: object) -> str:
+    """The whole context as text, for baseline mode (the only place the context enters a prompt)."""
+    if isinstance(context, str):
+        return context
+    if isinstance(context, dict):
+        return "\n\n".join(f"=== {key} ===\n{_as_text(value)}" for key, value in context.items())
+    if isinstance(context, list):
+        return "\n\n".join(f"=== [{i}] ===\n{_as_text(value)}" for i, value in enumerate(context))
+    return _as_text(context)
+
+
+def _as_text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def extract_code(response: str) -> list[str]:
+    """All ```repl / ```python blocks of a response, in order, stripped."""
+    return [block.strip() for block in _FENCE.findall(response) if block.strip()]
+
+
+def prose_final(response: str) -> tuple[str, str] | None:
+    """A paper-style ``FINAL(answer)`` / ``FINAL_VAR(name)`` line in a response without code."""
+    match = _PROSE_FINAL.search(response)
+    if match is None:
+        return None
+    kind, argument = match.group(1), match.group(2).strip()
+    if len(argument) >= 2 and argument[0] == argument[-1] and argument[0] in "'\"":
+        argument = argument[1:-1]
+    return kind, argument
+
+
+def truncate(text: str, limit: int) -> str:
+    """Keep the head and the tail of ``text`` around a marker that says how much was cut."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n… [{cut:,} characters cut; print smaller slices] …\n{text[-tail:]}"

@@ -1,0 +1,741 @@
+"""The RLM loop as a state machine, independent of any front end.
+
+States: ``idle`` → ``running`` ⇄ ``paused`` → ``done`` | ``failed``. Front ends drive a session with
+``propose()`` (ask the root model for the next step), ``execute(code)`` (run it, possibly edited by a
+person), ``step()`` (both), ``run()`` (until finished or paused), ``pause()``, ``stop()`` and
+``rewind(n)``, and observe it through events (``subscribe``). The blocking drivers (API, CLI, inline
+notebook) call ``run()``; the cells driver calls ``propose``/``execute`` from successive cells.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ._config import RLM
+from ._context import ContextInfo, describe_context, load_context
+from ._errors import ModelError, RLMError, SessionStateError
+from ._events import (
+    CodeReady,
+    Emitter,
+    Event,
+    Finished,
+    IterationFinished,
+    IterationStarted,
+    Listener,
+    ResponseDelta,
+    StateChanged,
+    StateName,
+)
+from ._final import FinalSlot, Submission, answer_submission, submit_variable
+from ._namespace import Helpers, normalize_tools
+from ._prompts import (
+    BASELINE_SYSTEM,
+    BEST_ANSWER_PROMPT,
+    NO_CODE_NOTE,
+    context_text,
+    extract_code,
+    metadata_message,
+    observation_message,
+    prose_final,
+    system_prompt,
+    truncate,
+)
+from ._secrets import Redactor
+from ._subcalls import Budget, SubcallCache, SubcallEngine
+from ._trajectory import SCHEMA_VERSION, Trajectory, TrajectoryWriter
+from ._version import __version__
+from .executors import ExecResult, Executor, NamespaceExecutor
+from .models import Completion, Message, ModelClient, OpenAIClient, Usage, UsageSummary, request_key
+
+Tools = Mapping[str, Callable[..., Any]] | list[Callable[..., Any]] | None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The root model's next step, not yet executed."""
+
+    iteration: int
+    response: str
+    blocks: tuple[str, ...]
+    completion: Completion | None
+    request_key: str | None
+
+    @property
+    def code(self) -> str:
+        return "\n\n".join(self.blocks)
+
+
+@dataclass
+class Result:
+    answer: str | None
+    reason: str
+    message: str
+    trajectory: Trajectory
+    usage: UsageSummary
+    error: RLMError | None = None
+    path: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "final"
+
+
+@dataclass
+class _Shared:
+    """What a root session shares with its children."""
+
+    config: RLM
+    client: ModelClient
+    sub_client: ModelClient
+    budget: Budget
+    cache: SubcallCache
+    emitter: Emitter
+    redactor: Redactor
+
+
+class Session:
+    def __init__(
+        self,
+        question: str,
+        context: object,
+        *,
+        config: RLM | None = None,
+        client: ModelClient | None = None,
+        sub_client: ModelClient | None = None,
+        namespace: MutableMapping[str, Any] | None = None,
+        executor: Executor | None = None,
+        tools: Tools = None,
+        _shared: _Shared | None = None,
+        _depth: int = 0,
+        _parent_call: str | None = None,
+    ) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.question = question
+        self.depth = _depth
+        if _shared is None:
+            cfg = config or RLM()
+            root = client or OpenAIClient(cfg)
+            _shared = _Shared(
+                config=cfg,
+                client=root,
+                sub_client=sub_client or root,
+                budget=Budget(cfg),
+                cache=SubcallCache(cfg.cache, cfg.resolved_cache_dir()),
+                emitter=Emitter(),
+                redactor=Redactor([cfg.resolve_api_key()]),
+            )
+        self._shared = _shared
+        self.config = _shared.config
+        self.context = load_context(context)
+        self.context_info: ContextInfo = describe_context(self.context)
+        self.state: StateName = "idle"
+        self.answer: str | None = None
+        self.reason = ""
+        self.message = ""
+        self.error: RLMError | None = None
+        self._root_usage = UsageSummary()
+        self.trajectory = Trajectory()
+        self._root_model = self.config.model if _depth == 0 else self.config.effective_sub_model()
+        self._slot = FinalSlot()
+        self._pending: Proposal | None = None
+        self._pause = threading.Event()
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self._engine = SubcallEngine(
+            session_id=self.id,
+            depth=_depth,
+            config=self.config,
+            client=_shared.sub_client,
+            budget=_shared.budget,
+            cache=_shared.cache,
+            emitter=_shared.emitter,
+            redactor=_shared.redactor,
+            child_runner=self._run_child,
+        )
+        self._helpers = Helpers(self.context, self._engine, self._slot, normalize_tools(tools))
+        self.executor: Executor = executor or NamespaceExecutor(namespace)
+        self.clobbered = self._helpers.bind(self.executor.namespace)
+        self._preamble: list[Message] = [
+            {"role": "system", "content": self._system_prompt()},
+            {
+                "role": "user",
+                "content": metadata_message(
+                    question, self.context_info, max_iterations=self.config.max_iterations
+                ),
+            },
+        ]
+        self._turns: list[tuple[Message, Message]] = []
+        self._compacted_at = 0
+        self._writer: TrajectoryWriter | None = None
+        if self.config.autosave and _depth == 0:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            path = self.config.resolved_trajectory_dir() / f"{stamp}-{self.id}.jsonl"
+            self._writer = TrajectoryWriter(path, _shared.redactor)
+        self._record(self._session_record(_parent_call))
+
+    # --- public surface --------------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        """Where the trajectory is autosaved (None for children and when autosave is off)."""
+        return self._writer.path if self._writer else None
+
+    @property
+    def iteration(self) -> int:
+        """The number of iterations that stand."""
+        return len(self._turns) + self._compacted_at
+
+    @property
+    def pending(self) -> Proposal | None:
+        return self._pending
+
+    @property
+    def messages(self) -> list[Message]:
+        """What the root model is sent next."""
+        return [*self._preamble, *(m for turn in self._turns for m in turn)]
+
+    @property
+    def subcalls_in_flight(self) -> int:
+        return self._engine.in_flight
+
+    @property
+    def usage(self) -> UsageSummary:
+        """Root calls, sub-calls and children's usage, by model."""
+        summary = UsageSummary()
+        summary.merge(self._root_usage)
+        summary.merge(self._engine.usage)
+        return summary
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event)`` for every event of this session and its children."""
+        return self._shared.emitter.subscribe(listener)
+
+    def propose(self) -> Proposal:
+        """Ask the root model for the next step (or return the one already waiting)."""
+        self._require("idle", "paused", "running")
+        if self._pending is not None:
+            return self._pending
+        n = self.iteration + 1
+        self._emit(IterationStarted(self.id, self.depth, n))
+        if self.config.compaction:
+            self._maybe_compact()
+        messages = self.messages
+        on_delta = None
+        if self.config.stream and self._shared.emitter.active:
+
+            def on_delta(text: str) -> None:
+                self._emit(ResponseDelta(self.id, self.depth, n, text))
+
+        completion = self._root_call(messages, on_delta)
+        blocks = tuple(extract_code(completion.text))
+        self._pending = Proposal(
+            n, completion.text, blocks, completion, request_key(completion.model, messages)
+        )
+        self._emit(CodeReady(self.id, self.depth, n, completion.text, blocks))
+        return self._pending
+
+    def execute(self, code: str | None = None) -> dict[str, Any]:
+        """Run the pending step; ``code`` replaces the model's code (a person's edit)."""
+        self._require("idle", "paused", "running")
+        proposal = self._pending or self.propose()
+        edited = code is not None and code.strip() != proposal.code.strip()
+        blocks = (code,) if code is not None and edited else proposal.blocks
+        self._engine.iteration = proposal.iteration
+        self._slot.clear()
+        started = time.perf_counter()
+        results, notes, submission = self._run_blocks(blocks, proposal, edited)
+        if any(r.interrupted for r in results):
+            self._engine.take_records()
+            self._set_state("paused", "interrupted")
+            self.message = (
+                f"Iteration {proposal.iteration} was interrupted; nothing of it was recorded. "
+                "`%rlm resume` runs it again, `%rlm edit` lets you change it first."
+            )
+            return {"type": "interrupted", "iteration": proposal.iteration}
+        record = self._commit(proposal, blocks, edited, results, notes, submission, started)
+        self._pending = None
+        if submission is not None:
+            self._finish(submission.value, "final", f"Answered by {submission.source}")
+        else:
+            self._check_limits()
+        if self.state == "idle":
+            # Stepped by hand rather than by run(): wait for the next step.
+            self._set_state("paused", "stepped")
+        return record
+
+    def step(self) -> dict[str, Any]:
+        """One iteration: propose, then execute the model's code."""
+        self._require("idle", "paused", "running")
+        self.propose()
+        return self.execute()
+
+    def run(self) -> Result:
+        """Iterate until the session finishes, is paused, or fails; model errors pause it."""
+        self._require("idle", "paused", "running")
+        self._pause.clear()
+        self._set_state("running")
+        try:
+            if self._use_baseline():
+                self._baseline()
+            while self.state == "running":
+                if self._stop.is_set():
+                    self._finish(None, "stopped", "Stopped on request")
+                elif self._pause.is_set():
+                    self._pause.clear()
+                    self._set_state("paused", "paused on request")
+                else:
+                    self.step()
+        except ModelError as exc:
+            self._fail_soft(exc)
+        except KeyboardInterrupt:
+            self._set_state("paused", "interrupted")
+            self.message = "Interrupted; `%rlm resume` continues from here."
+        return self.result()
+
+    def pause(self) -> None:
+        """Pause at the next safe point (between model call and execution, or between steps)."""
+        if self.state == "running":
+            self._pause.set()
+        elif self.state == "idle":
+            self._set_state("paused", "paused on request")
+
+    def stop(self) -> None:
+        """End the session at the next safe point, without an answer."""
+        if self.state == "running":
+            self._stop.set()
+        elif self.state in ("idle", "paused"):
+            self._finish(None, "stopped", "Stopped on request")
+
+    def rewind(self, n: int) -> Proposal:
+        """Go back so that iteration ``n`` runs again; returns its original proposal, now pending."""
+        self._require("idle", "paused", "running", "done")
+        standing = self.trajectory.iterations
+        if not 1 <= n <= len(standing):
+            raise SessionStateError(
+                f"Cannot rewind to iteration {n}: this session has iterations 1–{len(standing)}",
+                fix="Pick an iteration that exists (`%rlm status` lists them)",
+            )
+        if n <= self._compacted_at:
+            raise SessionStateError(
+                f"Cannot rewind to iteration {n}: the history before iteration "
+                f"{self._compacted_at + 1} was compacted",
+                fix="Rewind to a later iteration, or turn RLM.compaction off for sessions you edit",
+            )
+        target = standing[n - 1]
+        self._turns = self._turns[: n - 1 - self._compacted_at]
+        self._record({"type": "rewind", "to_iteration": n, "at": _now()})
+        self._pending = Proposal(
+            n,
+            target["response"],
+            tuple(target["blocks"]),
+            None,
+            target["model_call"]["request_key"],
+        )
+        self.answer, self.reason, self.message, self.error = None, "", "", None
+        self._slot.clear()
+        self._helpers.reset_answer(self.executor.namespace)
+        self._stop.clear()
+        if self.state != "paused":
+            self._set_state("paused", f"rewound to iteration {n}")
+        return self._pending
+
+    def result(self) -> Result:
+        return Result(
+            answer=self.answer,
+            reason=self.reason or self.state,
+            message=self.message,
+            trajectory=self.trajectory,
+            usage=self.usage,
+            error=self.error,
+            path=self.path,
+        )
+
+    # --- iteration internals ---------------------------------------------------------------------------
+    def _run_blocks(
+        self, blocks: tuple[str, ...], proposal: Proposal, edited: bool
+    ) -> tuple[list[ExecResult], list[str], Submission | None]:
+        ns = self.executor.namespace
+        results: list[ExecResult] = []
+        notes: list[str] = []
+        submission: Submission | None = None
+        seen_output = False
+        for index, block in enumerate(blocks):
+            result = self.executor.run(
+                block,
+                label=f"{self.id} step {proposal.iteration}.{index + 1}",
+                timeout=self.config.iteration_timeout,
+            )
+            self._scrub(result)
+            results.append(result)
+            if result.interrupted:
+                return results, notes, None
+            replaced = self._helpers.restore(ns)
+            if replaced:
+                notes.append(
+                    f"{', '.join(replaced)} {'is a' if len(replaced) == 1 else 'are'} reserved "
+                    "helper name(s); the original was put back. Use other names for your variables."
+                )
+            got = self._slot.submission or answer_submission(ns)
+            if got is not None and submission is None:
+                refusal = None if edited else self._refusal(proposal.iteration, index, seen_output)
+                if refusal:
+                    notes.append(refusal)
+                    self._slot.clear()
+                    self._helpers.reset_answer(ns)
+                else:
+                    submission = got
+            seen_output = seen_output or bool(result.stdout or result.value or result.error)
+            if result.error and index + 1 < len(blocks):
+                notes.append(
+                    f"Block {index + 1} raised an error, so the {len(blocks) - index - 1} block(s) after it did not run."
+                )
+                break
+        if not blocks:
+            submission = self._prose_submission(proposal, notes)
+        elif not edited and self._same_as_previous(blocks):
+            notes.append(
+                "This is the same code as your previous step, so its output is the same. Try a different step, or submit the answer."
+            )
+        return results, notes, submission
+
+    def _refusal(self, iteration: int, block: int, seen_output: bool) -> str | None:
+        if not self.config.refuse_early_final:
+            return None
+        if iteration == 1:
+            return (
+                "A final answer in the first step, before you have seen any output, is not accepted "
+                "(RLM.refuse_early_final). Look at the output first, then submit."
+            )
+        if block > 0 and seen_output:
+            return (
+                f"You submitted in block {block + 1}, after earlier blocks of the same response printed "
+                "output you had not seen yet, so the submission was not accepted. Read the output above; "
+                "if it supports your answer, submit it again."
+            )
+        return None
+
+    def _prose_submission(self, proposal: Proposal, notes: list[str]) -> Submission | None:
+        found = prose_final(proposal.response)
+        if found is None:
+            notes.append(NO_CODE_NOTE)
+            return None
+        refusal = self._refusal(proposal.iteration, 0, False)
+        if refusal:
+            notes.append(refusal)
+            return None
+        kind, argument = found
+        if kind == "FINAL":
+            return Submission(argument, "prose")
+        message = submit_variable(self._slot, self.executor.namespace, argument, "prose")
+        if self._slot.submission is None:
+            notes.append(message)
+        return self._slot.submission
+
+    def _same_as_previous(self, blocks: tuple[str, ...]) -> bool:
+        standing = self.trajectory.iterations
+        return bool(standing) and tuple(standing[-1]["blocks"]) == blocks
+
+    def _commit(
+        self,
+        proposal: Proposal,
+        blocks: tuple[str, ...],
+        edited: bool,
+        results: list[ExecResult],
+        notes: list[str],
+        submission: Submission | None,
+        started: float,
+    ) -> dict[str, Any]:
+        output = truncate(_render_output(results, len(blocks)), self.config.max_output_chars)
+        if edited:
+            notes.insert(
+                0,
+                "A person edited your code for this step before it ran; the code above is what ran.",
+            )
+        observation = observation_message(
+            output,
+            question=self.question,
+            turn=proposal.iteration + 1,
+            max_iterations=self.config.max_iterations,
+            notes=notes,
+        )
+        executed = "\n\n".join(blocks)
+        assistant = proposal.response if not edited else f"```repl\n{executed}\n```"
+        self._turns.append(
+            ({"role": "assistant", "content": assistant}, {"role": "user", "content": observation})
+        )
+        completion = proposal.completion
+        record: dict[str, Any] = {
+            "type": "iteration",
+            "iteration": proposal.iteration,
+            "started": _now(),
+            "duration": time.perf_counter() - started + (completion.latency if completion else 0.0),
+            "model_call": {
+                "model": completion.model if completion else self._root_model,
+                "request_key": proposal.request_key,
+                "usage": (completion.usage if completion else Usage()).to_dict(),
+                "latency": completion.latency if completion else 0.0,
+                "finish_reason": completion.finish_reason if completion else None,
+                "cached": completion.cached if completion else False,
+            },
+            "response": proposal.response,
+            "blocks": list(proposal.blocks),
+            "code": executed,
+            "edited_by_user": edited,
+            "diff": _diff(proposal.code, executed) if edited else None,
+            "results": [r.to_dict() for r in results],
+            "output": output,
+            "notes": notes,
+            "observation": observation,
+            "subcalls": self._engine.take_records(),
+            "final": None
+            if submission is None
+            else {"value": submission.value, "source": submission.source},
+        }
+        self._record(record)
+        self._emit(IterationFinished(self.id, self.depth, proposal.iteration, record))
+        return record
+
+    # --- model calls, limits, finishing -------------------------------------------------------------------
+    def _root_call(
+        self, messages: list[Message], on_delta: Callable[[str], None] | None = None
+    ) -> Completion:
+        completion = self._shared.client.complete(
+            messages, model=self._root_model, on_delta=on_delta
+        )
+        self._root_usage.add(completion.model, completion.usage)
+        self._shared.budget.charge(completion.usage)
+        return completion
+
+    def _check_limits(self) -> None:
+        exceeded = self._shared.budget.exceeded()
+        if exceeded is None and self.iteration >= self.config.max_iterations:
+            exceeded = (
+                "max_iterations",
+                f"{self.iteration} iterations done, RLM.max_iterations = {self.config.max_iterations}",
+            )
+        if exceeded is not None:
+            self._best_answer(*exceeded)
+
+    def _best_answer(self, reason: str, why: str) -> None:
+        ask: Message = {
+            "role": "user",
+            "content": BEST_ANSWER_PROMPT.format(reason=why, question=self.question),
+        }
+        messages = [*self.messages, ask]
+        try:
+            completion = self._root_call(messages)
+        except ModelError as exc:
+            self.error = exc
+            self._finish(
+                None, reason, f"Limit reached ({why}) and the best-answer call failed: {exc}"
+            )
+            return
+        answer = completion.text.strip()
+        found = prose_final(answer)
+        if found is not None and found[0] == "FINAL":
+            answer = found[1]
+        forced = {
+            "response": completion.text,
+            "model_call": {
+                "model": completion.model,
+                "usage": completion.usage.to_dict(),
+                "latency": completion.latency,
+                "request_key": request_key(completion.model, messages),
+            },
+        }
+        self._finish(
+            answer, reason, f"Limit reached: {why}. The answer is the model's best guess.", forced
+        )
+
+    def _finish(
+        self, answer: str | None, reason: str, message: str, forced: dict[str, Any] | None = None
+    ) -> None:
+        self.answer, self.reason, self.message = answer, reason, message
+        self._pending = None
+        self._record(
+            {
+                "type": "final",
+                "answer": answer,
+                "reason": reason,
+                "message": message,
+                "forced": forced,
+                "usage": self.usage.to_dict(),
+                "duration": time.monotonic() - self._started,
+                "finished": _now(),
+                "error": self.error.to_dict() if self.error else None,
+            }
+        )
+        self._set_state("done", reason)
+        self._emit(Finished(self.id, self.depth, answer, reason, message))
+        if self._writer is not None:
+            self._writer.close()
+
+    def _fail_soft(self, exc: RLMError) -> None:
+        """A model error pauses the session: fix the setting, then resume."""
+        self.error = exc
+        self.message = str(exc)
+        self._set_state("paused", type(exc).__name__)
+
+    def _use_baseline(self) -> bool:
+        mode = self.config.mode
+        small = self.context_info.chars < self.config.baseline_threshold
+        return self.depth == 0 and (mode == "baseline" or (mode == "auto" and small))
+
+    def _baseline(self) -> None:
+        """One direct call with the whole context in the prompt (mode 'baseline', or 'auto' when small)."""
+        messages: list[Message] = [
+            {"role": "system", "content": BASELINE_SYSTEM},
+            {
+                "role": "user",
+                "content": f"Context:\n{context_text(self.context)}\n\nQuestion: {self.question}",
+            },
+        ]
+        completion = self._root_call(messages)
+        forced = {
+            "response": completion.text,
+            "model_call": {
+                "model": completion.model,
+                "usage": completion.usage.to_dict(),
+                "latency": completion.latency,
+                "request_key": request_key(completion.model, messages),
+            },
+        }
+        why = f"mode {self.config.mode!r}: one direct call with the whole context"
+        self._finish(completion.text.strip(), "baseline", why.capitalize(), forced)
+
+    def _maybe_compact(self) -> None:
+        chars = sum(len(m["content"]) for m in self.messages)
+        if (
+            chars / 4 < self.config.compaction_threshold * self.config.context_window
+            or not self._turns
+        ):
+            return
+        ask: Message = {
+            "role": "user",
+            "content": "Summarise your progress so far in 1-3 paragraphs: what you found, which variables "
+            "hold intermediate results, and what remains to do. This summary replaces your history.",
+        }
+        completion = self._root_call([*self.messages, ask])
+        after = self.iteration
+        self._compacted_at = after
+        self._preamble = [
+            *self._preamble[:2],
+            {"role": "assistant", "content": completion.text},
+            {
+                "role": "user",
+                "content": f"Your history up to iteration {after} was compacted into the summary above; the REPL still holds every variable (SHOW_VARS() lists them). Continue.",
+            },
+        ]
+        self._turns = []
+        self._record(
+            {
+                "type": "compaction",
+                "after_iteration": after,
+                "summary": completion.text,
+                "usage": completion.usage.to_dict(),
+            }
+        )
+
+    def _run_child(
+        self, prompt: str, context: object, call_id: str
+    ) -> tuple[str, dict[str, Any], UsageSummary]:
+        child = Session(
+            prompt, context, _shared=self._shared, _depth=self.depth + 1, _parent_call=call_id
+        )
+        result = child.run()
+        if result.answer is None:
+            answer = (
+                f"Error: the child RLM ended without an answer ({result.reason}: {result.message})"
+            )
+        else:
+            answer = result.answer
+        return answer, child.trajectory.to_dict(), child.usage
+
+    # --- plumbing ---------------------------------------------------------------------------------------
+    def _system_prompt(self) -> str:
+        return system_prompt(
+            self.context_info,
+            max_output_chars=self.config.max_output_chars,
+            recursive=self.depth + 1 < self.config.max_depth,
+            tools=self._helpers.specs,
+        )
+
+    def _session_record(self, parent_call: str | None) -> dict[str, Any]:
+        return {
+            "type": "session",
+            "schema_version": SCHEMA_VERSION,
+            "session_id": self.id,
+            "parent_call": parent_call,
+            "depth": self.depth,
+            "created": _now(),
+            "rlm_kernel_version": __version__,
+            "question": self.question,
+            "context": self.context_info.to_dict(),
+            "config": self.config.public_dict(),
+            "models": {"root": self._root_model, "sub": self.config.effective_sub_model()},
+            "endpoint": self._shared.client.endpoint,
+            "tools": [s.__dict__ for s in self._helpers.specs],
+            "messages": list(self._preamble),
+        }
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self.trajectory.append(record)
+        if self._writer is not None:
+            self._writer.write(record)
+
+    def _scrub(self, result: ExecResult) -> None:
+        scrub = self._shared.redactor.scrub
+        result.stdout, result.stderr = scrub(result.stdout), scrub(result.stderr)
+        if result.error:
+            result.error = scrub(result.error)
+        if result.value:
+            result.value = scrub(result.value)
+
+    def _emit(self, event: Event) -> None:
+        self._shared.emitter.emit(event)
+
+    def _set_state(self, new: StateName, reason: str = "") -> None:
+        old, self.state = self.state, new
+        if old != new:
+            self._emit(StateChanged(self.id, self.depth, old, new, reason))
+
+    def _require(self, *states: StateName) -> None:
+        if self.state not in states:
+            raise SessionStateError(
+                f"The session is {self.state}; this needs it to be {' or '.join(states)}",
+                fix="Start a new session, or `%rlm edit N` / rewind to go back into a finished one",
+            )
+
+
+def _render_output(results: list[ExecResult], blocks: int) -> str:
+    parts: list[str] = []
+    for index, result in enumerate(results):
+        text = result.stdout
+        if result.stderr:
+            text += ("\n" if text and not text.endswith("\n") else "") + result.stderr
+        if result.error:
+            text += ("\n" if text and not text.endswith("\n") else "") + result.error
+        if result.value is not None:
+            text += ("\n" if text and not text.endswith("\n") else "") + f"Out: {result.value}"
+        text = text.rstrip("\n")
+        parts.append(f"[block {index + 1}]\n{text}" if blocks > 1 else text)
+    return "\n\n".join(p for p in parts if p.strip())
+
+
+def _diff(before: str, after: str) -> str:
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(True), after.splitlines(True), "proposed", "executed"
+        )
+    )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,331 @@
+"""Sub-calls made from inside iteration code: ``llm_query``, ``llm_batch`` and ``rlm_query``.
+
+One engine per session. It bounds concurrency, enforces the budgets the whole RLM tree shares, serves
+the optional cache, rolls usage up, records every call for the trajectory and emits an event at its start
+and end. A failing call never raises into the model's code: it comes back as an ``"Error: …"`` string,
+so one bad item cannot kill a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _aio
+from ._errors import RLMError
+from ._events import Emitter, SubcallFinished, SubcallStarted
+from ._secrets import Redactor
+from .models import Completion, Message, ModelClient, Usage, UsageSummary, request_key
+
+if TYPE_CHECKING:
+    from ._config import RLM
+
+
+class Budget:
+    """Limits shared by a root session and all its children."""
+
+    def __init__(self, config: RLM) -> None:
+        self.config = config
+        self.started = time.monotonic()
+        self.tokens = 0
+        self.cost = 0.0
+        self.subcalls = 0
+        self._lock = threading.Lock()
+
+    def charge(self, usage: Usage) -> None:
+        with self._lock:
+            self.tokens += usage.total_tokens
+            self.cost += usage.cost or 0.0
+
+    def take_subcall(self) -> bool:
+        with self._lock:
+            limit = self.config.max_subcalls
+            if limit is not None and self.subcalls >= limit:
+                return False
+            self.subcalls += 1
+            return True
+
+    def exceeded(self) -> tuple[str, str] | None:
+        """The first limit that has been reached, as (reason, sentence naming the setting)."""
+        cfg = self.config
+        if cfg.max_tokens is not None and self.tokens >= cfg.max_tokens:
+            return "max_tokens", f"{self.tokens:,} tokens used, RLM.max_tokens = {cfg.max_tokens:,}"
+        if cfg.max_cost is not None and self.cost >= cfg.max_cost:
+            return "max_cost", f"${self.cost:.4f} spent, RLM.max_cost = ${cfg.max_cost:g}"
+        elapsed = time.monotonic() - self.started
+        if cfg.wall_timeout is not None and elapsed >= cfg.wall_timeout:
+            return (
+                "wall_timeout",
+                f"{elapsed:.0f} s elapsed, RLM.wall_timeout = {cfg.wall_timeout:g} s",
+            )
+        return None
+
+
+class SubcallCache:
+    """Identical sub-calls (model + messages + parameters) answered once."""
+
+    def __init__(self, mode: str, directory: Path) -> None:
+        self._mode = mode
+        self._memory: dict[str, Completion] = {}
+        self._dir = directory
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Completion | None:
+        if self._mode == "off":
+            return None
+        with self._lock:
+            hit = self._memory.get(key)
+        if hit is None and self._mode == "disk":
+            path = self._dir / f"{key}.json"
+            if path.exists():
+                try:
+                    hit = Completion.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                except (OSError, ValueError, KeyError):
+                    return None  # a damaged cache entry is a miss, not an error
+        return hit
+
+    def put(self, key: str, completion: Completion) -> None:
+        if self._mode == "off":
+            return
+        with self._lock:
+            self._memory[key] = completion
+        if self._mode == "disk":
+            self._dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._dir / f"{key}.json.tmp"
+            tmp.write_text(json.dumps(completion.to_dict()), encoding="utf-8")
+            tmp.replace(self._dir / f"{key}.json")
+
+
+ChildRunner = Callable[[str, object, str], tuple[str, dict[str, Any], UsageSummary]]
+
+
+class SubcallEngine:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        depth: int,
+        config: RLM,
+        client: ModelClient,
+        budget: Budget,
+        cache: SubcallCache,
+        emitter: Emitter,
+        redactor: Redactor,
+        child_runner: ChildRunner | None,
+    ) -> None:
+        self.session_id = session_id
+        self.depth = depth
+        self.config = config
+        self.client = client
+        self.budget = budget
+        self.cache = cache
+        self.emitter = emitter
+        self.redactor = redactor
+        self.usage = UsageSummary()
+        self._child_runner = child_runner
+        self._records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._semaphore: asyncio.Semaphore | None = None
+        self._in_flight = 0
+        self.iteration = 0
+
+    # --- bookkeeping --------------------------------------------------------------------------
+    def take_records(self) -> list[dict[str, Any]]:
+        """The calls made since the last take, in call order (batches in prompt order)."""
+        with self._lock:
+            records, self._records = self._records, []
+        records.sort(key=lambda r: r["seq"])
+        return records
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def _new_id(self) -> tuple[str, int]:
+        seq = next(self._ids)
+        return f"{self.session_id}.{self.iteration}.{seq}", seq
+
+    def _text(self, prompt: object) -> str:
+        # A secret the code read from the environment must not travel to a sub-model.
+        return self.redactor.scrub(_as_text(prompt))
+
+    def _model(self, model: str | None) -> str:
+        return model or self.config.effective_sub_model()
+
+    # --- the helpers the model calls ---------------------------------------------------------------
+    def llm_query(self, prompt: object, model: str | None = None) -> str:
+        """Ask a sub-model one question; it sees only ``prompt``. Returns its answer."""
+        return _aio.run_sync(self._one(self._text(prompt), self._model(model), "llm_query", None))
+
+    def llm_batch(self, prompts: Sequence[object], model: str | None = None) -> list[str]:
+        """Ask many independent questions in parallel; answers come back in order."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        texts = [self._text(p) for p in prompts]
+        if not texts:
+            return []
+        return _aio.run_sync(self._batch(texts, self._model(model)))
+
+    def rlm_query(self, prompt: object, context: object = None) -> str:
+        """Start a child RLM on ``context`` (default: the prompt) to answer ``prompt``."""
+        text = self._text(prompt)
+        if self._child_runner is None or self.depth + 1 >= self.config.max_depth:
+            return _aio.run_sync(self._one(text, self._model(None), "rlm_query", None))
+        return self._child(text, context)
+
+    # --- implementation ------------------------------------------------------------------------------
+    async def _batch(self, prompts: list[str], model: str) -> list[str]:
+        batch_id = f"b{next(self._ids)}"
+        size = len(prompts)
+        return list(
+            await asyncio.gather(
+                *(
+                    self._one(p, model, "llm_batch", {"id": batch_id, "index": i, "size": size})
+                    for i, p in enumerate(prompts)
+                )
+            )
+        )
+
+    async def _one(self, prompt: str, model: str, kind: str, batch: dict[str, Any] | None) -> str:
+        call_id, seq = self._new_id()
+        messages: list[Message] = [{"role": "user", "content": prompt}]
+        key = request_key(model, messages)
+        record: dict[str, Any] = {
+            "id": call_id,
+            "seq": seq,
+            "kind": kind,
+            "model": model,
+            "depth": self.depth + 1,
+            "prompt": prompt,
+            "response": "",
+            "error": None,
+            "usage": Usage().to_dict(),
+            "latency": 0.0,
+            "started": time.time(),
+            "cached": False,
+            "request_key": key,
+            "batch": batch,
+            "child": None,
+        }
+        self.emitter.emit(
+            SubcallStarted(
+                self.session_id,
+                self.depth,
+                call_id,
+                kind,
+                model,
+                prompt,
+                (batch or {}).get("size", 1),
+            )
+        )
+        started = time.perf_counter()
+        try:
+            completion = await self._complete(messages, model, key)
+        except RLMError as exc:
+            record["error"] = str(exc)
+            text = f"Error: {exc}"
+        else:
+            record.update(
+                response=completion.text,
+                usage=completion.usage.to_dict(),
+                cached=completion.cached,
+                model=completion.model,
+            )
+            text = completion.text
+        record["latency"] = time.perf_counter() - started
+        with self._lock:
+            self._records.append(record)
+        self.emitter.emit(SubcallFinished(self.session_id, self.depth, call_id, record))
+        return text
+
+    async def _complete(self, messages: list[Message], model: str, key: str) -> Completion:
+        limit = self._limit_error()
+        if limit is not None:
+            raise limit
+        cached = self.cache.get(key)
+        if cached is not None:
+            return Completion(cached.text, cached.model, Usage(), 0.0, cached.finish_reason, True)
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(max(1, self.config.subcall_concurrency))
+        async with self._semaphore:
+            with self._lock:
+                self._in_flight += 1
+            try:
+                completion = await self.client.acomplete(messages, model=model)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+        self.usage.add(completion.model, completion.usage)
+        self.budget.charge(completion.usage)
+        self.cache.put(key, completion)
+        return completion
+
+    def _limit_error(self) -> RLMError | None:
+        if not self.budget.take_subcall():
+            return RLMError(
+                f"Sub-call limit reached (RLM.max_subcalls = {self.config.max_subcalls}); "
+                "no more sub-calls can be made",
+                fix="Answer with what you have",
+                setting="RLM.max_subcalls",
+            )
+        exceeded = self.budget.exceeded()
+        if exceeded is not None:
+            return RLMError(f"Budget exhausted: {exceeded[1]}", fix="Answer with what you have")
+        return None
+
+    def _child(self, prompt: str, context: object) -> str:
+        assert self._child_runner is not None
+        call_id, seq = self._new_id()
+        model = self._model(None)
+        self.emitter.emit(
+            SubcallStarted(self.session_id, self.depth, call_id, "rlm_query", model, prompt, 1)
+        )
+        started = time.perf_counter()
+        record: dict[str, Any] = {
+            "id": call_id,
+            "seq": seq,
+            "kind": "rlm_query",
+            "model": model,
+            "depth": self.depth + 1,
+            "prompt": prompt,
+            "response": "",
+            "error": None,
+            "usage": Usage().to_dict(),
+            "latency": 0.0,
+            "started": time.time(),
+            "cached": False,
+            "request_key": None,
+            "batch": None,
+            "child": None,
+        }
+        if not self.budget.take_subcall():
+            text = f"Error: sub-call limit reached (RLM.max_subcalls = {self.config.max_subcalls})"
+            record["error"] = text
+        else:
+            answer, child, usage = self._child_runner(
+                prompt, prompt if context is None else context, call_id
+            )
+            self.usage.merge(usage)
+            record.update(response=answer, child=child, usage=usage.total.to_dict())
+            text = answer
+        record["latency"] = time.perf_counter() - started
+        with self._lock:
+            self._records.append(record)
+        self.emitter.emit(SubcallFinished(self.session_id, self.depth, call_id, record))
+        return text
+
+
+def _as_text(prompt: object) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    try:
+        return json.dumps(prompt, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(prompt)

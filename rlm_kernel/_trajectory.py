@@ -1,0 +1,183 @@
+"""The trajectory: one versioned record schema, written as it happens and read back.
+
+A trajectory is a list of records, each a JSON object with a ``type``:
+
+- ``session`` (first): ids, question, context fingerprint (type, length, sha256 — never the context
+  itself), settings (never an API key), models, and the system and metadata messages the model saw.
+- ``iteration``: the model call (model, request key, usage, latency), the raw response, the code as
+  proposed and as executed (``edited_by_user`` and a unified diff when a person changed it), each
+  block's stdout/stderr/traceback/value, the observation sent back, notes, the sub-call tree (child
+  RLMs nested as their own trajectories), and the submission if any.
+- ``rewind``: later iterations from ``to_iteration`` on are superseded (a person re-ran an earlier step).
+- ``compaction``: the root history was summarised after ``after_iteration``.
+- ``final`` (last): answer, reason, usage, and the forced best-answer call if a limit ended the run.
+
+Autosave appends each record as one JSONL line and flushes it, so a crash loses at most the iteration
+in flight. ``save``/``load`` round-trip both ``.jsonl`` and ``.json`` (``{"schema_version", "records"}``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from ._errors import TrajectoryError
+from ._secrets import Redactor
+
+SCHEMA_VERSION = 1
+RECORD_TYPES = frozenset({"session", "iteration", "rewind", "compaction", "final"})
+
+
+class Trajectory:
+    def __init__(self, records: list[dict[str, Any]] | None = None) -> None:
+        self.records: list[dict[str, Any]] = records if records is not None else []
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Trajectory) and self.records == other.records
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        question = self.session.get("question", "") if self.records else ""
+        return f"<Trajectory {question[:40]!r}: {len(self.iterations)} iterations>"
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+    @property
+    def session(self) -> dict[str, Any]:
+        if not self.records or self.records[0].get("type") != "session":
+            raise TrajectoryError(
+                "This trajectory has no session record", fix="Load a complete trajectory file"
+            )
+        return self.records[0]
+
+    @property
+    def iterations(self) -> list[dict[str, Any]]:
+        """The iterations that stand, with rewinds applied."""
+        current: list[dict[str, Any]] = []
+        for record in self.records:
+            if record["type"] == "iteration":
+                current.append(record)
+            elif record["type"] == "rewind":
+                current = [r for r in current if r["iteration"] < record["to_iteration"]]
+        return current
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        last = self.records[-1] if self.records else None
+        return last if last is not None and last["type"] == "final" else None
+
+    def subcalls(self) -> Iterator[dict[str, Any]]:
+        """Every sub-call in the tree, children's included, depth first."""
+        for iteration in self.iterations:
+            for call in iteration.get("subcalls", []):
+                yield call
+                if call.get("child"):
+                    yield from Trajectory.from_dict(call["child"]).subcalls()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "records": self.records}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Trajectory:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise TrajectoryError(
+                f"Trajectory schema version {version!r} is not supported (this rlm_kernel reads "
+                f"version {SCHEMA_VERSION})",
+                fix="Open it with the rlm_kernel version that wrote it",
+            )
+        records = list(data.get("records", []))
+        _validate(records, "<dict>")
+        return cls(records)
+
+    def save(self, path: str | Path) -> Path:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.suffix == ".jsonl":
+            with target.open("w", encoding="utf-8") as f:
+                for record in self.records:
+                    f.write(dumps(record) + "\n")
+        else:
+            target.write_text(
+                json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8"
+            )
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trajectory:
+        source = Path(path)
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TrajectoryError(
+                f"Cannot read trajectory {source}: {exc.strerror}", fix="Check the path"
+            ) from exc
+        if source.suffix != ".jsonl":
+            try:
+                return cls.from_dict(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise TrajectoryError(
+                    f"{source} is not valid JSON: {exc}", fix="Check the file"
+                ) from exc
+        records: list[dict[str, Any]] = []
+        lines = text.splitlines()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                if number == len(lines):
+                    break  # the last line was being written when the process died
+                raise TrajectoryError(
+                    f"{source}, line {number}, is not valid JSON: {exc}", fix="Check the file"
+                ) from exc
+        _validate(records, str(source))
+        if records[0].get("schema_version") != SCHEMA_VERSION:
+            raise TrajectoryError(
+                f"{source} has schema version {records[0].get('schema_version')!r}; this rlm_kernel "
+                f"reads version {SCHEMA_VERSION}",
+                fix="Open it with the rlm_kernel version that wrote it",
+            )
+        return cls(records)
+
+
+def _validate(records: list[dict[str, Any]], where: str) -> None:
+    if not records or records[0].get("type") != "session":
+        raise TrajectoryError(f"{where} does not start with a session record", fix="Check the file")
+    for record in records:
+        if record.get("type") not in RECORD_TYPES:
+            raise TrajectoryError(
+                f"{where} holds a record of unknown type {record.get('type')!r}",
+                fix="Open it with the rlm_kernel version that wrote it",
+            )
+
+
+def dumps(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class TrajectoryWriter:
+    """Appends records to a JSONL file, one flushed line each."""
+
+    def __init__(self, path: Path, redactor: Redactor) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._redactor = redactor
+        self._file: IO[str] | None = None
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if self._file is None:
+            # Opened on demand, so a finished session that is rewound keeps appending.
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write(self._redactor.scrub(dumps(record)) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,6 @@
+"""Where iteration code runs."""
+
+from ._base import ExecResult, Executor
+from .namespace import NamespaceExecutor
+
+__all__ = ["ExecResult", "Executor", "NamespaceExecutor"]

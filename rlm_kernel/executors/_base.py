@@ -1,0 +1,36 @@
+"""What an executor is: something that runs one iteration's code and reports what happened."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass, fields
+from typing import Any, Protocol
+
+
+@dataclass
+class ExecResult:
+    stdout: str = ""
+    stderr: str = ""
+    # The formatted traceback of an exception the code raised (only the model's own frames).
+    error: str | None = None
+    error_type: str | None = None
+    # repr() of a trailing bare expression, shown as ``Out: …`` like a notebook cell would.
+    value: str | None = None
+    duration: float = 0.0
+    timed_out: bool = False
+    # A kernel interrupt (KeyboardInterrupt) stopped the code; the session pauses.
+    interrupted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExecResult:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+class Executor(Protocol):
+    @property
+    def namespace(self) -> MutableMapping[str, Any]: ...
+
+    def run(self, code: str, *, label: str, timeout: float | None) -> ExecResult: ...

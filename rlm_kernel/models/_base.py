@@ -1,0 +1,170 @@
+"""The model-client protocol and the value types every client returns.
+
+A client turns a list of chat messages into a ``Completion``. The session and the sub-call engine only
+ever see this protocol, so the OpenAI SDK client, the scripted client (tests) and the replay client
+(recorded sessions) are interchangeable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol, TypedDict, runtime_checkable
+
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+
+@dataclass
+class Usage:
+    """Token and cost accounting for one call, or a sum of calls."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float | None = None
+    calls: int = 0
+    # True when any part of this sum was estimated (chars/4) because the endpoint reported nothing.
+    estimated: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = (
+            None
+            if self.cost is None and other.cost is None
+            else (self.cost or 0.0) + (other.cost or 0.0)
+        )
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            cost=cost,
+            calls=self.calls + other.calls,
+            estimated=self.estimated or other.estimated,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass
+class UsageSummary:
+    """Usage by model name, with totals; what a session reports and rolls up from its children."""
+
+    by_model: dict[str, Usage] = field(default_factory=dict)
+
+    def add(self, model: str, usage: Usage) -> None:
+        self.by_model[model] = self.by_model.get(model, Usage()) + usage
+
+    def merge(self, other: UsageSummary) -> None:
+        for model, usage in other.by_model.items():
+            self.add(model, usage)
+
+    @property
+    def total(self) -> Usage:
+        total = Usage()
+        for usage in self.by_model.values():
+            total = total + usage
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "by_model": {m: u.to_dict() for m, u in sorted(self.by_model.items())},
+            "total": self.total.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UsageSummary:
+        return cls({m: Usage.from_dict(u) for m, u in data.get("by_model", {}).items()})
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One model answer."""
+
+    text: str
+    model: str
+    usage: Usage
+    latency: float
+    finish_reason: str | None = None
+    # Served from the sub-call cache or a recording: no tokens were spent for it.
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "model": self.model,
+            "usage": self.usage.to_dict(),
+            "latency": self.latency,
+            "finish_reason": self.finish_reason,
+            "cached": self.cached,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Completion:
+        return cls(
+            text=data["text"],
+            model=data["model"],
+            usage=Usage.from_dict(data.get("usage", {})),
+            latency=float(data.get("latency", 0.0)),
+            finish_reason=data.get("finish_reason"),
+            cached=bool(data.get("cached", False)),
+        )
+
+
+DeltaCallback = Callable[[str], None]
+
+
+@runtime_checkable
+class ModelClient(Protocol):
+    """What the session needs from a model endpoint."""
+
+    @property
+    def endpoint(self) -> str:
+        """A human-readable name of where requests go (a URL without credentials, or 'scripted')."""
+        ...
+
+    def complete(
+        self, messages: Sequence[Message], *, model: str, on_delta: DeltaCallback | None = None
+    ) -> Completion: ...
+
+    async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion: ...
+
+
+def request_key(
+    model: str, messages: Sequence[Message], params: Mapping[str, Any] | None = None
+) -> str:
+    """A stable digest of one request: the sub-call cache key and the replay lookup key."""
+    payload = json.dumps(
+        {"model": model, "messages": list(messages), "params": dict(params or {})},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters per token: the usual estimate when an endpoint reports no usage."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def estimated_usage(messages: Sequence[Message], text: str) -> Usage:
+    prompt = sum(len(m["content"]) for m in messages)
+    return Usage(
+        prompt_tokens=max(1, (prompt + 3) // 4),
+        completion_tokens=estimate_tokens(text),
+        calls=1,
+        estimated=True,
+    )

@@ -1,0 +1,276 @@
+"""The ``openai`` SDK client: OpenAI, Azure OpenAI, and every OpenAI-compatible server.
+
+Retries are the SDK's own (exponential backoff with jitter, ``Retry-After`` honoured, on 429, 5xx,
+timeouts and connection errors), sized by ``RLM.max_retries``. What is left after the retries is turned
+into an ``RLMError`` that names the endpoint and the setting to change.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import openai
+
+from .._config import RLM, redact_url
+from .._errors import (
+    ConfigError,
+    ModelAuthError,
+    ModelConnectionError,
+    ModelError,
+    ModelRateLimitError,
+    ModelResponseError,
+    ModelServerError,
+)
+from ._base import Completion, DeltaCallback, Message, Usage, estimated_usage
+
+# Local servers (vLLM, Ollama, llama.cpp) ignore the key but the SDK insists on one.
+_KEYLESS_PLACEHOLDER = "not-needed"
+
+
+def missing_credentials_error(config: RLM) -> ConfigError:
+    env = config.api_key_env
+    return ConfigError(
+        f"No API key and no base URL are configured, so there is no model to talk to: "
+        f"{env} is not set in the environment or in ./.env, and RLM.base_url / OPENAI_BASE_URL is empty",
+        fix=(
+            f"For OpenAI, set {env} (e.g. `export {env}=sk-…`, or a line `{env}=sk-…` in ./.env). "
+            "For a local or self-hosted OpenAI-compatible server (vLLM, Ollama, llama.cpp), set the "
+            "endpoint instead: `%config RLM.base_url = 'http://127.0.0.1:8000/v1'`, "
+            "`export OPENAI_BASE_URL=…`, or `--base-url` on the command line"
+        ),
+        setting=f"RLM.base_url or ${env}",
+    )
+
+
+class OpenAIClient:
+    """Chat completions through the ``openai`` SDK, sync and async, optionally streamed."""
+
+    def __init__(self, config: RLM) -> None:
+        key = config.resolve_api_key()
+        if not key and not config.base_url:
+            raise missing_credentials_error(config)
+        self._config = config
+        self._endpoint = redact_url(config.base_url) or "https://api.openai.com/v1"
+        key = key or _KEYLESS_PLACEHOLDER
+        timeout, retries = config.request_timeout, config.max_retries
+        if config.provider == "azure":
+            url, version = config.base_url, config.api_version
+            self._sync: openai.OpenAI = openai.AzureOpenAI(
+                api_key=key,
+                azure_endpoint=url,
+                api_version=version,
+                timeout=timeout,
+                max_retries=retries,
+            )
+            self._async: openai.AsyncOpenAI = openai.AsyncAzureOpenAI(
+                api_key=key,
+                azure_endpoint=url,
+                api_version=version,
+                timeout=timeout,
+                max_retries=retries,
+            )
+        else:
+            base = config.base_url or None
+            self._sync = openai.OpenAI(
+                api_key=key, base_url=base, timeout=timeout, max_retries=retries
+            )
+            self._async = openai.AsyncOpenAI(
+                api_key=key, base_url=base, timeout=timeout, max_retries=retries
+            )
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint
+
+    def _params(self, model: str, messages: Sequence[Message]) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": model, "messages": list(messages)}
+        cfg = self._config
+        if cfg.temperature is not None:
+            params["temperature"] = cfg.temperature
+        if cfg.max_completion_tokens is not None:
+            # OpenAI's own newer models want max_completion_tokens; compatible servers know max_tokens.
+            name = (
+                "max_tokens"
+                if cfg.base_url and cfg.provider == "openai"
+                else "max_completion_tokens"
+            )
+            params[name] = cfg.max_completion_tokens
+        return params
+
+    def complete(
+        self, messages: Sequence[Message], *, model: str, on_delta: DeltaCallback | None = None
+    ) -> Completion:
+        params = self._params(model, messages)
+        started = time.perf_counter()
+        try:
+            if on_delta is not None or self._config.stream:
+                return self._complete_stream(params, messages, started, on_delta)
+            response = self._sync.chat.completions.create(**params)
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            raise self._translate(exc, model) from exc
+        return self._finish(response, messages, model, started)
+
+    async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
+        params = self._params(model, messages)
+        started = time.perf_counter()
+        try:
+            response = await self._async.chat.completions.create(**params)
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            raise self._translate(exc, model) from exc
+        return self._finish(response, messages, model, started)
+
+    def _complete_stream(
+        self,
+        params: dict[str, Any],
+        messages: Sequence[Message],
+        started: float,
+        on_delta: DeltaCallback | None,
+    ) -> Completion:
+        pieces: list[str] = []
+        usage_obj: Any = None
+        finish: str | None = None
+        stream = self._sync.chat.completions.create(
+            **params, stream=True, stream_options={"include_usage": True}
+        )
+        for chunk in stream:
+            if chunk.usage is not None:
+                usage_obj = chunk.usage
+            for choice in chunk.choices:
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+                text = choice.delta.content if choice.delta else None
+                if text:
+                    pieces.append(text)
+                    if on_delta is not None:
+                        on_delta(text)
+        text = "".join(pieces)
+        model = str(params["model"])
+        if not pieces and finish is None:
+            raise self._empty_error(model)
+        return Completion(
+            text=text,
+            model=model,
+            usage=self._usage(usage_obj, messages, text, model),
+            latency=time.perf_counter() - started,
+            finish_reason=finish,
+        )
+
+    def _finish(
+        self, response: Any, messages: Sequence[Message], model: str, started: float
+    ) -> Completion:
+        choices = getattr(response, "choices", None)
+        if not choices:
+            raise self._empty_error(model)
+        choice = choices[0]
+        text = (choice.message.content if choice.message else None) or ""
+        return Completion(
+            text=text,
+            model=getattr(response, "model", None) or model,
+            usage=self._usage(getattr(response, "usage", None), messages, text, model),
+            latency=time.perf_counter() - started,
+            finish_reason=choice.finish_reason,
+        )
+
+    def _usage(self, usage: Any, messages: Sequence[Message], text: str, model: str) -> Usage:
+        if usage is None:
+            result = estimated_usage(messages, text)
+        else:
+            details = getattr(usage, "prompt_tokens_details", None)
+            extra = getattr(usage, "model_extra", None) or {}
+            cost = extra.get("cost")
+            result = Usage(
+                prompt_tokens=int(usage.prompt_tokens or 0),
+                completion_tokens=int(usage.completion_tokens or 0),
+                cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+                cost=float(cost) if isinstance(cost, int | float) else None,
+                calls=1,
+            )
+        if result.cost is None:
+            result.cost = self._priced(model, result)
+        return result
+
+    def _priced(self, model: str, usage: Usage) -> float | None:
+        price = self._config.prices.get(model)
+        if not isinstance(price, dict):
+            return None
+        per_in = float(price.get("input", 0.0))
+        per_out = float(price.get("output", 0.0))
+        per_cached = float(price.get("cached_input", per_in))
+        fresh = usage.prompt_tokens - usage.cached_tokens
+        total = (
+            fresh * per_in + usage.cached_tokens * per_cached + usage.completion_tokens * per_out
+        )
+        return total / 1_000_000
+
+    def _empty_error(self, model: str) -> ModelResponseError:
+        return ModelResponseError(
+            f"The endpoint answered the request for model {model!r} with no choices",
+            fix="Check that the server supports chat completions for this model (RLM.model / "
+            "RLM.sub_model); some servers answer an empty list when a request is too long",
+            endpoint=self._endpoint,
+            setting="RLM.model",
+        )
+
+    def _translate(self, exc: openai.OpenAIError | json.JSONDecodeError, model: str) -> ModelError:
+        ep = self._endpoint
+        retries = self._config.max_retries
+        if isinstance(exc, openai.APITimeoutError):
+            return ModelConnectionError(
+                f"The endpoint did not answer within {self._config.request_timeout:g} s "
+                f"(tried {retries + 1} times)",
+                fix="Raise RLM.request_timeout, or check that the server is not overloaded",
+                endpoint=ep,
+                setting="RLM.request_timeout",
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelConnectionError(
+                f"Could not connect to the model endpoint (tried {retries + 1} times): {exc}",
+                fix="Check that the server is running and that RLM.base_url (OPENAI_BASE_URL) points to it",
+                endpoint=ep,
+                setting="RLM.base_url",
+            )
+        if isinstance(exc, openai.RateLimitError):
+            return ModelRateLimitError(
+                f"The endpoint kept answering 429 (rate limited) after {retries} retries",
+                fix="Lower RLM.subcall_concurrency, raise RLM.max_retries, or wait and `%rlm resume`",
+                endpoint=ep,
+                setting="RLM.subcall_concurrency",
+            )
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            env = self._config.api_key_env
+            return ModelAuthError(
+                f"The endpoint refused the API key ({exc.status_code})",
+                fix=f"Check the key in {env} (or point RLM.api_key_env at the right variable)",
+                endpoint=ep,
+                setting="RLM.api_key_env",
+            )
+        if isinstance(exc, openai.NotFoundError):
+            return ModelResponseError(
+                f"The endpoint does not know model {model!r} (404)",
+                fix="Set RLM.model / RLM.sub_model to a model the server serves",
+                endpoint=ep,
+                setting="RLM.model",
+            )
+        if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
+            return ModelServerError(
+                f"The endpoint kept failing with HTTP {exc.status_code} after {retries} retries",
+                fix="Raise RLM.max_retries, or check the server's logs",
+                endpoint=ep,
+                setting="RLM.max_retries",
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return ModelResponseError(
+                f"The endpoint rejected the request with HTTP {exc.status_code}: {exc.message}",
+                fix="Check RLM.model and the endpoint's limits (a prompt may be too long for it)",
+                endpoint=ep,
+                setting="RLM.model",
+            )
+        return ModelResponseError(
+            f"The endpoint's answer could not be read as a chat completion: {exc}",
+            fix="Check that RLM.base_url points to an OpenAI-compatible /v1 endpoint",
+            endpoint=ep,
+            setting="RLM.base_url",
+        )

@@ -1,0 +1,379 @@
+"""The RLM loop end to end through the real openai SDK against the scripted server."""
+
+from __future__ import annotations
+
+import math
+import random
+import string
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import fence, settings
+
+import rlm_kernel
+from rlm_kernel import Trajectory
+from rlm_kernel.testing import ChatRequest, ScriptedServer
+
+NEEDLE = "TANGERINE-4491"
+
+
+def haystack(size: int, seed: int = 7) -> str:
+    rng = random.Random(seed)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9))) for _ in range(500)]
+    text: list[str] = []
+    total = 0
+    while total < size:
+        sentence = " ".join(rng.choices(words, k=12)) + ". "
+        text.append(sentence)
+        total += len(sentence)
+    body = "".join(text)[:size]
+    middle = size * 2 // 3
+    return body[:middle] + f" The vault code is {NEEDLE}. " + body[middle:]
+
+
+def sub_reader(request: ChatRequest) -> str:
+    """A sub-model that 'reads' its prompt: it reports the vault code if the chunk holds it."""
+    return NEEDLE if NEEDLE in request.prompt else "none"
+
+
+FINISHERS = {
+    "FINAL_VAR": 'code = found[0]\nFINAL_VAR("code")',
+    "FINAL": "FINAL(found[0])",
+    "answer": 'answer["content"] = found[0]\nanswer["ready"] = True',
+}
+
+
+def needle_script(finisher: str) -> list[str]:
+    return [
+        fence(
+            'import re\nhits = [m.start() for m in re.finditer("vault code", P)]\nprint(len(P), hits[:5])'
+        ),
+        fence(
+            "chunks = [P[i:i + 250_000] for i in range(0, len(P), 250_000)]\n"
+            'answers = llm_batch(["Report the vault code in this text, or none:\\n" + c for c in chunks])\n'
+            'found = [a for a in answers if a != "none"]\n'
+            "print(len(chunks), found)"
+        ),
+        fence(FINISHERS[finisher]),
+    ]
+
+
+def expected_prompt_tokens(requests: list[ChatRequest]) -> int:
+    return sum(max(1, math.ceil(r.prompt_chars / 4)) for r in requests)
+
+
+@pytest.mark.parametrize("finisher", sorted(FINISHERS))
+def test_needle_in_a_2mb_haystack(serve: Callable[..., ScriptedServer], finisher: str) -> None:
+    P = haystack(2_000_000)
+    server = serve({"root": needle_script(finisher), "sub": sub_reader})
+
+    result = rlm_kernel.run("What is the vault code?", P, **settings(server))
+
+    assert result.reason == "final", result.message
+    assert result.answer == NEEDLE
+    # The context never enters a root prompt.
+    root_requests = [r for r in server.requests if r.model == "root"]
+    assert len(root_requests) == 3
+    assert all(r.prompt_chars < 20_000 for r in root_requests)
+    # The autosaved file holds every iteration, sub-call, token count and timing.
+    assert result.path is not None
+    saved = Trajectory.load(result.path)
+    assert saved == result.trajectory
+    iterations = saved.iterations
+    assert [it["iteration"] for it in iterations] == [1, 2, 3]
+    calls = iterations[1]["subcalls"]
+    chunks = math.ceil(len(P) / 250_000)
+    assert len(calls) == chunks
+    assert [c["batch"]["index"] for c in calls] == list(range(chunks))
+    assert sum(c["response"] == NEEDLE for c in calls) == 1
+    for call in calls:
+        assert call["usage"]["prompt_tokens"] > 0 and call["usage"]["completion_tokens"] > 0
+        assert call["latency"] > 0
+    for it in iterations:
+        assert it["model_call"]["usage"]["prompt_tokens"] > 0
+        assert it["duration"] > 0
+    assert iterations[2]["final"] == {"value": NEEDLE, "source": finisher}
+    # Usage adds up exactly to what the server reported.
+    assert result.usage.total.prompt_tokens == expected_prompt_tokens(server.requests)
+    assert result.usage.total.calls == len(server.requests) == 3 + chunks
+    assert saved.final is not None and saved.final["reason"] == "final"
+
+
+def test_rlm_query_runs_a_child_rlm_at_depth_2(serve: Callable[..., ScriptedServer]) -> None:
+    P = haystack(300_000)
+
+    def sub(request: ChatRequest) -> str:
+        if request.messages[0]["role"] != "system":
+            return sub_reader(request)  # a plain sub-call made by the child
+        child_turn = sum(m["role"] == "assistant" for m in request.messages) + 1
+        if child_turn == 1:
+            return fence("print(len(P))")
+        return fence('FINAL(llm_query("Report the vault code in this text, or none:\\n" + P))')
+
+    root = [
+        fence("print(len(P))"),
+        fence(
+            "i = P.find('vault code')\n"
+            "r = rlm_query('What is the vault code?', P[i - 1000:i + 1000])\n"
+            "print(r)"
+        ),
+        fence("FINAL(r)"),
+    ]
+    server = serve({"root": root, "sub": sub})
+
+    result = rlm_kernel.run("What is the vault code?", P, **settings(server, max_depth=2))
+
+    assert result.reason == "final", result.message
+    assert result.answer == NEEDLE
+    [call] = result.trajectory.iterations[1]["subcalls"]
+    assert call["kind"] == "rlm_query"
+    child = Trajectory.from_dict(call["child"])
+    assert child.session["depth"] == 1
+    assert child.session["parent_call"] == call["id"]
+    assert [it["iteration"] for it in child.iterations] == [1, 2]
+    [grandchild_call] = child.iterations[1]["subcalls"]
+    assert grandchild_call["kind"] == "llm_query" and grandchild_call["response"] == NEEDLE
+    # Usage rolls up exactly: 3 root turns + 2 child turns + 1 plain call, all counted once.
+    assert result.usage.total.calls == len(server.requests) == 6
+    assert result.usage.total.prompt_tokens == expected_prompt_tokens(server.requests)
+    assert call["usage"]["calls"] == 3
+    assert result.usage.by_model["sub"].calls == 3
+
+
+def test_rlm_query_at_max_depth_1_is_a_plain_call(serve: Callable[..., ScriptedServer]) -> None:
+    root = [fence("print(P)"), fence("r = rlm_query('say hi')\nprint(r)"), fence("FINAL(r)")]
+    server = serve({"root": root, "sub": ["hi"]})
+    result = rlm_kernel.run("q", "tiny context", **settings(server))
+    assert result.answer == "hi"
+    [call] = result.trajectory.iterations[1]["subcalls"]
+    assert call["child"] is None and call["response"] == "hi"
+
+
+def test_code_runs_before_a_final_line_in_the_same_response(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    root = [
+        fence("print(len(P))"),
+        # Code plus a prose FINAL: the code's real output must be seen first.
+        fence("x = P.upper()\nprint(x)") + "\nFINAL(I guess it is 42)",
+        "The output shows it.\nFINAL(HELLO WORLD)",
+    ]
+    server = serve({"root": root})
+    result = rlm_kernel.run("Shout the context", "hello world", **settings(server))
+    assert result.answer == "HELLO WORLD"
+    assert len(result.trajectory.iterations) == 3
+    assert "HELLO WORLD" in server.requests[2].prompt
+
+
+def test_a_final_in_a_later_block_after_unseen_output_is_refused(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    root = [
+        fence("print(len(P))"),
+        fence("print(P.find('world'))") + "\n\n" + fence('FINAL("hallucinated")'),
+        fence("FINAL(P[6:])"),
+    ]
+    server = serve({"root": root})
+    result = rlm_kernel.run("q", "hello world", **settings(server))
+    assert result.answer == "world"
+    second = result.trajectory.iterations[1]
+    assert second["final"] is None
+    assert any("not accepted" in n for n in second["notes"])
+    assert "not accepted" in server.requests[2].prompt
+
+
+def test_a_final_in_the_first_step_is_refused(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": [fence('FINAL("too early")'), fence("print(P)"), fence("FINAL(P)")]})
+    result = rlm_kernel.run("q", "ctx", **settings(server))
+    assert result.answer == "ctx"
+    assert "first step" in result.trajectory.iterations[0]["notes"][0]
+
+
+def test_a_response_without_code_is_fed_back(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": ["I think the answer is 7.", fence("print(P)"), fence("FINAL(P)")]})
+    result = rlm_kernel.run("q", "seven", **settings(server))
+    assert result.answer == "seven"
+    first = result.trajectory.iterations[0]
+    assert first["final"] is None and first["results"] == []
+    assert "no ```repl code block" in server.requests[1].prompt
+
+
+def test_prose_final_var_reads_the_namespace(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": [fence("n = len(P)\nprint(n)"), "Done.\nFINAL_VAR(n)"]})
+    result = rlm_kernel.run("q", "abcd", **settings(server))
+    assert result.answer == "4"
+
+
+def test_helpers_survive_being_overwritten(serve: Callable[..., ScriptedServer]) -> None:
+    root = [
+        fence("print(P)"),
+        fence("def FINAL(x):\n    return x\nllm_query = None\nP = 'gone'\nFINAL('nope')"),
+        fence("FINAL(llm_query('echo ' + P))"),
+    ]
+    server = serve({"root": root, "sub": lambda r: r.prompt.upper()})
+    result = rlm_kernel.run("q", "kept", **settings(server))
+    assert result.answer == "ECHO KEPT"
+    notes = result.trajectory.iterations[1]["notes"]
+    assert any("FINAL" in n and "llm_query" in n and "P" in n for n in notes)
+
+
+def test_errors_and_tracebacks_reach_the_model(serve: Callable[..., ScriptedServer]) -> None:
+    root = [fence("def f():\n    return 1 / 0\nf()"), fence("FINAL('ok')")]
+    server = serve({"root": root})
+    result = rlm_kernel.run("q", "c", **settings(server))
+    assert result.answer == "ok"
+    observation = server.requests[1].prompt
+    assert "ZeroDivisionError" in observation and "return 1 / 0" in observation
+
+
+def test_runaway_code_is_stopped_and_the_session_goes_on(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve({"root": [fence("while True:\n    pass"), fence("FINAL('recovered')")]})
+    result = rlm_kernel.run("q", "c", **settings(server, iteration_timeout=0.5))
+    assert result.answer == "recovered"
+    first = result.trajectory.iterations[0]
+    assert first["results"][0]["timed_out"]
+    assert "RLM.iteration_timeout" in server.requests[1].prompt
+
+
+def test_output_sent_back_is_truncated_head_and_tail(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": [fence("print('A' * 5000 + 'B' * 5000)"), fence("FINAL(1)")]})
+    rlm_kernel.run("q", "c", **settings(server, max_output_chars=1000))
+    observation = server.requests[1].prompt
+    assert "characters cut" in observation
+    assert "AAAA" in observation and "BBBB" in observation
+    assert len(observation) < 2000
+
+
+def test_max_iterations_ends_with_a_best_answer_call(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": [fence("print(1)"), fence("print(2)"), "My best guess is 3."]})
+    result = rlm_kernel.run("q", "c", **settings(server, max_iterations=2))
+    assert result.reason == "max_iterations"
+    assert result.answer == "My best guess is 3."
+    assert "RLM.max_iterations" in result.message
+    assert "cannot run more code" in server.requests[-1].prompt
+    final = result.trajectory.final
+    assert final is not None and final["forced"]["response"] == "My best guess is 3."
+
+
+def test_max_tokens_is_shared_with_sub_calls(serve: Callable[..., ScriptedServer]) -> None:
+    root = [fence("x = llm_batch(['a' * 4000] * 4)\nprint(len(x))"), "best"]
+    server = serve({"root": root, "sub": lambda r: "ok"})
+    result = rlm_kernel.run("q", "c", **settings(server, max_tokens=3000))
+    assert result.reason == "max_tokens"
+    assert "RLM.max_tokens" in result.message
+    assert result.answer == "best"
+
+
+def test_max_subcalls_turns_further_calls_into_error_strings(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    root = [fence("r = llm_batch(['a', 'b', 'c'])\nprint(r)"), fence("FINAL(r[2])")]
+    server = serve({"root": root, "sub": lambda r: "fine"})
+    result = rlm_kernel.run("q", "c", **settings(server, max_subcalls=2))
+    assert result.answer is not None and "RLM.max_subcalls" in result.answer
+    calls = result.trajectory.iterations[0]["subcalls"]
+    assert [c["error"] is None for c in calls] == [True, True, False]
+    assert len([r for r in server.requests if r.model == "sub"]) == 2
+
+
+def test_a_failing_batch_item_does_not_kill_the_batch(serve: Callable[..., ScriptedServer]) -> None:
+    def sub(request: ChatRequest) -> Any:
+        from rlm_kernel.testing import Fault
+
+        return Fault.status_code(400) if request.prompt == "bad" else request.prompt
+
+    root = [fence("r = llm_batch(['x', 'bad', 'y'])\nprint(r)"), fence("FINAL(r)")]
+    server = serve({"root": root, "sub": sub})
+    result = rlm_kernel.run("q", "c", **settings(server))
+    answers = eval(result.answer or "")
+    assert answers[0] == "x" and answers[2] == "y" and answers[1].startswith("Error:")
+    assert result.trajectory.iterations[0]["subcalls"][1]["error"]
+
+
+def test_user_tools_are_listed_and_callable(serve: Callable[..., ScriptedServer]) -> None:
+    def search(query: str, k: int = 3) -> list[str]:
+        """Find the k passages most relevant to query (BM25)."""
+        return [f"passage about {query}"] * k
+
+    server = serve(
+        {"root": [fence("hits = search('cats', k=2)\nprint(hits)"), fence("FINAL(hits[0])")]}
+    )
+    result = rlm_kernel.run("q", "c", tools=[search], **settings(server))
+    assert result.answer == "passage about cats"
+    system = server.requests[0].messages[0]["content"]
+    assert "search(query: str, k: int = 3)" in system and "BM25" in system
+
+
+def test_sub_call_cache_answers_identical_calls_once(serve: Callable[..., ScriptedServer]) -> None:
+    root = [
+        fence("a = llm_query('same')\nb = llm_query('same')\nprint(a, b)"),
+        fence("FINAL(a + b)"),
+    ]
+    server = serve({"root": root, "sub": lambda r: "x"})
+    result = rlm_kernel.run("q", "c", **settings(server, cache="memory"))
+    assert result.answer == "xx"
+    assert len([r for r in server.requests if r.model == "sub"]) == 1
+    calls = result.trajectory.iterations[0]["subcalls"]
+    assert [c["cached"] for c in calls] == [False, True]
+
+
+def test_streaming_emits_deltas_and_counts_usage(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve(
+        {"root": [fence("print('a long enough line of output')"), fence("FINAL('streamed')")]}
+    )
+    deltas: list[str] = []
+
+    def listen(event: object) -> None:
+        if isinstance(event, rlm_kernel._events.ResponseDelta):
+            deltas.append(event.text)
+
+    result = rlm_kernel.run("q", "c", on_event=listen, **settings(server, stream=True))
+    assert result.answer == "streamed"
+    assert len(deltas) > 2
+    assert all(r.stream for r in server.requests)
+    assert not result.usage.total.estimated
+    assert result.usage.total.prompt_tokens == expected_prompt_tokens(server.requests)
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "reason"), [("auto", 100, "baseline"), ("baseline", 50_000, "baseline")]
+)
+def test_baseline_modes_answer_in_one_direct_call(
+    serve: Callable[..., ScriptedServer], mode: str, size: int, reason: str
+) -> None:
+    server = serve({"root": ["direct answer"]})
+    result = rlm_kernel.run("q", "z" * size, **settings(server, mode=mode))
+    assert (result.reason, result.answer) == (reason, "direct answer")
+    assert "z" * size in server.requests[0].prompt
+
+
+def test_auto_mode_uses_the_loop_for_large_contexts(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": [fence("print(len(P))"), fence("FINAL(len(P))")]})
+    result = rlm_kernel.run("q", "z" * 50_000, **settings(server, mode="auto"))
+    assert (result.reason, result.answer) == ("final", "50000")
+
+
+def test_compaction_summarises_history_not_the_context(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    root = [
+        fence("print('x' * 3000)"),
+        fence("print('y' * 3000)"),
+        "SUMMARY: printed x and y",
+        fence("FINAL('done')"),
+    ]
+    server = serve({"root": root})
+    result = rlm_kernel.run(
+        "q",
+        "c" * 100_000,
+        **settings(server, compaction=True, context_window=2000, compaction_threshold=0.5),
+    )
+    assert result.answer == "done"
+    kinds = [r["type"] for r in result.trajectory.records]
+    assert "compaction" in kinds
+    last = server.requests[-1]
+    assert "SUMMARY: printed x and y" in [m["content"] for m in last.messages]
+    assert all("x" * 3000 not in m["content"] for m in last.messages)

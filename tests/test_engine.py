@@ -88,7 +88,8 @@ def test_needle_in_a_2mb_haystack(serve: Callable[..., ScriptedServer], finisher
     assert [c["batch"]["index"] for c in calls] == list(range(chunks))
     assert sum(c["response"] == NEEDLE for c in calls) == 1
     for call in calls:
-        assert call["usage"]["prompt_tokens"] > 0 and call["usage"]["completion_tokens"] > 0
+        assert call["usage"]["prompt_tokens"] > 0
+        assert call["usage"]["completion_tokens"] > 0
         assert call["latency"] > 0
     for it in iterations:
         assert it["model_call"]["usage"]["prompt_tokens"] > 0
@@ -97,7 +98,8 @@ def test_needle_in_a_2mb_haystack(serve: Callable[..., ScriptedServer], finisher
     # Usage adds up exactly to what the server reported.
     assert result.usage.total.prompt_tokens == expected_prompt_tokens(server.requests)
     assert result.usage.total.calls == len(server.requests) == 3 + chunks
-    assert saved.final is not None and saved.final["reason"] == "final"
+    assert saved.final is not None
+    assert saved.final["reason"] == "final"
 
 
 def test_rlm_query_runs_a_child_rlm_at_depth_2(serve: Callable[..., ScriptedServer]) -> None:
@@ -133,7 +135,8 @@ def test_rlm_query_runs_a_child_rlm_at_depth_2(serve: Callable[..., ScriptedServ
     assert child.session["parent_call"] == call["id"]
     assert [it["iteration"] for it in child.iterations] == [1, 2]
     [grandchild_call] = child.iterations[1]["subcalls"]
-    assert grandchild_call["kind"] == "llm_query" and grandchild_call["response"] == NEEDLE
+    assert grandchild_call["kind"] == "llm_query"
+    assert grandchild_call["response"] == NEEDLE
     # Usage rolls up exactly: 3 root turns + 2 child turns + 1 plain call, all counted once.
     assert result.usage.total.calls == len(server.requests) == 6
     assert result.usage.total.prompt_tokens == expected_prompt_tokens(server.requests)
@@ -147,7 +150,8 @@ def test_rlm_query_at_max_depth_1_is_a_plain_call(serve: Callable[..., ScriptedS
     result = rlm_kernel.run("q", "tiny context", **settings(server))
     assert result.answer == "hi"
     [call] = result.trajectory.iterations[1]["subcalls"]
-    assert call["child"] is None and call["response"] == "hi"
+    assert call["child"] is None
+    assert call["response"] == "hi"
 
 
 def test_code_runs_before_a_final_line_in_the_same_response(
@@ -195,7 +199,8 @@ def test_a_response_without_code_is_fed_back(serve: Callable[..., ScriptedServer
     result = rlm_kernel.run("q", "seven", **settings(server))
     assert result.answer == "seven"
     first = result.trajectory.iterations[0]
-    assert first["final"] is None and first["results"] == []
+    assert first["final"] is None
+    assert first["results"] == []
     assert "no ```repl code block" in server.requests[1].prompt
 
 
@@ -224,7 +229,8 @@ def test_errors_and_tracebacks_reach_the_model(serve: Callable[..., ScriptedServ
     result = rlm_kernel.run("q", "c", **settings(server))
     assert result.answer == "ok"
     observation = server.requests[1].prompt
-    assert "ZeroDivisionError" in observation and "return 1 / 0" in observation
+    assert "ZeroDivisionError" in observation
+    assert "return 1 / 0" in observation
 
 
 def test_runaway_code_is_stopped_and_the_session_goes_on(
@@ -243,7 +249,8 @@ def test_output_sent_back_is_truncated_head_and_tail(serve: Callable[..., Script
     rlm_kernel.run("q", "c", **settings(server, max_output_chars=1000))
     observation = server.requests[1].prompt
     assert "characters cut" in observation
-    assert "AAAA" in observation and "BBBB" in observation
+    assert "AAAA" in observation
+    assert "BBBB" in observation
     assert len(observation) < 2000
 
 
@@ -255,7 +262,8 @@ def test_max_iterations_ends_with_a_best_answer_call(serve: Callable[..., Script
     assert "RLM.max_iterations" in result.message
     assert "cannot run more code" in server.requests[-1].prompt
     final = result.trajectory.final
-    assert final is not None and final["forced"]["response"] == "My best guess is 3."
+    assert final is not None
+    assert final["forced"]["response"] == "My best guess is 3."
 
 
 def test_max_tokens_is_shared_with_sub_calls(serve: Callable[..., ScriptedServer]) -> None:
@@ -273,7 +281,8 @@ def test_max_subcalls_turns_further_calls_into_error_strings(
     root = [fence("r = llm_batch(['a', 'b', 'c'])\nprint(r)"), fence("FINAL(r[2])")]
     server = serve({"root": root, "sub": lambda r: "fine"})
     result = rlm_kernel.run("q", "c", **settings(server, max_subcalls=2))
-    assert result.answer is not None and "RLM.max_subcalls" in result.answer
+    assert result.answer is not None
+    assert "RLM.max_subcalls" in result.answer
     calls = result.trajectory.iterations[0]["subcalls"]
     assert [c["error"] is None for c in calls] == [True, True, False]
     assert len([r for r in server.requests if r.model == "sub"]) == 2
@@ -289,7 +298,9 @@ def test_a_failing_batch_item_does_not_kill_the_batch(serve: Callable[..., Scrip
     server = serve({"root": root, "sub": sub})
     result = rlm_kernel.run("q", "c", **settings(server))
     answers = eval(result.answer or "")
-    assert answers[0] == "x" and answers[2] == "y" and answers[1].startswith("Error:")
+    assert answers[0] == "x"
+    assert answers[2] == "y"
+    assert answers[1].startswith("Error:")
     assert result.trajectory.iterations[0]["subcalls"][1]["error"]
 
 
@@ -304,7 +315,8 @@ def test_user_tools_are_listed_and_callable(serve: Callable[..., ScriptedServer]
     result = rlm_kernel.run("q", "c", tools=[search], **settings(server))
     assert result.answer == "passage about cats"
     system = server.requests[0].messages[0]["content"]
-    assert "search(query: str, k: int = 3)" in system and "BM25" in system
+    assert "search(query: str, k: int = 3)" in system
+    assert "BM25" in system
 
 
 def test_sub_call_cache_answers_identical_calls_once(serve: Callable[..., ScriptedServer]) -> None:

@@ -16,7 +16,8 @@ from ._errors import (
     SessionStateError,
     TrajectoryError,
 )
-from ._session import Proposal, Result, Session
+from ._records import Proposal, Result
+from ._session import Session
 from ._trajectory import Trajectory
 from ._version import __version__
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from ._config import RLM
 from ._events import Listener
-from ._session import Result, Session, Tools
+from ._records import Result
+from ._session import Session, Tools
 from .models import ModelClient
 
 

@@ -9,13 +9,12 @@ notebook) call ``run()``; the cells driver calls ``propose``/``execute`` from su
 
 from __future__ import annotations
 
-import difflib
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,12 @@ from ._events import (
     StateChanged,
     StateName,
 )
-from ._final import FinalSlot, Submission, answer_submission, submit_variable
+from ._final import FinalSlot
+from ._iteration import BlockRunner, Outcome
 from ._namespace import Helpers, normalize_tools
 from ._prompts import (
     BASELINE_SYSTEM,
     BEST_ANSWER_PROMPT,
-    NO_CODE_NOTE,
     context_text,
     extract_code,
     metadata_message,
@@ -48,44 +47,15 @@ from ._prompts import (
     system_prompt,
     truncate,
 )
+from ._records import Proposal, Result, model_call, now, render_output, unified_diff
 from ._secrets import Redactor
 from ._subcalls import Budget, SubcallCache, SubcallEngine
 from ._trajectory import SCHEMA_VERSION, Trajectory, TrajectoryWriter
 from ._version import __version__
-from .executors import ExecResult, Executor, NamespaceExecutor
-from .models import Completion, Message, ModelClient, OpenAIClient, Usage, UsageSummary, request_key
+from .executors import Executor, NamespaceExecutor
+from .models import Completion, Message, ModelClient, OpenAIClient, UsageSummary, request_key
 
 Tools = Mapping[str, Callable[..., Any]] | list[Callable[..., Any]] | None
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """The root model's next step, not yet executed."""
-
-    iteration: int
-    response: str
-    blocks: tuple[str, ...]
-    completion: Completion | None
-    request_key: str | None
-
-    @property
-    def code(self) -> str:
-        return "\n\n".join(self.blocks)
-
-
-@dataclass
-class Result:
-    answer: str | None
-    reason: str
-    message: str
-    trajectory: Trajectory
-    usage: UsageSummary
-    error: RLMError | None = None
-    path: Path | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.reason == "final"
 
 
 @dataclass
@@ -163,6 +133,9 @@ class Session:
         self._helpers = Helpers(self.context, self._engine, self._slot, normalize_tools(tools))
         self.executor: Executor = executor or NamespaceExecutor(namespace)
         self.clobbered = self._helpers.bind(self.executor.namespace)
+        self._runner = BlockRunner(
+            self.executor, self._helpers, self._slot, self.config, _shared.redactor
+        )
         self._preamble: list[Message] = [
             {"role": "system", "content": self._system_prompt()},
             {
@@ -204,6 +177,11 @@ class Session:
     @property
     def subcalls_in_flight(self) -> int:
         return self._engine.in_flight
+
+    @property
+    def tokens_used(self) -> int:
+        """Tokens spent so far by the whole tree (thread-safe; for live displays)."""
+        return self._shared.budget.tokens
 
     @property
     def usage(self) -> UsageSummary:
@@ -248,10 +226,17 @@ class Session:
         edited = code is not None and code.strip() != proposal.code.strip()
         blocks = (code,) if code is not None and edited else proposal.blocks
         self._engine.iteration = proposal.iteration
-        self._slot.clear()
         started = time.perf_counter()
-        results, notes, submission = self._run_blocks(blocks, proposal, edited)
-        if any(r.interrupted for r in results):
+        standing = self.trajectory.iterations
+        outcome = self._runner.run(
+            blocks,
+            label=f"{self.id} step {proposal.iteration}",
+            iteration=proposal.iteration,
+            response=proposal.response,
+            edited=edited,
+            previous=tuple(standing[-1]["blocks"]) if standing else None,
+        )
+        if outcome.interrupted:
             self._engine.take_records()
             self._set_state("paused", "interrupted")
             self.message = (
@@ -259,9 +244,10 @@ class Session:
                 "`%rlm resume` runs it again, `%rlm edit` lets you change it first."
             )
             return {"type": "interrupted", "iteration": proposal.iteration}
-        record = self._commit(proposal, blocks, edited, results, notes, submission, started)
+        record = self._commit(proposal, blocks, edited, outcome, started)
         self._pending = None
-        if submission is not None:
+        if outcome.submission is not None:
+            submission = outcome.submission
             self._finish(submission.value, "final", f"Answered by {submission.source}")
         else:
             self._check_limits()
@@ -280,6 +266,7 @@ class Session:
         """Iterate until the session finishes, is paused, or fails; model errors pause it."""
         self._require("idle", "paused", "running")
         self._pause.clear()
+        self.error, self.reason, self.message = None, "", ""
         self._set_state("running")
         try:
             if self._use_baseline():
@@ -330,7 +317,7 @@ class Session:
             )
         target = standing[n - 1]
         self._turns = self._turns[: n - 1 - self._compacted_at]
-        self._record({"type": "rewind", "to_iteration": n, "at": _now()})
+        self._record({"type": "rewind", "to_iteration": n, "at": now()})
         self._pending = Proposal(
             n,
             target["response"],
@@ -358,101 +345,16 @@ class Session:
         )
 
     # --- iteration internals ---------------------------------------------------------------------------
-    def _run_blocks(
-        self, blocks: tuple[str, ...], proposal: Proposal, edited: bool
-    ) -> tuple[list[ExecResult], list[str], Submission | None]:
-        ns = self.executor.namespace
-        results: list[ExecResult] = []
-        notes: list[str] = []
-        submission: Submission | None = None
-        seen_output = False
-        for index, block in enumerate(blocks):
-            result = self.executor.run(
-                block,
-                label=f"{self.id} step {proposal.iteration}.{index + 1}",
-                timeout=self.config.iteration_timeout,
-            )
-            self._scrub(result)
-            results.append(result)
-            if result.interrupted:
-                return results, notes, None
-            replaced = self._helpers.restore(ns)
-            if replaced:
-                notes.append(
-                    f"{', '.join(replaced)} {'is a' if len(replaced) == 1 else 'are'} reserved "
-                    "helper name(s); the original was put back. Use other names for your variables."
-                )
-            got = self._slot.submission or answer_submission(ns)
-            if got is not None and submission is None:
-                refusal = None if edited else self._refusal(proposal.iteration, index, seen_output)
-                if refusal:
-                    notes.append(refusal)
-                    self._slot.clear()
-                    self._helpers.reset_answer(ns)
-                else:
-                    submission = got
-            seen_output = seen_output or bool(result.stdout or result.value or result.error)
-            if result.error and index + 1 < len(blocks):
-                notes.append(
-                    f"Block {index + 1} raised an error, so the {len(blocks) - index - 1} block(s) after it did not run."
-                )
-                break
-        if not blocks:
-            submission = self._prose_submission(proposal, notes)
-        elif not edited and self._same_as_previous(blocks):
-            notes.append(
-                "This is the same code as your previous step, so its output is the same. Try a different step, or submit the answer."
-            )
-        return results, notes, submission
-
-    def _refusal(self, iteration: int, block: int, seen_output: bool) -> str | None:
-        if not self.config.refuse_early_final:
-            return None
-        if iteration == 1:
-            return (
-                "A final answer in the first step, before you have seen any output, is not accepted "
-                "(RLM.refuse_early_final). Look at the output first, then submit."
-            )
-        if block > 0 and seen_output:
-            return (
-                f"You submitted in block {block + 1}, after earlier blocks of the same response printed "
-                "output you had not seen yet, so the submission was not accepted. Read the output above; "
-                "if it supports your answer, submit it again."
-            )
-        return None
-
-    def _prose_submission(self, proposal: Proposal, notes: list[str]) -> Submission | None:
-        found = prose_final(proposal.response)
-        if found is None:
-            notes.append(NO_CODE_NOTE)
-            return None
-        refusal = self._refusal(proposal.iteration, 0, False)
-        if refusal:
-            notes.append(refusal)
-            return None
-        kind, argument = found
-        if kind == "FINAL":
-            return Submission(argument, "prose")
-        message = submit_variable(self._slot, self.executor.namespace, argument, "prose")
-        if self._slot.submission is None:
-            notes.append(message)
-        return self._slot.submission
-
-    def _same_as_previous(self, blocks: tuple[str, ...]) -> bool:
-        standing = self.trajectory.iterations
-        return bool(standing) and tuple(standing[-1]["blocks"]) == blocks
-
     def _commit(
         self,
         proposal: Proposal,
         blocks: tuple[str, ...],
         edited: bool,
-        results: list[ExecResult],
-        notes: list[str],
-        submission: Submission | None,
+        outcome: Outcome,
         started: float,
     ) -> dict[str, Any]:
-        output = truncate(_render_output(results, len(blocks)), self.config.max_output_chars)
+        results, notes, submission = outcome.results, outcome.notes, outcome.submission
+        output = truncate(render_output(results, len(blocks)), self.config.max_output_chars)
         if edited:
             notes.insert(
                 0,
@@ -474,21 +376,14 @@ class Session:
         record: dict[str, Any] = {
             "type": "iteration",
             "iteration": proposal.iteration,
-            "started": _now(),
+            "started": now(),
             "duration": time.perf_counter() - started + (completion.latency if completion else 0.0),
-            "model_call": {
-                "model": completion.model if completion else self._root_model,
-                "request_key": proposal.request_key,
-                "usage": (completion.usage if completion else Usage()).to_dict(),
-                "latency": completion.latency if completion else 0.0,
-                "finish_reason": completion.finish_reason if completion else None,
-                "cached": completion.cached if completion else False,
-            },
+            "model_call": model_call(completion, proposal.request_key, self._root_model),
             "response": proposal.response,
             "blocks": list(proposal.blocks),
             "code": executed,
             "edited_by_user": edited,
-            "diff": _diff(proposal.code, executed) if edited else None,
+            "diff": unified_diff(proposal.code, executed) if edited else None,
             "results": [r.to_dict() for r in results],
             "output": output,
             "notes": notes,
@@ -541,15 +436,7 @@ class Session:
         found = prose_final(answer)
         if found is not None and found[0] == "FINAL":
             answer = found[1]
-        forced = {
-            "response": completion.text,
-            "model_call": {
-                "model": completion.model,
-                "usage": completion.usage.to_dict(),
-                "latency": completion.latency,
-                "request_key": request_key(completion.model, messages),
-            },
-        }
+        forced = {"response": completion.text, "model_call": model_call(completion, messages)}
         self._finish(
             answer, reason, f"Limit reached: {why}. The answer is the model's best guess.", forced
         )
@@ -568,7 +455,7 @@ class Session:
                 "forced": forced,
                 "usage": self.usage.to_dict(),
                 "duration": time.monotonic() - self._started,
-                "finished": _now(),
+                "finished": now(),
                 "error": self.error.to_dict() if self.error else None,
             }
         )
@@ -579,8 +466,7 @@ class Session:
 
     def _fail_soft(self, exc: RLMError) -> None:
         """A model error pauses the session: fix the setting, then resume."""
-        self.error = exc
-        self.message = str(exc)
+        self.error, self.reason, self.message = exc, "error", str(exc)
         self._set_state("paused", type(exc).__name__)
 
     def _use_baseline(self) -> bool:
@@ -598,15 +484,7 @@ class Session:
             },
         ]
         completion = self._root_call(messages)
-        forced = {
-            "response": completion.text,
-            "model_call": {
-                "model": completion.model,
-                "usage": completion.usage.to_dict(),
-                "latency": completion.latency,
-                "request_key": request_key(completion.model, messages),
-            },
-        }
+        forced = {"response": completion.text, "model_call": model_call(completion, messages)}
         why = f"mode {self.config.mode!r}: one direct call with the whole context"
         self._finish(completion.text.strip(), "baseline", why.capitalize(), forced)
 
@@ -622,7 +500,8 @@ class Session:
             "content": "Summarise your progress so far in 1-3 paragraphs: what you found, which variables "
             "hold intermediate results, and what remains to do. This summary replaces your history.",
         }
-        completion = self._root_call([*self.messages, ask])
+        request = [*self.messages, ask]
+        completion = self._root_call(request)
         after = self.iteration
         self._compacted_at = after
         self._preamble = [
@@ -639,7 +518,7 @@ class Session:
                 "type": "compaction",
                 "after_iteration": after,
                 "summary": completion.text,
-                "usage": completion.usage.to_dict(),
+                "model_call": model_call(completion, request),
             }
         )
 
@@ -674,7 +553,7 @@ class Session:
             "session_id": self.id,
             "parent_call": parent_call,
             "depth": self.depth,
-            "created": _now(),
+            "created": now(),
             "rlm_kernel_version": __version__,
             "question": self.question,
             "context": self.context_info.to_dict(),
@@ -690,14 +569,6 @@ class Session:
         if self._writer is not None:
             self._writer.write(record)
 
-    def _scrub(self, result: ExecResult) -> None:
-        scrub = self._shared.redactor.scrub
-        result.stdout, result.stderr = scrub(result.stdout), scrub(result.stderr)
-        if result.error:
-            result.error = scrub(result.error)
-        if result.value:
-            result.value = scrub(result.value)
-
     def _emit(self, event: Event) -> None:
         self._shared.emitter.emit(event)
 
@@ -712,30 +583,3 @@ class Session:
                 f"The session is {self.state}; this needs it to be {' or '.join(states)}",
                 fix="Start a new session, or `%rlm edit N` / rewind to go back into a finished one",
             )
-
-
-def _render_output(results: list[ExecResult], blocks: int) -> str:
-    parts: list[str] = []
-    for index, result in enumerate(results):
-        text = result.stdout
-        if result.stderr:
-            text += ("\n" if text and not text.endswith("\n") else "") + result.stderr
-        if result.error:
-            text += ("\n" if text and not text.endswith("\n") else "") + result.error
-        if result.value is not None:
-            text += ("\n" if text and not text.endswith("\n") else "") + f"Out: {result.value}"
-        text = text.rstrip("\n")
-        parts.append(f"[block {index + 1}]\n{text}" if blocks > 1 else text)
-    return "\n\n".join(p for p in parts if p.strip())
-
-
-def _diff(before: str, after: str) -> str:
-    return "".join(
-        difflib.unified_diff(
-            before.splitlines(True), after.splitlines(True), "proposed", "executed"
-        )
-    )
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

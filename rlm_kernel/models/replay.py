@@ -1,54 +1,63 @@
-"""A client that serves recorded responses: offline replays and crash recovery cost no tokens.
+"""Clients that serve a recorded session: offline replays and demos cost no tokens and need no key.
 
-Every model request is looked up by ``request_key`` (model + messages + parameters), which the
-trajectory records for each root turn and each sub-call. Identical requests recorded more than once are
-served in the order they were recorded. A request the recording lacks raises ``ReplayMissError`` unless
-a live ``fallback`` client is given.
+The root model's turns are served in the order they were recorded (a replay re-enacts the session even
+if a printed timing differs). Sub-calls are looked up by ``request_key`` (model + messages +
+parameters), because the code that makes them runs again for real and may ask them in another order;
+identical requests recorded more than once are served in recorded order. A sub-call the recording lacks
+raises ``ReplayMissError`` unless a live ``fallback`` client is given.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ReplayMissError
-from ._base import Completion, DeltaCallback, Message, ModelClient, request_key
+from ._base import Completion, DeltaCallback, Message, ModelClient, Usage, request_key
+
+if TYPE_CHECKING:
+    from .._trajectory import Trajectory
 
 
 class ReplayClient:
     def __init__(
-        self, recorded: Iterable[tuple[str, Completion]], *, fallback: ModelClient | None = None
+        self,
+        *,
+        keyed: Iterable[tuple[str, Completion]] = (),
+        sequence: Iterable[Completion] | None = None,
+        fallback: ModelClient | None = None,
     ) -> None:
         self._entries: dict[str, deque[Completion]] = {}
-        for key, completion in recorded:
+        for key, completion in keyed:
             self._entries.setdefault(key, deque()).append(completion)
+        self._sequence = deque(sequence) if sequence is not None else None
         self._fallback = fallback
         self._lock = threading.Lock()
-        self.misses = 0
 
     @property
     def endpoint(self) -> str:
         return "replay" if self._fallback is None else f"replay, then {self._fallback.endpoint}"
 
     def _lookup(self, messages: Sequence[Message], model: str) -> Completion | None:
-        key = request_key(model, messages)
         with self._lock:
-            queue = self._entries.get(key)
-            if queue:
-                hit = queue.popleft() if len(queue) > 1 else queue[0]
-                return replace(hit, cached=True)
-            self.misses += 1
-        return None
+            if self._sequence is not None:
+                hit = self._sequence.popleft() if self._sequence else None
+            else:
+                queue = self._entries.get(request_key(model, messages))
+                hit = (queue.popleft() if len(queue) > 1 else queue[0]) if queue else None
+        return replace(hit, cached=True) if hit is not None else None
 
     def _miss(self, messages: Sequence[Message], model: str) -> ReplayMissError:
         asked = messages[-1]["content"] if messages else ""
         preview = asked if len(asked) <= 160 else asked[:160] + "…"
+        what = "more root-model turns than it has" if self._sequence is not None else "this request"
         return ReplayMissError(
-            f"The recording holds no response from {model!r} for this request: {preview!r}",
+            f"The recording holds no response from {model!r} for {what}: {preview!r}",
             fix="The code asked something the recorded session never asked. Configure a model and "
-            "replay with --live-fallback to answer it live, or undo the edit",
+            "replay with a live fallback to answer it live, or undo the edit",
             endpoint=self.endpoint,
         )
 
@@ -71,3 +80,60 @@ class ReplayClient:
         if self._fallback is None:
             raise self._miss(messages, model)
         return await self._fallback.acomplete(messages, model=model)
+
+
+def replay_clients(
+    trajectory: Trajectory, *, fallback: ModelClient | None = None
+) -> tuple[ReplayClient, ReplayClient]:
+    """(root client, sub-call client) serving everything ``trajectory`` recorded."""
+    turns: list[Completion] = []
+    calls: list[tuple[str, Completion]] = []
+    _collect(trajectory.to_dict()["records"], turns, calls)
+    return (
+        ReplayClient(sequence=turns, fallback=fallback),
+        ReplayClient(keyed=calls, fallback=fallback),
+    )
+
+
+def _collect(
+    records: list[dict[str, Any]], turns: list[Completion], calls: list[tuple[str, Completion]]
+) -> None:
+    """Root turns in the order they were asked: a child's turns come inside its parent's iteration."""
+    for record in _standing(records):
+        if record["type"] == "compaction":
+            turns.append(_completion(record["summary"], record["model_call"]))
+        elif record["type"] == "final" and record.get("forced"):
+            forced = record["forced"]
+            turns.append(_completion(forced["response"], forced["model_call"]))
+        elif record["type"] == "iteration":
+            if record["model_call"]["request_key"] is not None:
+                turns.append(_completion(record["response"], record["model_call"]))
+            for call in record.get("subcalls", []):
+                if call.get("child"):
+                    _collect(call["child"]["records"], turns, calls)
+                elif call.get("request_key") and call.get("error") is None:
+                    calls.append((call["request_key"], _completion(call["response"], call)))
+
+
+def _standing(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Records with rewound iterations dropped: what a replay should re-enact."""
+    kept: list[dict[str, Any]] = []
+    for record in records:
+        if record["type"] == "rewind":
+            kept = [
+                r
+                for r in kept
+                if r["type"] != "iteration" or r["iteration"] < record["to_iteration"]
+            ]
+        else:
+            kept.append(record)
+    return iter(kept)
+
+
+def _completion(text: str, call: dict[str, Any]) -> Completion:
+    return Completion(
+        text=text,
+        model=call["model"],
+        usage=Usage.from_dict(call.get("usage", {})),
+        latency=float(call.get("latency", 0.0)),
+    )

@@ -1,0 +1,261 @@
+"""Framework overhead per iteration: (wall − model latency) / iterations.
+
+A root model scripted on the loopback ``ScriptedServer`` runs 20 trivial iterations (each prints
+something different) and submits with ``FINAL`` in a 21st. The server waits ``latency`` before every
+answer, so ``Session.run()`` wall − root calls × latency is what rlm_kernel, the openai SDK, HTTP and
+the server cost together. Each root call's time inside the model client (the SDK call, HTTP and the
+server, as rlm_kernel records it in ``model_call.latency``) is subtracted from the wall to give the cost
+of rlm_kernel alone, measured within the same run. As a cross-check, the exact requests the session sent
+are replayed with a bare ``openai.OpenAI`` client against a fresh server with the same script and
+latency. Session construction (building the clients) is timed separately: it is paid once per run.
+
+Usage: python benchmarks/overhead.py [--reps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import openai
+from _common import (
+    REFERENCE,
+    ChatRequest,
+    ScriptedServer,
+    Verdicts,
+    banner,
+    fence,
+    make_config,
+    median,
+    print_table,
+    root_requests,
+    serve,
+)
+from openai.types.chat import ChatCompletion
+
+import rlm_kernel
+
+STEPS = 20  # trivial iterations, then one more that submits
+LATENCY = 0.05
+TARGET_MS = 3.0
+CONTEXT = "The quick brown fox jumps over the lazy dog. " * 250  # 11 KB; never sent to the model
+PLACEHOLDER_KEY = "not-needed"
+
+
+def root_script() -> list[str]:
+    steps = [fence(f"x{i} = {i} * {i}\nprint('step', {i}, x{i})") for i in range(STEPS)]
+    return [*steps, fence("FINAL(f'{len(P)} chars, {x19} at the last step')")]
+
+
+@dataclass
+class Rep:
+    latency: float
+    setup: float  # Session(...) construction, paid once per run
+    loop: float  # Session.run() wall
+    calls: int  # root calls the server received
+    iterations: int
+    in_client: float  # sum of the root calls' time inside the model client (SDK + HTTP + server)
+    replay: float  # wall of a bare openai client sending the same requests
+    replay_raw: float  # the same through client.post(), which skips the SDK's parameter transform
+
+    @property
+    def model_latency(self) -> float:
+        return self.calls * self.latency
+
+    @property
+    def per_iteration(self) -> float:
+        """rlm_kernel + SDK + HTTP + server, per iteration."""
+        return (self.loop - self.model_latency) / self.iterations
+
+    @property
+    def client_per_call(self) -> float:
+        """SDK + HTTP + server per root call, as measured inside the run."""
+        return (self.in_client - self.model_latency) / self.calls
+
+    @property
+    def framework(self) -> float:
+        """rlm_kernel alone, per iteration: the run's wall minus its time inside the model client."""
+        return (self.loop - self.in_client) / self.iterations
+
+    @property
+    def replay_per_call(self) -> float:
+        return (self.replay - self.model_latency) / self.calls
+
+    @property
+    def replay_raw_per_call(self) -> float:
+        return (self.replay_raw - self.model_latency) / self.calls
+
+    @property
+    def end_to_end(self) -> float:
+        """Per iteration with Session construction amortised over the run."""
+        return (self.setup + self.loop - self.model_latency) / self.iterations
+
+
+def replay(requests: list[ChatRequest], latency: float, *, raw: bool = False) -> float:
+    """Wall time of sending ``requests`` again with a bare openai client (same script and latency).
+
+    ``raw`` sends them with ``client.post`` instead of ``chat.completions.create``: the same HTTP
+    request and response parsing, without the SDK's per-message parameter transform.
+    """
+    with serve({"root": root_script()}, latency) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key=PLACEHOLDER_KEY, max_retries=0)
+        started = time.perf_counter()
+        for request in requests:
+            if raw:
+                body = {"model": request.model, "messages": request.messages}
+                client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+            else:
+                client.chat.completions.create(model=request.model, messages=request.messages)  # type: ignore[arg-type]
+        wall = time.perf_counter() - started
+        client.close()
+    return wall
+
+
+def one_rep(latency: float) -> Rep:
+    with serve({"root": root_script()}, latency) as server:
+        started = time.perf_counter()
+        session = rlm_kernel.Session(
+            "What is the last step's value?",
+            CONTEXT,
+            config=make_config(server, max_iterations=STEPS + 10),
+        )
+        built = time.perf_counter()
+        result = session.run()
+        done = time.perf_counter()
+        if result.reason != "final":
+            raise RuntimeError(
+                f"the run did not finish with FINAL: {result.reason}: {result.message}"
+            )
+        requests = root_requests(server)
+    iterations = result.trajectory.iterations
+    return Rep(
+        latency=latency,
+        setup=built - started,
+        loop=done - built,
+        calls=len(requests),
+        iterations=len(iterations),
+        in_client=sum(it["model_call"]["latency"] for it in iterations),
+        replay=replay(requests, latency),
+        replay_raw=replay(requests, latency, raw=True),
+    )
+
+
+def bare_round_trip(server: ScriptedServer, n: int) -> float:
+    """Median seconds of a minimal one-message request through a bare openai client."""
+    client = openai.OpenAI(base_url=server.base_url, api_key=PLACEHOLDER_KEY, max_retries=0)
+    messages = [{"role": "user", "content": "ping"}]
+    client.chat.completions.create(model="echo", messages=messages)  # type: ignore[arg-type]
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        client.chat.completions.create(model="echo", messages=messages)  # type: ignore[arg-type]
+        times.append(time.perf_counter() - started)
+    client.close()
+    return median(times)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per latency (median)")
+    args = parser.parse_args()
+    banner(
+        "overhead: framework cost per iteration",
+        f"{STEPS} trivial iterations + 1 FINAL iteration per run; median of {args.reps} runs per latency.",
+    )
+
+    one_rep(0.0)  # warm-up: lazy imports, first connections; not counted
+    reps = {lat: [one_rep(lat) for _ in range(args.reps)] for lat in (LATENCY, 0.0)}
+
+    def col(runs: list[Rep], metric: str) -> str:
+        return ms(median([getattr(r, metric) for r in runs]))
+
+    print_table(
+        [
+            "latency",
+            "root calls",
+            "iterations",
+            "run() wall",
+            "model latency",
+            "per iter, all",
+            "rlm_kernel per iter",
+            "client per call",
+            "Session()",
+            "per iter incl. Session()",
+        ],
+        [
+            [
+                f"{lat * 1000:.0f} ms",
+                runs[0].calls,
+                runs[0].iterations,
+                col(runs, "loop"),
+                ms(runs[0].model_latency),
+                col(runs, "per_iteration"),
+                col(runs, "framework"),
+                col(runs, "client_per_call"),
+                col(runs, "setup"),
+                col(runs, "end_to_end"),
+            ]
+            for lat, runs in reps.items()
+        ],
+    )
+    print_table(
+        [
+            "latency",
+            "in-run client per call",
+            "bare SDK replay per call",
+            "replay via client.post per call",
+        ],
+        [
+            [
+                f"{lat * 1000:.0f} ms",
+                col(runs, "client_per_call"),
+                col(runs, "replay_per_call"),
+                col(runs, "replay_raw_per_call"),
+            ]
+            for lat, runs in reps.items()
+        ],
+    )
+    print(
+        "All figures in ms, medians.\n"
+        "per iter, all        = (run() wall − root calls × latency) / iterations: rlm_kernel + SDK + HTTP + server\n"
+        "rlm_kernel per iter  = (run() wall − time inside the model client) / iterations: rlm_kernel alone\n"
+        "client per call      = (time inside the model client − calls × latency) / calls: SDK + HTTP + server\n"
+        "bare SDK replay      = the same requests from a bare openai client (chat.completions.create)\n"
+        "replay via post      = the same requests through client.post(), skipping the SDK's parameter transform\n"
+        "per iter incl. Session() adds the one-off Session construction, amortised over the run\n"
+    )
+
+    with serve(lambda request: "pong") as fast, serve(lambda request: "pong", LATENCY) as slow:
+        trip0 = bare_round_trip(fast, 50)
+        trip50 = bare_round_trip(slow, 20) - LATENCY
+    print(
+        f"Bare openai SDK round trip, one-message request, same server: {ms(trip0)} ms at 0 ms latency, "
+        f"{ms(trip50)} ms beyond the 50 ms at 50 ms latency."
+    )
+    print("For reference:", REFERENCE["overhead"])
+    print()
+
+    slow_runs = reps[LATENCY]
+    framework = median([r.framework for r in slow_runs])
+    everything = median([r.per_iteration for r in slow_runs])
+    verdicts = Verdicts()
+    verdicts.check(
+        "rlm_kernel overhead per iteration, SDK round trip excluded (50 ms latency)",
+        framework <= TARGET_MS / 1000,
+        f"{ms(framework)} ms (target ≤ {TARGET_MS:g} ms)",
+    )
+    verdicts.check(
+        "overhead per iteration including the openai SDK, HTTP and server (50 ms latency)",
+        everything <= TARGET_MS / 1000,
+        f"{ms(everything)} ms (target ≤ {TARGET_MS:g} ms)",
+    )
+    verdicts.summary()
+
+
+if __name__ == "__main__":
+    main()

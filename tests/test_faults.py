@@ -1,0 +1,147 @@
+"""Bad input and failing endpoints end in a clear message, with the session paused and saved."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+
+import pytest
+from conftest import SECRET, fence, settings
+
+import rlm_kernel
+from rlm_kernel import ConfigError, Trajectory
+from rlm_kernel._errors import (
+    ModelConnectionError,
+    ModelRateLimitError,
+    ModelResponseError,
+    ModelServerError,
+)
+from rlm_kernel.testing import Fault, ScriptedServer
+
+TWO_TURNS = [fence("print(len(P))"), fence("FINAL('done')")]
+
+
+def test_a_429_then_success_is_retried(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": TWO_TURNS})
+    server.inject(Fault.status_code(429, retry_after=0), times=1)
+    result = rlm_kernel.run("q", "ctx", **settings(server, max_retries=2))
+    assert result.answer == "done"
+    assert len(server.requests) == 3  # one refused, two answered
+
+
+def test_persistent_429_names_the_setting(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": TWO_TURNS})
+    server.inject(Fault.status_code(429, retry_after=0), times=10)
+    result = rlm_kernel.run("q", "ctx", **settings(server, max_retries=1))
+    assert isinstance(result.error, ModelRateLimitError)
+    assert result.reason == "error"
+    assert "RLM.subcall_concurrency" in str(result.error)
+    assert server.base_url in str(result.error)
+
+
+def test_repeated_500s_end_in_a_clear_error_and_a_readable_trajectory(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve({"root": TWO_TURNS})
+    result = rlm_kernel.run("q", "ctx", **settings(server, max_retries=2))
+    assert result.answer == "done"  # sanity: the script works without faults
+
+    server = serve({"root": TWO_TURNS})
+    server.inject(Fault.status_code(500), times=3)
+    result = rlm_kernel.run("q", "ctx", **settings(server, max_retries=2))
+    assert isinstance(result.error, ModelServerError)
+    message = str(result.error)
+    assert "500" in message
+    assert "RLM.max_retries" in message
+    assert server.base_url in message
+    assert len(server.requests) == 3
+    assert result.path is not None
+    saved = Trajectory.load(result.path)
+    assert saved.session["question"] == "q"
+
+
+def test_a_timeout_names_the_timeout_setting(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": TWO_TURNS})
+    server.inject(Fault.timeout(3.0))
+    result = rlm_kernel.run("q", "ctx", **settings(server, request_timeout=0.3))
+    assert isinstance(result.error, ModelConnectionError)
+    assert "RLM.request_timeout" in str(result.error)
+
+
+@pytest.mark.parametrize(
+    "fault", [Fault.malformed(), Fault.empty_choices()], ids=["malformed", "empty"]
+)
+def test_unusable_answers_are_model_response_errors(
+    serve: Callable[..., ScriptedServer], fault: Fault
+) -> None:
+    server = serve({"root": TWO_TURNS})
+    server.inject(fault)
+    result = rlm_kernel.run("q", "ctx", **settings(server))
+    assert isinstance(result.error, ModelResponseError)
+    assert server.base_url in str(result.error)
+
+
+def test_a_model_error_pauses_and_the_session_resumes(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": [fence("print(len(P))"), fence("x = 2\nprint(x)"), fence("FINAL(x)")]})
+    server.inject(Fault.status_code(500), times=1)
+    session = rlm_kernel.Session(
+        "q", "ctx", config=rlm_kernel.RLM().with_overrides(settings(server))
+    )
+    first = session.run()
+    assert first.reason == "error"
+    assert session.state == "paused"
+    second = session.run()
+    assert (second.reason, second.answer) == ("final", "2")
+
+
+def test_an_unreachable_endpoint(isolated_env: object) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the with-block ends: nothing listens there
+    result = rlm_kernel.run(
+        "q", "ctx", base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=0
+    )
+    assert isinstance(result.error, ModelConnectionError)
+    assert "RLM.base_url" in str(result.error)
+    assert f"127.0.0.1:{port}" in str(result.error)
+
+
+def test_no_key_and_no_base_url_says_how_to_configure() -> None:
+    with pytest.raises(ConfigError) as caught:
+        rlm_kernel.run("q", "ctx", model="gpt-5-mini")
+    message = str(caught.value)
+    assert "OPENAI_API_KEY" in message
+    assert "RLM.base_url" in message
+    assert "OPENAI_BASE_URL" in message
+    assert "\n" not in message  # one paragraph
+
+
+def test_an_unknown_setting_suggests_the_right_one() -> None:
+    with pytest.raises(ConfigError, match="max_iterations"):
+        rlm_kernel.run("q", "ctx", max_iteration=3)
+
+
+def test_a_bad_setting_value_names_the_setting() -> None:
+    with pytest.raises(ConfigError, match=r"RLM\.mode"):
+        rlm_kernel.run("q", "ctx", mode="fastest")
+
+
+def test_api_keys_never_reach_the_model_or_the_trajectory(
+    serve: Callable[..., ScriptedServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    root = [
+        fence("import os\nkey = os.environ['OPENAI_API_KEY']\nprint(key)"),
+        fence("r = llm_query('the key is ' + key)\nprint(r)"),
+        fence("FINAL(key)"),
+    ]
+    server = serve({"root": root, "sub": lambda r: r.prompt})
+    result = rlm_kernel.run("q", "ctx", **settings(server))
+    # The key authenticates requests, and goes nowhere else.
+    assert all(r.headers["authorization"] == f"Bearer {SECRET}" for r in server.requests)
+    for request in server.requests:
+        assert SECRET not in json.dumps(request.messages)
+    assert result.path is not None
+    assert SECRET not in result.path.read_text()
+    assert "[redacted]" in result.path.read_text()

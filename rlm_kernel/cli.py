@@ -1,20 +1,22 @@
 """The ``rlm-kernel`` command.
 
 Exit codes: 0 the model submitted an answer; 1 the run ended without one (a limit forced a best guess,
-or it was stopped); 2 bad command line; 3 configuration or context problem; 4 the model endpoint failed
+or it was stopped); 2 bad command line; 3 configuration, context or recording problem; 4 the model endpoint failed
 (the session is saved and can be resumed); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ._config import RLM
-from ._errors import ConfigError, ContextError, ModelError, RLMError
+from ._errors import ConfigError, ContextError, ModelError, RLMError, TrajectoryError
 from ._records import Result
 from ._replay import replay_session
 from ._session import Session
@@ -59,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         help="any other setting, e.g. --set max_tokens=200000 (values are read as JSON when they can be)",
     )
     run.add_argument(
+        "--replay",
+        metavar="RECORDING",
+        help="serve every model answer from a recorded trajectory (.jsonl/.json) instead of a model: "
+        "the code runs again for real, offline, with no API key",
+    )
+    run.add_argument(
         "--export", metavar="FILE", help="also write the trajectory to FILE (.json or .jsonl)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress line")
@@ -85,7 +93,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    context: object = sys.stdin.read() if args.path == "-" else args.path
+    context: object = sys.stdin.read() if args.path == "-" else _existing(args.path)
     if args.replay:
         session = replay_session(
             Trajectory.load(args.replay), args.question, context, _overrides(args)
@@ -114,6 +122,16 @@ def _run(args: argparse.Namespace) -> int:
     return _report(result)
 
 
+def _existing(path: str) -> str:
+    # On the command line PATH names files; text that merely looks like one is a typo, not a context.
+    if Path(path).exists() or glob.has_magic(path):
+        return path
+    raise ContextError(
+        f"No such file or directory: {path}",
+        fix="Check the path; pass - to read the context from standard input",
+    )
+
+
 def _report(result: Result) -> int:
     total = result.usage.total
     where = f" · trajectory: {result.path}" if result.path else ""
@@ -139,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (ConfigError, ContextError) as exc:
+    except (ConfigError, ContextError, TrajectoryError) as exc:
         print(f"rlm-kernel: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except ModelError as exc:

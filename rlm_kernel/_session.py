@@ -241,7 +241,7 @@ class Session:
             self._set_state("paused", "interrupted")
             self.message = (
                 f"Iteration {proposal.iteration} was interrupted; nothing of it was recorded. "
-                "`%rlm resume` runs it again, `%rlm edit` lets you change it first."
+                "Resuming runs it again; executing edited code runs that instead."
             )
             return {"type": "interrupted", "iteration": proposal.iteration}
         record = self._commit(proposal, blocks, edited, outcome, started)
@@ -283,7 +283,7 @@ class Session:
             self._fail_soft(exc)
         except KeyboardInterrupt:
             self._set_state("paused", "interrupted")
-            self.message = "Interrupted; `%rlm resume` continues from here."
+            self.message = "Interrupted; resuming continues from here."
         return self.result()
 
     def pause(self) -> None:
@@ -307,7 +307,7 @@ class Session:
         if not 1 <= n <= len(standing):
             raise SessionStateError(
                 f"Cannot rewind to iteration {n}: this session has iterations 1–{len(standing)}",
-                fix="Pick an iteration that exists (`%rlm status` lists them)",
+                fix="Pick an iteration that exists",
             )
         if n <= self._compacted_at:
             raise SessionStateError(
@@ -581,5 +581,5 @@ class Session:
         if self.state not in states:
             raise SessionStateError(
                 f"The session is {self.state}; this needs it to be {' or '.join(states)}",
-                fix="Start a new session, or `%rlm edit N` / rewind to go back into a finished one",
+                fix="Start a new session, or rewind to an earlier iteration to go back into a finished one",
             )

@@ -194,9 +194,28 @@ class SubcallEngine:
         )
 
     async def _one(self, prompt: str, model: str, kind: str, batch: dict[str, Any] | None) -> str:
-        call_id, seq = self._new_id()
         messages: list[Message] = [{"role": "user", "content": prompt}]
         key = request_key(model, messages)
+        record = self._start(kind, model, prompt, key, batch)
+        started = time.perf_counter()
+        try:
+            completion = await self._complete(messages, model, key)
+        except RLMError as exc:
+            record["error"] = str(exc)
+        else:
+            record.update(
+                response=completion.text,
+                usage=completion.usage.to_dict(),
+                cached=completion.cached,
+                model=completion.model,
+            )
+        return self._end(record, started)
+
+    def _start(
+        self, kind: str, model: str, prompt: str, key: str | None, batch: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """A new sub-call record (its trajectory shape), announced to listeners."""
+        call_id, seq = self._new_id()
         record: dict[str, Any] = {
             "id": call_id,
             "seq": seq,
@@ -214,36 +233,19 @@ class SubcallEngine:
             "batch": batch,
             "child": None,
         }
+        size = batch["size"] if batch else 1
         self.emitter.emit(
-            SubcallStarted(
-                self.session_id,
-                self.depth,
-                call_id,
-                kind,
-                model,
-                prompt,
-                (batch or {}).get("size", 1),
-            )
+            SubcallStarted(self.session_id, self.depth, call_id, kind, model, prompt, size)
         )
-        started = time.perf_counter()
-        try:
-            completion = await self._complete(messages, model, key)
-        except RLMError as exc:
-            record["error"] = str(exc)
-            text = f"Error: {exc}"
-        else:
-            record.update(
-                response=completion.text,
-                usage=completion.usage.to_dict(),
-                cached=completion.cached,
-                model=completion.model,
-            )
-            text = completion.text
+        return record
+
+    def _end(self, record: dict[str, Any], started: float) -> str:
+        """Keep the finished record for the iteration and announce it; the text the model gets back."""
         record["latency"] = time.perf_counter() - started
         with self._lock:
             self._records.append(record)
-        self.emitter.emit(SubcallFinished(self.session_id, self.depth, call_id, record))
-        return text
+        self.emitter.emit(SubcallFinished(self.session_id, self.depth, record["id"], record))
+        return f"Error: {record['error']}" if record["error"] else str(record["response"])
 
     async def _complete(self, messages: list[Message], model: str, key: str) -> Completion:
         limit = self._limit_error()
@@ -282,44 +284,18 @@ class SubcallEngine:
 
     def _child(self, prompt: str, context: object) -> str:
         assert self._child_runner is not None
-        call_id, seq = self._new_id()
-        model = self._model(None)
-        self.emitter.emit(
-            SubcallStarted(self.session_id, self.depth, call_id, "rlm_query", model, prompt, 1)
-        )
+        record = self._start("rlm_query", self._model(None), prompt, None, None)
         started = time.perf_counter()
-        record: dict[str, Any] = {
-            "id": call_id,
-            "seq": seq,
-            "kind": "rlm_query",
-            "model": model,
-            "depth": self.depth + 1,
-            "prompt": prompt,
-            "response": "",
-            "error": None,
-            "usage": Usage().to_dict(),
-            "latency": 0.0,
-            "started": time.time(),
-            "cached": False,
-            "request_key": None,
-            "batch": None,
-            "child": None,
-        }
         if not self.budget.take_subcall():
-            text = f"Error: sub-call limit reached (RLM.max_subcalls = {self.config.max_subcalls})"
-            record["error"] = text
-        else:
-            answer, child, usage = self._child_runner(
-                prompt, prompt if context is None else context, call_id
+            record["error"] = (
+                f"Sub-call limit reached (RLM.max_subcalls = {self.config.max_subcalls})"
             )
+        else:
+            child_context = prompt if context is None else context
+            answer, child, usage = self._child_runner(prompt, child_context, record["id"])
             self.usage.merge(usage)
             record.update(response=answer, child=child, usage=usage.total.to_dict())
-            text = answer
-        record["latency"] = time.perf_counter() - started
-        with self._lock:
-            self._records.append(record)
-        self.emitter.emit(SubcallFinished(self.session_id, self.depth, call_id, record))
-        return text
+        return self._end(record, started)
 
 
 def _as_text(prompt: object) -> str:

@@ -235,7 +235,7 @@ class OpenAIClient:
         if isinstance(exc, openai.RateLimitError):
             return ModelRateLimitError(
                 f"The endpoint kept answering 429 (rate limited) after {retries} retries",
-                fix="Lower RLM.subcall_concurrency, raise RLM.max_retries, or wait and `%rlm resume`",
+                fix="Lower RLM.subcall_concurrency, raise RLM.max_retries, or wait and resume the session",
                 endpoint=ep,
                 setting="RLM.subcall_concurrency",
             )

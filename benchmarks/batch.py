@@ -4,19 +4,30 @@ The scripted root model runs one iteration whose code times the ``llm_batch`` ca
 (``time.perf_counter()`` around it, printed), then submits with ``FINAL``. The sub-model answers every
 prompt after 200 ms, so with ``subcall_concurrency`` = c the ideal is ceil(64 / c) × 200 ms. The timing
 printed by the model's code is read back from the trajectory; the span of the sub-call records (first
-start to last finish) is shown as a cross-check.
+start to last finish) is shown as a cross-check. The same 64 requests sent by a bare
+``openai.AsyncOpenAI`` client under an ``asyncio.Semaphore`` of the same size show what the SDK and the
+in-process server cost on their own.
 
-Usage: python benchmarks/batch.py [--reps 3]
+Finished sessions are kept referenced until the script ends: when a finished session's unclosed
+``AsyncOpenAI`` client is garbage-collected on rlm_kernel's sub-call loop while a later batch is in flight,
+the SDK's delayed ``aclose()`` unregisters file descriptors that new connections have reused, and those
+requests hang until ``request_timeout``. ``--drop-sessions`` lets them go to show it (intermittent; the
+request timeout is then lowered to 10 s). See benchmarks/README.md.
+
+Usage: python benchmarks/batch.py [--reps 3] [--drop-sessions]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import openai
 from _common import (
     REFERENCE,
     ChatRequest,
@@ -47,6 +58,10 @@ print(f"BATCH {{elapsed:.6f}} {{len(replies)}} {{sum(r.startswith('Error') for r
 _BATCH_LINE = re.compile(r"BATCH (\S+) (\d+) (\d+)")
 
 
+# Finished sessions, kept alive on purpose (see the module docstring).
+_FINISHED: list[rlm_kernel.Session] = []
+
+
 def sub_model(request: ChatRequest) -> str:
     return "value " + request.prompt.rsplit(" ", 1)[-1]
 
@@ -59,14 +74,22 @@ class Rep:
     errors: int
 
 
-def one_rep(concurrency: int) -> Rep:
+def prompts() -> list[str]:
+    return [f"What is the value in this record? {line}" for line in CONTEXT.splitlines()[:PROMPTS]]
+
+
+def one_rep(concurrency: int, *, keep: bool = True) -> Rep:
     script: dict[str, Any] = {
         "root": [fence(BATCH_CODE), fence("FINAL(replies[0])")],
         "sub": sub_model,
     }
+    extra = {} if keep else {"request_timeout": 10.0}
     with serve(script, {"sub": SUB_LATENCY, "*": 0.0}) as server:
-        config = make_config(server, subcall_concurrency=concurrency)
-        result = rlm_kernel.Session("Read every record.", CONTEXT, config=config).run()
+        config = make_config(server, subcall_concurrency=concurrency, **extra)
+        session = rlm_kernel.Session("Read every record.", CONTEXT, config=config)
+        result = session.run()
+    if keep:
+        _FINISHED.append(session)
     if result.reason != "final":
         raise RuntimeError(f"the run did not finish with FINAL: {result.reason}: {result.message}")
     first = result.trajectory.iterations[0]
@@ -78,33 +101,71 @@ def one_rep(concurrency: int) -> Rep:
     return Rep(float(match[1]), span, int(match[2]), int(match[3]))
 
 
+async def _bare_batch(base_url: str, concurrency: int) -> float:
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0)
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(prompt: str) -> str:
+        async with semaphore:
+            reply = await client.chat.completions.create(
+                model="sub", messages=[{"role": "user", "content": prompt}]
+            )
+        return reply.choices[0].message.content or ""
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(p) for p in prompts()))
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return elapsed
+
+
+def bare_rep(concurrency: int) -> float:
+    """The same 64 requests from a bare AsyncOpenAI client, ``concurrency`` at a time."""
+    with serve({"sub": sub_model}, SUB_LATENCY) as server:
+        return asyncio.run(_bare_batch(server.base_url, concurrency))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="repetitions per concurrency (median)")
+    parser.add_argument(
+        "--drop-sessions",
+        action="store_true",
+        help="do not keep finished sessions alive (shows the unclosed-client hang)",
+    )
     args = parser.parse_args()
+    keep = not args.drop_sessions
     banner(
         "batch: llm_batch of 64 prompts at 200 ms latency",
-        f"Wall time of the llm_batch call itself, timed inside the model's code; median of {args.reps}.",
+        f"Wall time of the llm_batch call itself, timed inside the model's code; median of {args.reps}."
+        + ("" if keep else " Finished sessions are dropped (--drop-sessions)."),
     )
 
-    one_rep(CONCURRENCIES[0])  # warm-up: the sub-call loop, async client imports; not counted
+    one_rep(
+        CONCURRENCIES[0], keep=keep
+    )  # warm-up: sub-call loop, async client imports; not counted
+    bare_rep(CONCURRENCIES[0])
     rows = []
     ratios: dict[int, float] = {}
     for concurrency in CONCURRENCIES:
-        reps = [one_rep(concurrency) for _ in range(args.reps)]
+        reps = [one_rep(concurrency, keep=keep) for _ in range(args.reps)]
+        bare = median([bare_rep(concurrency) for _ in range(args.reps)])
         ideal = math.ceil(PROMPTS / concurrency) * SUB_LATENCY
         elapsed = median([r.elapsed for r in reps])
         ratios[concurrency] = elapsed / ideal
-        bad = sum(r.errors + (PROMPTS - r.replies) for r in reps)
+        failed = sum(r.errors + (PROMPTS - r.replies) for r in reps)
         rows.append(
             [
                 concurrency,
                 f"{ideal * 1000:.0f}",
                 f"{elapsed * 1000:.1f}",
-                f"{median([r.span for r in reps]) * 1000:.1f}",
                 f"{ratios[concurrency]:.3f}×",
+                f"{median([r.span for r in reps]) * 1000:.1f}",
                 " ".join(f"{r.elapsed * 1000:.0f}" for r in reps),
-                bad,
+                f"{bare * 1000:.1f}",
+                f"{bare / ideal:.3f}×",
+                f"{(elapsed - bare) * 1000:+.1f}",
+                failed,
             ]
         )
     print_table(
@@ -112,12 +173,21 @@ def main() -> None:
             "concurrency",
             "ideal ms",
             "llm_batch ms",
-            "sub-call span ms",
             "vs ideal",
+            "sub-call span ms",
             "each run ms",
+            "bare SDK ms",
+            "bare vs ideal",
+            "rlm_kernel extra ms",
             "failed replies",
         ],
         rows,
+    )
+    print(
+        "llm_batch ms: median wall of the llm_batch call, timed by the model's code.\n"
+        "sub-call span: first sub-call start to last sub-call end, from the trajectory's records.\n"
+        "bare SDK: the same 64 requests from a bare AsyncOpenAI client under asyncio.Semaphore(concurrency).\n"
+        "The server runs in the same process and shares its GIL and 2 cores with the client.\n"
     )
     print("For reference:", REFERENCE["batch"])
     print()

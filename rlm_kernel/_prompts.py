@@ -7,6 +7,7 @@ the context. The question is restated every turn with the turn budget: small mod
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from ._context import ContextInfo
 
 _FENCE = re.compile(r"```(?:repl|python|py)[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)
+_BARE_FENCE = re.compile(r"```[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)
 _PROSE_FINAL = re.compile(r"^\s*(FINAL_VAR|FINAL)\((.*)\)\s*$", re.MULTILINE | re.DOTALL)
 
 
@@ -176,8 +178,26 @@ def _as_text(value: object) -> str:
 
 
 def extract_code(response: str) -> list[str]:
-    """All ```repl / ```python blocks of a response, in order, stripped."""
-    return [block.strip() for block in _FENCE.findall(response) if block.strip()]
+    """All ```repl / ```python blocks of a response, in order, stripped.
+
+    Small models often drop the language tag. When a response has no tagged block, untagged blocks
+    count too, but only those that parse as Python: a model quoting the context in a bare fence must
+    not have that quote run.
+    """
+    tagged = [block.strip() for block in _FENCE.findall(response) if block.strip()]
+    if tagged:
+        return tagged
+    return [block.strip() for block in _BARE_FENCE.findall(response) if _is_python(block)]
+
+
+def _is_python(text: str) -> bool:
+    if not text.strip():
+        return False
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def prose_final(response: str) -> tuple[str, str] | None:

@@ -1,0 +1,62 @@
+"""What the root model reads and how its code is found."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlm_kernel import describe_context
+from rlm_kernel._prompts import extract_code, metadata_message, prose_final, truncate
+
+
+@pytest.mark.parametrize(
+    ("response", "blocks"),
+    [
+        ("```repl\nx = 1\n```", ["x = 1"]),
+        ("```python\na\n```\ntext\n```py\nb\n```", ["a", "b"]),
+        (
+            "Let me look.\n```repl\nprint(P[:10])\n```\nThen:\n```repl\nprint(len(P))\n```",
+            ["print(P[:10])", "print(len(P))"],
+        ),
+        ("```\nprint(len(P))\n```", ["print(len(P))"]),  # untagged fence, valid Python
+        ("```\nOperations log, 2026-09-01\n01:28  Dashboards\n```", []),  # a quote, not code
+        ("```repl\nx = 1\n```\n```\ny = 2\n```", ["x = 1"]),  # tagged blocks win
+        ("```text\nnot code\n```", []),
+        ("no code at all", []),
+    ],
+)
+def test_extract_code(response: str, blocks: list[str]) -> None:
+    assert extract_code(response) == blocks
+
+
+@pytest.mark.parametrize(
+    ("response", "found"),
+    [
+        ("FINAL(42)", ("FINAL", "42")),
+        ("Reasoning...\nFINAL(the answer (with parens))", ("FINAL", "the answer (with parens)")),
+        ('FINAL_VAR("result")', ("FINAL_VAR", "result")),
+        ("I will call FINAL(x) later", None),  # not at the start of a line
+        ("nothing", None),
+    ],
+)
+def test_prose_final(response: str, found: tuple[str, str] | None) -> None:
+    assert prose_final(response) == found
+
+
+def test_truncate_keeps_head_and_tail() -> None:
+    text = "H" * 500 + "M" * 10_000 + "T" * 500
+    cut = truncate(text, 1_200)
+    assert cut.startswith("H" * 500)
+    assert cut.endswith("T" * 400)
+    assert "characters cut" in cut
+    assert truncate("short", 100) == "short"
+
+
+def test_metadata_describes_the_context_without_containing_it() -> None:
+    docs = {f"file{i}.py": "x" * (i + 1) for i in range(150)}
+    message = metadata_message("Where is main?", describe_context(docs), max_iterations=30)
+    assert "Where is main?" in message
+    assert "150 documents" in message
+    assert "'file0.py': 1" in message
+    assert "and 50 more" in message
+    assert "x" * 150 not in message
+    assert "Turn 1/30" in message

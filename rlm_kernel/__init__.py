@@ -4,6 +4,8 @@ The context lives in ``P`` inside a persistent namespace; the root model sees on
 writes code to inspect it, and delegates pieces to sub-LLM calls or child RLMs from inside that code.
 """
 
+from typing import Any
+
 from ._api import run
 from ._config import RLM, RLMConfig
 from ._context import ContextInfo, Documents, describe_context, load_context
@@ -16,10 +18,26 @@ from ._errors import (
     SessionStateError,
     TrajectoryError,
 )
+from ._labextension import _jupyter_labextension_paths
 from ._records import Proposal, Result
 from ._session import Session
 from ._trajectory import Trajectory
 from ._version import __version__
+from .exporters import export, import_trajectory
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext rlm_kernel``: the %rlm magics and the RLM settings."""
+    from .notebook import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    from .notebook import unload_ipython_extension as unload
+
+    unload(ip)
+
 
 __all__ = [
     "RLM",
@@ -38,7 +56,12 @@ __all__ = [
     "Trajectory",
     "TrajectoryError",
     "__version__",
+    "_jupyter_labextension_paths",
     "describe_context",
+    "export",
+    "import_trajectory",
     "load_context",
+    "load_ipython_extension",
     "run",
+    "unload_ipython_extension",
 ]

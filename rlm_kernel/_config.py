@@ -206,9 +206,32 @@ class RLM(Configurable):
         "iteration, or after an earlier block of the same response printed something).",
     ).tag(config=True)
     executor = CaselessStrEnum(
-        ["namespace"],
+        ["namespace", "monty"],
         default_value="namespace",
-        help="Where iteration code runs: 'namespace' (the kernel's namespace, or a private dict).",
+        help="Where iteration code runs: 'namespace' (the kernel's namespace, or a private dict) or "
+        "'monty' (a pydantic-monty sandbox: a subset of Python with no files, network or environment; "
+        "only tools marked @rlm_kernel.sandbox_safe are exposed; limits: RLM.iteration_timeout and "
+        "the monty_* settings).",
+    ).tag(config=True)
+
+    # --- the monty sandbox (executor = 'monty'); read when a session's sandbox starts -----------------
+    monty_memory_mb = Int(
+        1024,
+        min=16,
+        help="Memory (MB) the sandbox of one RLM session may use, the context P included; a block "
+        "that needs more is stopped and undone. Allow about 3× the context's size plus working room.",
+    ).tag(config=True)
+    monty_max_recursion = Int(
+        1000,
+        min=10,
+        help="Maximum call depth of sandboxed code (like sys.getrecursionlimit()).",
+    ).tag(config=True)
+    monty_max_host_calls = Int(
+        1_000_000,
+        min=1,
+        help="Calls to helpers and tools (llm_query, llm_batch, …) one sandbox may make over the whole "
+        "session; monty's own default of 1000 would cut long llm_query loops. Sub-call budgets are "
+        "RLM.max_subcalls, RLM.max_tokens and RLM.max_cost.",
     ).tag(config=True)
 
     # --- records ---------------------------------------------------------------------------------

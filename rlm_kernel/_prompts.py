@@ -79,17 +79,20 @@ def system_prompt(
     recursive: bool,
     tools: Sequence[ToolSpec] = (),
     subcall_chars: int = 100_000,
+    executor_note: str = "",
 ) -> str:
+    """``executor_note`` is what the executor needs the model to know (the sandbox's limits)."""
     tool_lines = "".join(
         f"\n- `{t.name}{t.signature}`: {t.doc or '(no description)'}" for t in tools
     )
-    return SYSTEM_PROMPT.format(
+    text = SYSTEM_PROMPT.format(
         max_output_chars=f"{max_output_chars:,}",
         context_type=_describe_type(info),
         subcall_chars=f"{subcall_chars:,}",
         rlm_query_doc=_RLM_QUERY_DOC[recursive],
         tools=tool_lines,
     )
+    return f"{text}\n{executor_note.strip()}\n" if executor_note.strip() else text
 
 
 def _describe_type(info: ContextInfo) -> str:

@@ -12,6 +12,7 @@ from ._context import describe_context, load_context
 from ._errors import TrajectoryError
 from ._session import Session
 from ._trajectory import Trajectory
+from .executors import Executor
 from .models.replay import replay_clients
 
 # Settings that shape the loop and must match the recording for the replay to follow it.
@@ -39,6 +40,9 @@ def replay_session(
     question: str | None,
     context: object,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    executor: Executor | None = None,
+    speed: float | None = None,
 ) -> Session:
     """A Session for ``context`` whose model calls are served from ``recording``."""
     recorded = recording.session
@@ -57,5 +61,12 @@ def replay_session(
     known = set(setting_names())
     loop = {k: v for k, v in recorded["config"].items() if k in _LOOP_SETTINGS and k in known}
     config = RLM().with_overrides({**loop, **(overrides or {})})
-    root, sub = replay_clients(recording)
-    return Session(recorded["question"], loaded, config=config, client=root, sub_client=sub)
+    root, sub = replay_clients(recording, speed=speed)
+    return Session(
+        recorded["question"],
+        loaded,
+        config=config,
+        client=root,
+        sub_client=sub,
+        executor=executor,
+    )

@@ -52,7 +52,7 @@ from ._secrets import Redactor
 from ._subcalls import Budget, SubcallCache, SubcallEngine
 from ._trajectory import SCHEMA_VERSION, Trajectory, TrajectoryWriter
 from ._version import __version__
-from .executors import Executor, NamespaceExecutor
+from .executors import Executor, admitted_tools, executor_note, make_executor, release_executor
 from .models import Completion, Message, ModelClient, OpenAIClient, UsageSummary, request_key
 
 Tools = Mapping[str, Callable[..., Any]] | list[Callable[..., Any]] | None
@@ -130,8 +130,9 @@ class Session:
             redactor=_shared.redactor,
             child_runner=self._run_child,
         )
-        self._helpers = Helpers(self.context, self._engine, self._slot, normalize_tools(tools))
-        self.executor: Executor = executor or NamespaceExecutor(namespace)
+        self.executor: Executor = executor or make_executor(self.config, namespace)
+        usable = admitted_tools(self.executor, normalize_tools(tools))
+        self._helpers = Helpers(self.context, self._engine, self._slot, usable)
         self.clobbered = self._helpers.bind(self.executor.namespace)
         self._runner = BlockRunner(
             self.executor, self._helpers, self._slot, self.config, _shared.redactor
@@ -147,6 +148,8 @@ class Session:
         ]
         self._turns: list[tuple[Message, Message]] = []
         self._compacted_at = 0
+        # Iterations before the current question (follow-ups get a fresh iteration budget).
+        self._question_start = 0
         self._writer: TrajectoryWriter | None = None
         if self.config.autosave and _depth == 0:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -300,6 +303,37 @@ class Session:
         elif self.state in ("idle", "paused"):
             self._finish(None, "stopped", "Stopped on request")
 
+    def follow_up(self, question: str) -> None:
+        """Ask a new question in the same session: same namespace, the earlier exchange kept as history."""
+        self._require("done", "paused")
+        previous = self.answer
+        self.question = question
+        self._question_start = self.iteration
+        self._pending = None
+        self.answer, self.reason, self.message, self.error = None, "", "", None
+        self._slot.clear()
+        self._helpers.reset_answer(self.executor.namespace)
+        self._stop.clear()
+        text = (f"Your previous answer was: {previous!r}\n\n" if previous is not None else "") + (
+            f"Follow-up question: {question}\nThe REPL still holds every variable you made "
+            "(SHOW_VARS() lists them). Continue with code."
+        )
+        if self._turns:
+            assistant, observation = self._turns[-1]
+            extended: Message = {"role": "user", "content": observation["content"] + "\n\n" + text}
+            self._turns[-1] = (assistant, extended)
+        else:
+            self._preamble.append({"role": "user", "content": text})
+        self._record(
+            {
+                "type": "follow_up",
+                "question": question,
+                "after_iteration": self.iteration,
+                "at": now(),
+            }
+        )
+        self._set_state("paused", "follow-up question")
+
     def rewind(self, n: int) -> Proposal:
         """Go back so that iteration ``n`` runs again; returns its original proposal, now pending."""
         self._require("idle", "paused", "running", "done")
@@ -410,7 +444,7 @@ class Session:
 
     def _check_limits(self) -> None:
         exceeded = self._shared.budget.exceeded()
-        if exceeded is None and self.iteration >= self.config.max_iterations:
+        if exceeded is None and self.iteration - self._question_start >= self.config.max_iterations:
             exceeded = (
                 "max_iterations",
                 f"{self.iteration} iterations done, RLM.max_iterations = {self.config.max_iterations}",
@@ -460,6 +494,8 @@ class Session:
             }
         )
         self._set_state("done", reason)
+        # A sandbox gives its worker back; a follow-up or rewind restores it from its last dump.
+        release_executor(self.executor)
         self._emit(Finished(self.id, self.depth, answer, reason, message))
         if self._writer is not None:
             self._writer.close()
@@ -544,6 +580,7 @@ class Session:
             max_output_chars=self.config.max_output_chars,
             recursive=self.depth + 1 < self.config.max_depth,
             tools=self._helpers.specs,
+            executor_note=executor_note(self.executor),
         )
 
     def _session_record(self, parent_call: str | None) -> dict[str, Any]:

@@ -10,7 +10,9 @@ A trajectory is a list of records, each a JSON object with a ``type``:
   RLMs nested as their own trajectories), and the submission if any.
 - ``rewind``: later iterations from ``to_iteration`` on are superseded (a person re-ran an earlier step).
 - ``compaction``: the root history was summarised after ``after_iteration``.
-- ``final`` (last): answer, reason, usage, and the forced best-answer call if a limit ended the run.
+- ``follow_up``: a new question asked in the same session after ``after_iteration``.
+- ``final``: answer, reason, usage, and the forced best-answer call if a limit ended the run (one per
+  question; a follow-up adds another).
 
 Autosave appends each record as one JSONL line and flushes it, so a crash loses at most the iteration
 in flight. ``save``/``load`` round-trip both ``.jsonl`` and ``.json`` (``{"schema_version", "records"}``).
@@ -27,7 +29,7 @@ from ._errors import TrajectoryError
 from ._secrets import Redactor
 
 SCHEMA_VERSION = 1
-RECORD_TYPES = frozenset({"session", "iteration", "rewind", "compaction", "final"})
+RECORD_TYPES = frozenset({"session", "iteration", "rewind", "compaction", "follow_up", "final"})
 
 
 class Trajectory:
@@ -67,6 +69,7 @@ class Trajectory:
 
     @property
     def final(self) -> dict[str, Any] | None:
+        """The latest final record, if the latest question was answered."""
         last = self.records[-1] if self.records else None
         return last if last is not None and last["type"] == "final" else None
 
@@ -106,6 +109,13 @@ class Trajectory:
                 json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8"
             )
         return target
+
+    def export(self, path: str | Path, format: str | None = None, **options: Any) -> Path:
+        """Write this trajectory as ``format`` (json, jsonl, rlm-jsonl, ipynb, sft; default: from the
+        file name). See ``rlm_kernel.exporters``."""
+        from .exporters import export  # the exporters import this module
+
+        return export(self, path, format, **options)
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectory:

@@ -70,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
         "--export", metavar="FILE", help="also write the trajectory to FILE (.json or .jsonl)"
     )
     run.add_argument("--quiet", action="store_true", help="no progress line")
+    install = commands.add_parser(
+        "install",
+        help='install the "RLM (Python 3)" Jupyter kernel',
+        description='Install the "RLM (Python 3)" kernelspec. The wheel already installs it into its '
+        "environment; use this for another location.",
+    )
+    where = install.add_mutually_exclusive_group()
+    where.add_argument("--user", action="store_true", help="into the user's Jupyter data directory")
+    where.add_argument("--sys-prefix", action="store_true", help="into this Python environment")
+    where.add_argument("--prefix", help="into PREFIX/share/jupyter/kernels")
     return parser
 
 
@@ -153,10 +163,19 @@ def _report(result: Result) -> int:
     return EXIT_ANSWERED if result.reason in ("final", "baseline") else EXIT_NO_ANSWER
 
 
+def _install(args: argparse.Namespace) -> int:
+    from .install import install
+
+    prefix = sys.prefix if args.sys_prefix else args.prefix
+    where = install(user=args.user, prefix=prefix)
+    print(f"Installed the RLM (Python 3) kernel in {where}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        return _install(args) if args.command == "install" else _run(args)
     except (ConfigError, ContextError, TrajectoryError) as exc:
         print(f"rlm-kernel: {exc}", file=sys.stderr)
         return EXIT_CONFIG

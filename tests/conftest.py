@@ -6,7 +6,9 @@ loopback ``ScriptedServer`` or, for tests marked ``live``, to the endpoint in ``
 
 from __future__ import annotations
 
+import html
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -69,3 +71,99 @@ def live_settings() -> dict[str, Any]:
         )
     model = os.environ.get("RLM_TEST_MODEL", "local")
     return {"base_url": url, "model": model, "sub_model": model, "request_timeout": 300.0}
+
+
+# --- real kernels (jupyter_client) ---------------------------------------------------------------------
+
+
+class KernelRun:
+    """What one execute request produced on IOPub."""
+
+    def __init__(self, messages: list[dict[str, Any]], reply: dict[str, Any]) -> None:
+        self.messages = messages
+        self.reply = reply
+
+    def _of(self, kind: str) -> list[dict[str, Any]]:
+        return [m["content"] for m in self.messages if m["msg_type"] == kind]
+
+    @property
+    def stdout(self) -> str:
+        return "".join(c["text"] for c in self._of("stream") if c["name"] == "stdout")
+
+    @property
+    def stderr(self) -> str:
+        return "".join(c["text"] for c in self._of("stream") if c["name"] == "stderr")
+
+    @property
+    def html(self) -> str:
+        shown = (
+            self._of("display_data") + self._of("update_display_data") + self._of("execute_result")
+        )
+        return "\n".join(c["data"].get("text/html", "") for c in shown)
+
+    @property
+    def text(self) -> str:
+        """The HTML outputs as a person reads them: tags dropped, entities decoded."""
+        return html.unescape(re.sub(r"<[^>]+>", "", self.html))
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return self._of("error")
+
+
+class Kernel:
+    """A real kernel driven over jupyter_client, as a front end would."""
+
+    def __init__(self, kernel_name: str, env: dict[str, str], cwd: Path) -> None:
+        from jupyter_client.manager import KernelManager
+
+        self.manager = KernelManager(kernel_name=kernel_name, transport="ipc")
+        self.manager.start_kernel(env=env, cwd=str(cwd))
+        self.client = self.manager.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    def run(self, code: str, timeout: float = 60) -> KernelRun:
+        messages: list[dict[str, Any]] = []
+        reply = self.client.execute_interactive(
+            code, timeout=timeout, output_hook=messages.append, allow_stdin=False
+        )
+        return KernelRun(messages, reply)
+
+    def shutdown(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+def kernel_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RLM_MODEL", "RLM_SUB_MODEL")
+    }
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    env["IPYTHONDIR"] = str(tmp_path / "ipython")
+    env["JUPYTER_PLATFORM_DIRS"] = "1"
+    return env
+
+
+@pytest.fixture(params=["rlm", "python3"], ids=["rlm-kernel", "load_ext"])
+def kernel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kernel]:
+    """A fresh kernel: the "RLM (Python 3)" kernel, or a plain ipykernel after %load_ext rlm_kernel."""
+    k = Kernel(request.param, kernel_env(tmp_path), tmp_path)
+    try:
+        if request.param == "python3":
+            run = k.run("%load_ext rlm_kernel")
+            assert not run.errors, run.errors
+        yield k
+    finally:
+        k.shutdown()
+
+
+def configure(k: Kernel, server: ScriptedServer, **overrides: Any) -> None:
+    """Point the kernel's RLM settings at ``server`` through %config."""
+    lines = [
+        f"%config RLM.{name} = {value!r}" for name, value in settings(server, **overrides).items()
+    ]
+    run = k.run("\n".join(lines))
+    assert not run.errors, run.errors

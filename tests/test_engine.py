@@ -16,6 +16,8 @@ from rlm_kernel import Trajectory
 from rlm_kernel.testing import ChatRequest, ScriptedServer
 
 NEEDLE = "TANGERINE-4491"
+# The scenarios that must behave the same in-process and in the sandbox.
+EXECUTORS = ["namespace", "monty"]
 
 
 def haystack(size: int, seed: int = 7) -> str:
@@ -63,12 +65,15 @@ def expected_prompt_tokens(requests: list[ChatRequest]) -> int:
     return sum(max(1, math.ceil(r.prompt_chars / 4)) for r in requests)
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
 @pytest.mark.parametrize("finisher", sorted(FINISHERS))
-def test_needle_in_a_2mb_haystack(serve: Callable[..., ScriptedServer], finisher: str) -> None:
+def test_needle_in_a_2mb_haystack(
+    serve: Callable[..., ScriptedServer], finisher: str, executor: str
+) -> None:
     P = haystack(2_000_000)
     server = serve({"root": needle_script(finisher), "sub": sub_reader})
 
-    result = rlm_kernel.run("What is the vault code?", P, **settings(server))
+    result = rlm_kernel.run("What is the vault code?", P, **settings(server, executor=executor))
 
     assert result.reason == "final", result.message
     assert result.answer == NEEDLE
@@ -102,7 +107,10 @@ def test_needle_in_a_2mb_haystack(serve: Callable[..., ScriptedServer], finisher
     assert saved.final["reason"] == "final"
 
 
-def test_rlm_query_runs_a_child_rlm_at_depth_2(serve: Callable[..., ScriptedServer]) -> None:
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_rlm_query_runs_a_child_rlm_at_depth_2(
+    serve: Callable[..., ScriptedServer], executor: str
+) -> None:
     P = haystack(300_000)
 
     def sub(request: ChatRequest) -> str:
@@ -124,7 +132,9 @@ def test_rlm_query_runs_a_child_rlm_at_depth_2(serve: Callable[..., ScriptedServ
     ]
     server = serve({"root": root, "sub": sub})
 
-    result = rlm_kernel.run("What is the vault code?", P, **settings(server, max_depth=2))
+    result = rlm_kernel.run(
+        "What is the vault code?", P, **settings(server, max_depth=2, executor=executor)
+    )
 
     assert result.reason == "final", result.message
     assert result.answer == NEEDLE

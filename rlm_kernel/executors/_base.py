@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass
@@ -34,3 +34,24 @@ class Executor(Protocol):
     def namespace(self) -> MutableMapping[str, Any]: ...
 
     def run(self, code: str, *, label: str, timeout: float | None) -> ExecResult: ...
+
+
+@runtime_checkable
+class Sandboxed(Protocol):
+    """What an executor that isolates the code from the host offers beyond ``Executor``.
+
+    The session asks for these through ``isinstance`` so that plain executors need none of them.
+    """
+
+    @property
+    def prompt_note(self) -> str:
+        """A system-prompt section on what the sandbox lacks, so the model does not waste steps."""
+        ...
+
+    def admits_tool(self, fn: Callable[..., Any]) -> bool:
+        """Whether a user tool may be exposed inside the sandbox."""
+        ...
+
+    def release(self) -> None:
+        """Free the sandbox's resources; the next ``run`` picks up the state where it was."""
+        ...

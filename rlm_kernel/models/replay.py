@@ -10,6 +10,7 @@ raises ``ReplayMissError`` unless a live ``fallback`` client is given.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -29,7 +30,9 @@ class ReplayClient:
         keyed: Iterable[tuple[str, Completion]] = (),
         sequence: Iterable[Completion] | None = None,
         fallback: ModelClient | None = None,
+        speed: float | None = None,
     ) -> None:
+        self._speed = speed
         self._entries: dict[str, deque[Completion]] = {}
         for key, completion in keyed:
             self._entries.setdefault(key, deque()).append(completion)
@@ -48,7 +51,12 @@ class ReplayClient:
             else:
                 queue = self._entries.get(request_key(model, messages))
                 hit = (queue.popleft() if len(queue) > 1 else queue[0]) if queue else None
-        return replace(hit, cached=True) if hit is not None else None
+        if hit is None:
+            return None
+        if self._speed:
+            # Re-enact the recorded pace (sped up ``speed`` times) so a demo feels like the live run.
+            time.sleep(hit.latency / self._speed)
+        return replace(hit, cached=True)
 
     def _miss(self, messages: Sequence[Message], model: str) -> ReplayMissError:
         asked = messages[-1]["content"] if messages else ""
@@ -83,15 +91,15 @@ class ReplayClient:
 
 
 def replay_clients(
-    trajectory: Trajectory, *, fallback: ModelClient | None = None
+    trajectory: Trajectory, *, fallback: ModelClient | None = None, speed: float | None = None
 ) -> tuple[ReplayClient, ReplayClient]:
     """(root client, sub-call client) serving everything ``trajectory`` recorded."""
     turns: list[Completion] = []
     calls: list[tuple[str, Completion]] = []
     _collect(trajectory.to_dict()["records"], turns, calls)
     return (
-        ReplayClient(sequence=turns, fallback=fallback),
-        ReplayClient(keyed=calls, fallback=fallback),
+        ReplayClient(sequence=turns, fallback=fallback, speed=speed),
+        ReplayClient(keyed=calls, fallback=fallback, speed=speed),
     )
 
 

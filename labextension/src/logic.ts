@@ -1,0 +1,292 @@
+/**
+ * Pure decisions of the frontend: which messages to act on, where an inserted cell goes, which
+ * cells a `mark_stale` or `update_cell` touches, and the texts of badges and the status widget.
+ * No JupyterLab imports: the widgets feed plain cell summaries in and apply the results.
+ */
+
+import {
+  ControlAction,
+  IInsertCellMsg,
+  IMarkStaleMsg,
+  IRlmCellMetadata,
+  IStatusMsg,
+  IUpdateCellMsg,
+  SessionState
+} from './protocol';
+
+/** What the pure functions need to know about one notebook cell. */
+export interface ICellSummary {
+  id: string;
+  /** The cell's `metadata.rlm` when it is well formed, else null. */
+  rlm: IRlmCellMetadata | null;
+}
+
+/** Where the message came from and what the notebook looks like around it. */
+export interface IInsertContext {
+  /** The cell whose execute_request is the parent of the comm message, if known. */
+  executingCellId: string | null;
+  /** The notebook's active cell index (-1 when none). */
+  activeIndex: number;
+}
+
+/** Act on a kernel message only when it is for this connection (or for everyone). */
+export function isForMe(
+  message: { for_session?: string | null },
+  clientId: string
+): boolean {
+  return (
+    message.for_session === undefined ||
+    message.for_session === null ||
+    message.for_session === clientId
+  );
+}
+
+function indexOfId(cells: readonly ICellSummary[], id: string | null | undefined): number {
+  if (!id) {
+    return -1;
+  }
+  return cells.findIndex(cell => cell.id === id);
+}
+
+function lastIndexWhere(
+  cells: readonly ICellSummary[],
+  predicate: (cell: ICellSummary) => boolean
+): number {
+  for (let i = cells.length - 1; i >= 0; i--) {
+    if (predicate(cells[i])) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+/**
+ * The anchor cell an `insert_cell` goes after, in order of preference:
+ * 1. `after_cell_id` when the notebook has it;
+ * 2. the cell being executed (the comm message's parent execute_request);
+ * 3. the last non-stale cell of the same session at iteration - 1 (step/answer before reasoning);
+ * 4. the session's `%rlm` cell (role 'start');
+ * 5. the active cell.
+ * Returns -1 when nothing fits (then the cell is appended).
+ */
+export function findAnchorIndex(
+  cells: readonly ICellSummary[],
+  message: Pick<IInsertCellMsg, 'after_cell_id' | 'session' | 'iteration'>,
+  context: IInsertContext
+): number {
+  const explicit = indexOfId(cells, message.after_cell_id);
+  if (explicit >= 0) {
+    return explicit;
+  }
+  const executing = indexOfId(cells, context.executingCellId);
+  if (executing >= 0) {
+    return executing;
+  }
+  const previous = lastIndexWhere(
+    cells,
+    cell =>
+      cell.rlm !== null &&
+      cell.rlm.session === message.session &&
+      cell.rlm.iteration === message.iteration - 1 &&
+      cell.rlm.role !== 'start' &&
+      cell.rlm.stale !== true
+  );
+  if (previous >= 0) {
+    return previous;
+  }
+  const start = lastIndexWhere(
+    cells,
+    cell => cell.rlm !== null && cell.rlm.session === message.session && cell.rlm.role === 'start'
+  );
+  if (start >= 0) {
+    return start;
+  }
+  if (context.activeIndex >= 0 && context.activeIndex < cells.length) {
+    return context.activeIndex;
+  }
+  return -1;
+}
+
+/**
+ * The index at which to insert the new cell: after the anchor, and after any cells already
+ * inserted for the same session and iteration right below it, so several inserts for one
+ * iteration (reasoning, then step) keep their order.
+ */
+export function findInsertIndex(
+  cells: readonly ICellSummary[],
+  message: Pick<IInsertCellMsg, 'after_cell_id' | 'session' | 'iteration'>,
+  context: IInsertContext
+): number {
+  const anchor = findAnchorIndex(cells, message, context);
+  if (anchor < 0) {
+    return cells.length;
+  }
+  let index = anchor + 1;
+  while (index < cells.length) {
+    const rlm = cells[index].rlm;
+    if (
+      rlm === null ||
+      rlm.session !== message.session ||
+      rlm.iteration !== message.iteration ||
+      rlm.role === 'start' ||
+      rlm.stale === true
+    ) {
+      break;
+    }
+    index++;
+  }
+  return index;
+}
+
+/** Roles that `mark_stale` applies to (never the `%rlm` cell itself). */
+const STALE_ROLES: readonly string[] = ['step', 'reasoning', 'answer'];
+
+/** Indices of the cells a `mark_stale` applies to, in ascending order. */
+export function findStaleIndices(
+  cells: readonly ICellSummary[],
+  message: Pick<IMarkStaleMsg, 'session' | 'from_iteration'>
+): number[] {
+  const result: number[] = [];
+  cells.forEach((cell, index) => {
+    const rlm = cell.rlm;
+    if (
+      rlm !== null &&
+      rlm.session === message.session &&
+      rlm.iteration >= message.from_iteration &&
+      STALE_ROLES.includes(rlm.role)
+    ) {
+      result.push(index);
+    }
+  });
+  return result;
+}
+
+/** Index of the cell an `update_cell` addresses (by cell_id, else session/iteration/role), or -1. */
+export function findUpdateIndex(
+  cells: readonly ICellSummary[],
+  message: Pick<IUpdateCellMsg, 'session' | 'iteration' | 'role' | 'cell_id'>
+): number {
+  if (message.cell_id) {
+    return indexOfId(cells, message.cell_id);
+  }
+  const role = message.role ?? 'step';
+  return lastIndexWhere(
+    cells,
+    cell =>
+      cell.rlm !== null &&
+      cell.rlm.session === message.session &&
+      cell.rlm.iteration === message.iteration &&
+      cell.rlm.role === role &&
+      cell.rlm.stale !== true
+  );
+}
+
+/** New `metadata.rlm` after an `update_cell`: the update wins, identity fields are kept. */
+export function mergeRlmMetadata(
+  current: IRlmCellMetadata,
+  update: { [key: string]: unknown }
+): IRlmCellMetadata {
+  return {
+    ...current,
+    ...update,
+    session: current.session,
+    iteration: current.iteration,
+    role: current.role
+  };
+}
+
+function plural(count: number, word: string): string {
+  return `${count} ${word}${count === 1 ? '' : 's'}`;
+}
+
+/** The badge of an RLM cell, e.g. "RLM · step 3 · 2 sub-calls". */
+export function badgeText(rlm: IRlmCellMetadata): string {
+  switch (rlm.role) {
+    case 'step': {
+      const parts = ['RLM', `step ${rlm.iteration}`];
+      if (typeof rlm.subcalls === 'number' && Number.isInteger(rlm.subcalls)) {
+        parts.push(plural(rlm.subcalls, 'sub-call'));
+      }
+      return parts.join(' · ');
+    }
+    case 'reasoning':
+      return `RLM · reasoning ${rlm.iteration}`;
+    case 'answer':
+      return 'RLM · answer';
+    case 'start':
+      return 'RLM · session';
+  }
+}
+
+/** The buttons the status widget offers in each state. */
+export function controlsFor(state: SessionState): ControlAction[] {
+  switch (state) {
+    case 'running':
+      return ['pause', 'stop'];
+    case 'paused':
+      return ['step', 'resume', 'stop'];
+    case 'idle':
+      return ['step', 'resume'];
+    case 'done':
+    case 'failed':
+      return [];
+  }
+}
+
+/** 12345 -> "12.3k", 2500000 -> "2.5M". */
+export function formatTokens(tokens: number): string {
+  if (tokens >= 1_000_000) {
+    return `${(tokens / 1_000_000).toFixed(1)}M`;
+  }
+  if (tokens >= 1_000) {
+    return `${(tokens / 1_000).toFixed(1)}k`;
+  }
+  return String(tokens);
+}
+
+/** One line for the toolbar, e.g. "RLM running · 3/20 · 12.3k tok · $0.0123 · 2 in flight · 41s". */
+export function statusText(status: IStatusMsg): string {
+  const parts = [
+    `RLM ${status.state}`,
+    `${status.iteration}/${status.max_iterations}`,
+    `${formatTokens(status.tokens)} tok`
+  ];
+  if (status.cost !== null) {
+    parts.push(`$${status.cost.toFixed(4)}`);
+  }
+  if (status.in_flight > 0) {
+    parts.push(`${status.in_flight} in flight`);
+  }
+  parts.push(`${Math.round(status.elapsed)}s`);
+  return parts.join(' · ');
+}
+
+/**
+ * A bounded map from execute_request msg_id to the cell id it ran, so the parent of a comm
+ * message can be traced back to the cell that sent it.
+ */
+export class BoundedMap<K, V> {
+  private readonly _map = new Map<K, V>();
+
+  constructor(private readonly _limit: number) {}
+
+  set(key: K, value: V): void {
+    this._map.delete(key);
+    this._map.set(key, value);
+    while (this._map.size > this._limit) {
+      const oldest = this._map.keys().next();
+      if (oldest.done === true) {
+        break;
+      }
+      this._map.delete(oldest.value);
+    }
+  }
+
+  get(key: K): V | undefined {
+    return this._map.get(key);
+  }
+
+  get size(): number {
+    return this._map.size;
+  }
+}

@@ -1,0 +1,191 @@
+// Pure frontend decisions: routing, insertion index, stale/update targets, texts.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import {
+  BoundedMap,
+  ICellSummary,
+  badgeText,
+  controlsFor,
+  findInsertIndex,
+  findStaleIndices,
+  findUpdateIndex,
+  formatTokens,
+  isForMe,
+  mergeRlmMetadata,
+  statusText
+} from '../src/logic';
+import { IRlmCellMetadata, IStatusMsg, Role } from '../src/protocol';
+
+function cell(id: string, rlm?: [string, number, Role, boolean?]): ICellSummary {
+  if (rlm === undefined) {
+    return { id, rlm: null };
+  }
+  const [session, iteration, role, stale] = rlm;
+  return { id, rlm: stale === true ? { session, iteration, role, stale } : { session, iteration, role } };
+}
+
+const NOTEBOOK: ICellSummary[] = [
+  cell('setup'),
+  cell('start', ['s1', 0, 'start']),
+  cell('r1', ['s1', 1, 'reasoning']),
+  cell('step1', ['s1', 1, 'step']),
+  cell('other')
+];
+
+const NO_CONTEXT = { executingCellId: null, activeIndex: -1 };
+
+describe('isForMe', () => {
+  it('acts on messages for this client or for anyone', () => {
+    assert.equal(isForMe({}, 'me'), true);
+    assert.equal(isForMe({ for_session: null }, 'me'), true);
+    assert.equal(isForMe({ for_session: 'me' }, 'me'), true);
+    assert.equal(isForMe({ for_session: 'other-tab' }, 'me'), false);
+  });
+});
+
+describe('findInsertIndex', () => {
+  const msg = (iteration: number, after: string | null = null) => ({
+    session: 's1',
+    iteration,
+    after_cell_id: after
+  });
+
+  it('honours after_cell_id', () => {
+    assert.equal(findInsertIndex(NOTEBOOK, msg(2, 'setup'), NO_CONTEXT), 1);
+  });
+
+  it('goes after the executing cell when after_cell_id is null', () => {
+    const context = { executingCellId: 'step1', activeIndex: 0 };
+    assert.equal(findInsertIndex(NOTEBOOK, msg(2), context), 4);
+  });
+
+  it('falls back to the previous iteration, then the start cell, then the active cell', () => {
+    assert.equal(findInsertIndex(NOTEBOOK, msg(2, 'gone'), NO_CONTEXT), 4);
+    // Iteration 1's cells already follow the start cell: a new iteration-1 cell goes after them.
+    assert.equal(findInsertIndex(NOTEBOOK, msg(1), NO_CONTEXT), 4);
+    const other = [cell('a'), cell('b'), cell('c')];
+    assert.equal(findInsertIndex(other, msg(1), { executingCellId: null, activeIndex: 1 }), 2);
+    assert.equal(findInsertIndex(other, msg(1), NO_CONTEXT), 3);
+    assert.equal(findInsertIndex([], msg(1), NO_CONTEXT), 0);
+  });
+
+  it('keeps several inserts for one iteration in order', () => {
+    const cells = [cell('start', ['s1', 0, 'start']), cell('x')];
+    const context = { executingCellId: 'start', activeIndex: 0 };
+    const first = findInsertIndex(cells, msg(1), context);
+    assert.equal(first, 1);
+    cells.splice(first, 0, cell('r1', ['s1', 1, 'reasoning']));
+    const second = findInsertIndex(cells, msg(1), context);
+    assert.equal(second, 2);
+    cells.splice(second, 0, cell('step1', ['s1', 1, 'step']));
+    assert.deepEqual(
+      cells.map(c => c.id),
+      ['start', 'r1', 'step1', 'x']
+    );
+  });
+
+  it('does not skip stale cells of the same iteration', () => {
+    const cells = [cell('step1', ['s1', 1, 'step']), cell('old2', ['s1', 2, 'step', true])];
+    assert.equal(findInsertIndex(cells, msg(2, 'step1'), NO_CONTEXT), 1);
+  });
+
+  it('ignores stale cells of the previous iteration as anchors', () => {
+    const cells = [
+      cell('start', ['s1', 0, 'start']),
+      cell('old1', ['s1', 1, 'step', true]),
+      cell('new1', ['s1', 1, 'step'])
+    ];
+    assert.equal(findInsertIndex(cells, msg(2), NO_CONTEXT), 3);
+    const onlyStale = cells.slice(0, 2);
+    assert.equal(findInsertIndex(onlyStale, msg(2), NO_CONTEXT), 1);
+  });
+});
+
+describe('findStaleIndices', () => {
+  it('selects step, reasoning and answer cells from the iteration on, never the start cell', () => {
+    const cells = [
+      ...NOTEBOOK,
+      cell('step2', ['s1', 2, 'step']),
+      cell('ans', ['s1', 3, 'answer']),
+      cell('s2', ['s2', 5, 'step'])
+    ];
+    assert.deepEqual(findStaleIndices(cells, { session: 's1', from_iteration: 2 }), [5, 6]);
+    assert.deepEqual(findStaleIndices(cells, { session: 's1', from_iteration: 0 }), [2, 3, 5, 6]);
+    assert.deepEqual(findStaleIndices(cells, { session: 'nope', from_iteration: 0 }), []);
+  });
+});
+
+describe('findUpdateIndex', () => {
+  it('finds the step cell by default, a role when given, or a cell id', () => {
+    assert.equal(findUpdateIndex(NOTEBOOK, { session: 's1', iteration: 1 }), 3);
+    assert.equal(findUpdateIndex(NOTEBOOK, { session: 's1', iteration: 1, role: 'reasoning' }), 2);
+    assert.equal(findUpdateIndex(NOTEBOOK, { session: 's1', iteration: 1, cell_id: 'other' }), 4);
+    assert.equal(findUpdateIndex(NOTEBOOK, { session: 's1', iteration: 9 }), -1);
+  });
+
+  it('merges metadata but keeps the identity fields', () => {
+    const current: IRlmCellMetadata = { session: 's1', iteration: 1, role: 'step' };
+    assert.deepEqual(mergeRlmMetadata(current, { subcalls: 3, session: 'evil', stale: false }), {
+      session: 's1',
+      iteration: 1,
+      role: 'step',
+      subcalls: 3,
+      stale: false
+    });
+  });
+});
+
+describe('texts', () => {
+  it('badges', () => {
+    assert.equal(badgeText({ session: 's', iteration: 3, role: 'step' }), 'RLM · step 3');
+    assert.equal(
+      badgeText({ session: 's', iteration: 3, role: 'step', subcalls: 2 }),
+      'RLM · step 3 · 2 sub-calls'
+    );
+    assert.equal(
+      badgeText({ session: 's', iteration: 1, role: 'step', subcalls: 1 }),
+      'RLM · step 1 · 1 sub-call'
+    );
+    assert.equal(badgeText({ session: 's', iteration: 4, role: 'answer' }), 'RLM · answer');
+    assert.equal(badgeText({ session: 's', iteration: 2, role: 'reasoning' }), 'RLM · reasoning 2');
+  });
+
+  it('status line and buttons', () => {
+    const status: IStatusMsg = {
+      type: 'status',
+      session: 's1',
+      state: 'running',
+      iteration: 3,
+      max_iterations: 20,
+      tokens: 12345,
+      cost: 0.0123,
+      in_flight: 2,
+      elapsed: 41.4,
+      question: 'q'
+    };
+    assert.equal(statusText(status), 'RLM running · 3/20 · 12.3k tok · $0.0123 · 2 in flight · 41s');
+    assert.equal(
+      statusText({ ...status, state: 'done', cost: null, in_flight: 0, tokens: 999 }),
+      'RLM done · 3/20 · 999 tok · 41s'
+    );
+    assert.deepEqual(controlsFor('running'), ['pause', 'stop']);
+    assert.deepEqual(controlsFor('paused'), ['step', 'resume', 'stop']);
+    assert.deepEqual(controlsFor('done'), []);
+    assert.equal(formatTokens(2_500_000), '2.5M');
+  });
+});
+
+describe('BoundedMap', () => {
+  it('forgets the oldest entries past its limit', () => {
+    const map = new BoundedMap<string, number>(2);
+    map.set('a', 1);
+    map.set('b', 2);
+    map.set('a', 3);
+    map.set('c', 4);
+    assert.equal(map.size, 2);
+    assert.equal(map.get('b'), undefined);
+    assert.equal(map.get('a'), 3);
+    assert.equal(map.get('c'), 4);
+  });
+});

@@ -1,0 +1,42 @@
+"""``json`` and ``jsonl``: the trajectory itself, as ``Trajectory.save`` writes it and ``load`` reads it.
+
+``save``/``load`` choose JSON Lines by the ``.jsonl`` suffix, so an explicit format must agree with the
+file name; writing through them keeps one serializer and lets these files be read back exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._errors import TrajectoryError
+from .._trajectory import Trajectory
+from ._common import scrubbed
+
+
+def write_json(trajectory: Trajectory, path: Path) -> None:
+    _check_suffix(path, "json")
+    scrubbed(trajectory).save(path)
+
+
+def write_jsonl(trajectory: Trajectory, path: Path) -> None:
+    _check_suffix(path, "jsonl")
+    scrubbed(trajectory).save(path)
+
+
+def read_json(path: Path) -> Trajectory:
+    _check_suffix(path, "json")
+    return Trajectory.load(path)
+
+
+def read_jsonl(path: Path) -> Trajectory:
+    _check_suffix(path, "jsonl")
+    return Trajectory.load(path)
+
+
+def _check_suffix(path: Path, name: str) -> None:
+    if (path.suffix == ".jsonl") != (name == "jsonl"):
+        wanted = "ending in .jsonl" if name == "jsonl" else "not ending in .jsonl"
+        raise TrajectoryError(
+            f"The {name} format needs a file name {wanted}; {path.name!r} does not fit",
+            fix=f"Rename the file, or use format={'json' if name == 'jsonl' else 'jsonl'!r}",
+        )

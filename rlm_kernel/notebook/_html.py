@@ -1,0 +1,141 @@
+"""HTML renderings shared by the inline driver, the panels and their untrusted-notebook fallbacks.
+
+Everything the model or a sub-model wrote is escaped; styles are inline, so the blocks look the same in
+JupyterLab, an untrusted notebook, GitHub and nbconvert.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+_FORMATTER = HtmlFormatter(noclasses=True, nowrap=True, style="default")
+_LEXER = PythonLexer()
+_FENCE = re.compile(r"```[a-zA-Z]*[ \t]*\r?\n.*?```", re.DOTALL)
+
+PREVIEW_CHARS = 600
+MONO = "font-family: var(--jp-code-font-family, monospace); font-size: 12px"
+
+
+def esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def code_html(code: str) -> str:
+    return str(highlight(code, _LEXER, _FORMATTER)).rstrip("\n")
+
+
+def long_text(text: str, *, limit: int = PREVIEW_CHARS, color: str = "inherit") -> str:
+    """A <pre> of the first ``limit`` characters, the rest behind a "show all" expander."""
+    style = f"white-space: pre-wrap; margin: 2px 0; color: {color}; {MONO}"
+    if len(text) <= limit:
+        return f'<pre style="{style}">{esc(text)}</pre>'
+    return (
+        f'<pre style="{style}">{esc(text[:limit])}…</pre>'
+        f"<details><summary>show all {len(text):,} characters</summary>"
+        f'<pre style="{style}">{esc(text)}</pre></details>'
+    )
+
+
+def prose_of(response: str) -> str:
+    """The model's words around its code blocks (the code itself is shown as the cell)."""
+    return _FENCE.sub("", response).strip()
+
+
+def iteration_header(label: str, code: str, prose: str) -> str:
+    reasoning = (
+        "<details><summary style='color:#666'>model's notes</summary>"
+        f"{long_text(prose, color='#555')}</details>"
+        if prose
+        else ""
+    )
+    return (
+        '<div style="border-left: 3px solid #7b61ff; padding: 2px 8px; margin: 6px 0 2px 0">'
+        f'<div style="color:#7b61ff; {MONO}">In [{esc(label)}]:</div>'
+        f'<pre style="margin: 2px 0; white-space: pre-wrap; {MONO}">{code_html(code) if code else "<i>(no code)</i>"}</pre>'
+        f"{reasoning}</div>"
+    )
+
+
+def notice(text: str, *, color: str = "#666") -> str:
+    return f'<div style="color:{color}; {MONO}; margin: 2px 0 2px 11px">{esc(text)}</div>'
+
+
+def error_block(text: str) -> str:
+    return (
+        f'<div style="margin: 2px 0 2px 11px">{long_text(text, limit=4_000, color="#c0392b")}</div>'
+    )
+
+
+def answer_block(answer: str | None, reason: str, message: str) -> str:
+    title = "Answer" if reason in ("final", "baseline") else f"Ended: {reason}"
+    body = long_text(answer, limit=4_000) if answer is not None else ""
+    return (
+        '<div style="border-left: 3px solid #2e7d32; padding: 4px 8px; margin: 8px 0">'
+        f'<b style="color:#2e7d32">{esc(title)}</b>'
+        f'<div style="color:#666; font-size: 12px">{esc(message)}</div>{body}</div>'
+    )
+
+
+def subcall_title(record: dict[str, Any]) -> str:
+    usage = record.get("usage") or {}
+    tokens = int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0))
+    batch = record.get("batch")
+    kind = record["kind"]
+    name = f"{kind} {batch['index'] + 1}/{batch['size']}" if batch else kind
+    parts = [name, record["model"]]
+    if record.get("cached"):
+        parts.append("cached")
+    parts += [f"{tokens:,} tok", f"{record.get('latency', 0.0):.1f} s"]
+    if record.get("error"):
+        parts.append("error")
+    return " · ".join(parts)
+
+
+def subcall_body(record: dict[str, Any]) -> str:
+    parts = [
+        "<div style='color:#666'>prompt</div>",
+        long_text(str(record["prompt"])),
+    ]
+    if record.get("error"):
+        parts += [
+            "<div style='color:#c0392b'>error</div>",
+            long_text(record["error"], color="#c0392b"),
+        ]
+    else:
+        parts += ["<div style='color:#666'>response</div>", long_text(str(record["response"]))]
+    return "".join(parts)
+
+
+def subcalls_fallback(records: list[dict[str, Any]], pending: int = 0) -> str:
+    """Sub-calls as nested <details>: what an untrusted notebook or GitHub shows instead of widgets."""
+    items = []
+    for record in records:
+        color = "#c0392b" if record.get("error") else "inherit"
+        child = record.get("child")
+        nested = f"<div style='margin-left:12px'>{child_fallback(child)}</div>" if child else ""
+        items.append(
+            f"<details><summary style='color:{color}; {MONO}'>{esc(subcall_title(record))}</summary>"
+            f"<div style='margin-left:12px'>{subcall_body(record)}{nested}</div></details>"
+        )
+    more = f"<div style='color:#666'>{pending} in flight…</div>" if pending else ""
+    return f"<div style='margin: 2px 0 2px 11px'>{''.join(items)}{more}</div>"
+
+
+def child_fallback(child: dict[str, Any]) -> str:
+    """A child RLM's iterations, compactly, inside its rlm_query entry."""
+    blocks = []
+    for record in child.get("records", []):
+        if record.get("type") != "iteration":
+            continue
+        blocks.append(
+            iteration_header(f"child {record['iteration']}", record["code"], "")
+            + long_text(record.get("output", ""))
+            + (subcalls_fallback(record.get("subcalls", [])) if record.get("subcalls") else "")
+        )
+    return "".join(blocks)

@@ -1,0 +1,135 @@
+"""The inline driver: the RLM loop runs inside the cell that asked for it, each iteration rendered like a
+cell (``In [rlm 3]:`` with highlighted code, its live output, its sub-call panel, notes and errors).
+
+It works in every front end (VS Code, classic Notebook, Colab, nbclient, plain IPython, JupyterLab without
+the extension). A kernel interrupt pauses the session; ``%rlm resume`` continues it in a new cell.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import ipywidgets as widgets
+from IPython.core.display import HTML
+from IPython.core.display_functions import DisplayHandle, display
+
+from .._events import (
+    CodeReady,
+    Event,
+    Finished,
+    IterationFinished,
+    IterationStarted,
+    SubcallFinished,
+    SubcallStarted,
+)
+from .._records import Result
+from .._session import Session
+from . import _html
+from .panels import IterationPanel
+
+
+class InlineRenderer:
+    """Turns a session's events into notebook output, for as long as it is attached."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._lock = threading.Lock()
+        self._header: DisplayHandle | None = None
+        self._panel: IterationPanel | None = None
+        # rlm_query calls in progress, innermost last: a child's events belong to the top one.
+        self._children: list[tuple[str, widgets.HTML, list[dict[str, Any]]]] = []
+        self._unsubscribe = session.subscribe(self.on_event)
+
+    def detach(self) -> None:
+        self._unsubscribe()
+
+    def on_event(self, event: Event) -> None:
+        nested: widgets.Widget | None = None
+        if isinstance(event, SubcallStarted) and event.kind == "rlm_query":
+            with self._lock:
+                self._children.append((event.call_id, widgets.HTML(), []))
+        elif isinstance(event, SubcallFinished):
+            nested = self._close_child(event.call_id)
+        if event.depth > 0:
+            self._child_event(event)
+            return
+        if isinstance(event, IterationStarted):
+            self._header = DisplayHandle()
+            self._header.display(HTML(_html.notice(f"step {event.iteration}: asking the model…")))
+            self._panel = None
+        elif isinstance(event, CodeReady):
+            code = "\n\n".join(event.blocks)
+            prose = _html.prose_of(event.response)
+            block = HTML(_html.iteration_header(f"rlm {event.iteration}", code, prose))
+            if self._header is None:
+                display(block)
+            else:
+                self._header.update(block)
+        elif isinstance(event, SubcallStarted):
+            self._panel_for_iteration().started(event.call_id, f"{event.kind} · {event.model}")
+        elif isinstance(event, SubcallFinished):
+            self._panel_for_iteration().finished(event.record, nested)
+        elif isinstance(event, IterationFinished):
+            self._iteration_done(event.record)
+        elif isinstance(event, Finished):
+            display(HTML(_html.answer_block(event.answer, event.reason, event.message)))
+
+    def _panel_for_iteration(self) -> IterationPanel:
+        with self._lock:
+            if self._panel is None:
+                self._panel = IterationPanel()
+            return self._panel
+
+    def _iteration_done(self, record: dict[str, Any]) -> None:
+        if self._panel is not None:
+            self._panel.close()
+        for result in record["results"]:
+            if result.get("value") is not None:
+                display(HTML(_html.notice(f"Out: {result['value']}", color="inherit")))
+            if result.get("error"):
+                display(HTML(_html.error_block(result["error"])))
+        for note in record["notes"]:
+            display(HTML(_html.notice(note, color="#ef6c00")))
+
+    # --- child RLMs (rlm_query at max_depth >= 2) ----------------------------------------------------
+    def _child_event(self, event: Event) -> None:
+        """A child's own iterations fill the view nested in its rlm_query entry, live."""
+        if not isinstance(event, IterationFinished):
+            return
+        with self._lock:
+            if len(self._children) != event.depth:
+                return  # a grandchild's iteration: its parent's record will nest it
+            _call_id, view, iterations = self._children[-1]
+            iterations.append(event.record)
+            view.value = _html.child_fallback({"records": iterations})
+
+    def _close_child(self, call_id: str) -> widgets.Widget | None:
+        with self._lock:
+            for index, (cid, view, _records) in enumerate(self._children):
+                if cid == call_id:
+                    del self._children[index]
+                    return view
+        return None
+
+
+def run_inline(session: Session, renderer: InlineRenderer | None = None) -> Result:
+    """Run ``session`` until it finishes or pauses, rendering into the current cell."""
+    own = renderer is None
+    renderer = renderer or InlineRenderer(session)
+    try:
+        result = session.run()
+    finally:
+        if own:
+            renderer.detach()
+    if session.state == "paused":
+        why = f": {result.message}" if result.message else ""
+        display(
+            HTML(
+                _html.notice(
+                    f"⏸ session {session.id} paused{why}. `%rlm resume` continues it.",
+                    color="#ef6c00",
+                )
+            )
+        )
+    return result

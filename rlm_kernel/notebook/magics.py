@@ -1,0 +1,432 @@
+"""``%rlm``, ``%%rlm`` and ``%%rlm_step``: RLM sessions from a notebook.
+
+The model's code runs in the kernel's own namespace: ``P`` is the context object itself, variables the
+model makes are the user's afterwards, and the user's variables are the model's to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import keyword
+import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+from IPython.core.display import HTML
+from IPython.core.display_functions import display
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class
+
+from .._config import RLM
+from .._errors import RLMError
+from .._namespace import RESERVED
+from .._replay import replay_session
+from .._session import Session
+from .._trajectory import Trajectory
+from ..executors import Executor, NamespaceExecutor
+from . import _args, _html
+from .inline import InlineRenderer, run_inline
+from .status import StatusBar
+
+HELP = """Run a Recursive Language Model over a context held in a notebook variable.
+
+  %rlm "question" ctx [options]      answer a question about the variable `ctx` (bound as P)
+  %%rlm ctx [options]                the same, with the question as the cell body
+  %rlm "follow-up" --continue        ask again in the same session: same namespace, history kept
+  %rlm pause | resume | step | stop [session]
+  %rlm status [session] | list
+  %rlm edit N                        put iteration N's code in a new cell to correct and re-run
+  %rlm export PATH [--format json|jsonl|rlm-jsonl|ipynb|sft]
+  %rlm replay PATH [ctx] [--speed X] re-enact a recorded session offline (no API key needed)
+  %%rlm_step SESSION N               run iteration N's code (an edited re-run rewinds to N)
+
+Options: --model M  --sub-model M  --max-iterations N  --max-depth N  --mode rlm|auto|baseline
+         --executor namespace|monty  --tools f,g  --step (stop before running each step)
+         --set NAME=VALUE (any RLM setting; `%config RLM` lists them)
+
+Examples:
+  %load_ext rlm_kernel
+  %config RLM.model = "gpt-5-mini"
+  docs = rlm_kernel.load_context("reports/")
+  %rlm "Which three incidents share a root cause?" docs --sub-model gpt-5-nano
+  %rlm "And which team owns it?" --continue
+"""
+
+
+class NotebookSession:
+    """A session plus what the notebook keeps about it."""
+
+    def __init__(self, session: Session, step_mode: bool) -> None:
+        self.session = session
+        self.step_mode = step_mode
+        self.status: StatusBar | None = None
+
+
+@magics_class
+class RLMMagics(Magics):
+    def __init__(self, shell: Any, settings: RLM) -> None:
+        super().__init__(shell)
+        self.ip: Any = shell
+        self.settings = settings
+        self.sessions: dict[str, NotebookSession] = {}
+        self.current: NotebookSession | None = None
+        self._helper_ids: dict[str, int] = {}
+        self._warned: set[str] = set()
+
+    # --- magics --------------------------------------------------------------------------------------
+    @line_cell_magic
+    def rlm(self, line: str, cell: str | None = None) -> None:
+        tokens = _args.split(line)
+        if cell is not None:
+            args = _args.parse_start(tokens, question_from_body=True)
+            args.question = cell.strip()
+            self._start(args)
+            return
+        if not tokens:
+            raise UsageError('%rlm needs a question and a context, e.g. %rlm "What changed?" ctx')
+        if tokens[0] in _args.SUBCOMMANDS:
+            self._subcommand(tokens[0], _args.parse_sub(tokens[0], tokens[1:]))
+        else:
+            self._start(_args.parse_start(tokens))
+
+    rlm.__doc__ = HELP
+
+    @cell_magic
+    def rlm_step(self, line: str, cell: str) -> None:
+        """Run iteration N of SESSION with this cell's code: ``%%rlm_step SESSION N``.
+
+        Re-running it after editing the code rewinds the session to N, records the edit, and continues.
+        """
+        tokens = _args.split(line)
+        if len(tokens) != 2 or not tokens[1].isdigit():
+            raise UsageError(
+                "%%rlm_step needs a session and an iteration: %%rlm_step 3f2a91c0d4e5 2"
+            )
+        entry = self._lookup(tokens[0])
+        self._run_step(entry, int(tokens[1]), cell)
+
+    # --- start ----------------------------------------------------------------------------------------
+    def _start(self, args: argparse.Namespace) -> None:
+        if args.follow_up:
+            self._follow_up(args)
+            return
+        if not args.question:
+            raise UsageError("%rlm: the question is empty")
+        if args.context is None:
+            raise UsageError(
+                f'%rlm: which context? e.g. %rlm "{args.question}" ctx, where ctx is a variable'
+            )
+        running = [e.session.id for e in self.sessions.values() if e.session.state == "running"]
+        if running:
+            raise UsageError(
+                f"%rlm: session {running[0]} is running; `%rlm pause` or `%rlm stop` it first"
+            )
+        context = self._resolve_context(args.context)
+        config = self._config(args)
+        self._protect_user_names()
+        try:
+            session = Session(
+                args.question,
+                context,
+                config=config,
+                executor=self._executor(config),
+                tools=self._tools(args.tools),
+            )
+        except RLMError as exc:
+            raise UsageError(f"%rlm: {exc}") from None
+        self._remember_helpers()
+        entry = NotebookSession(session, args.step)
+        self.sessions[session.id] = entry
+        self.current = entry
+        self._show_status(entry)
+        if args.step:
+            self._propose_only(entry)
+        else:
+            self._drive(entry)
+
+    def _follow_up(self, args: argparse.Namespace) -> None:
+        entry = self._lookup(args.session)
+        if entry.session.state not in ("done", "paused"):
+            raise UsageError(
+                f"%rlm: session {entry.session.id} is {entry.session.state}; it must be done or paused"
+            )
+        entry.session.follow_up(args.question)
+        self._show_status(entry)
+        self._drive(entry)
+
+    def _drive(self, entry: NotebookSession) -> None:
+        try:
+            run_inline(entry.session)
+        finally:
+            self._remember_helpers()
+            if entry.status is not None:
+                entry.status.close()
+
+    def _propose_only(self, entry: NotebookSession) -> None:
+        renderer = InlineRenderer(entry.session)
+        try:
+            entry.session.propose()
+        except RLMError as exc:
+            display(HTML(_html.error_block(str(exc))))
+        finally:
+            renderer.detach()
+        if entry.session.state == "idle":
+            entry.session.pause()
+        display(
+            HTML(
+                _html.notice(
+                    "Step mode: `%rlm step` runs this step; `%rlm edit N` lets you change it first."
+                )
+            )
+        )
+
+    # --- steps, edits, control ------------------------------------------------------------------------
+    def _run_step(self, entry: NotebookSession, n: int, code: str) -> None:
+        session = entry.session
+        if session.state == "running":
+            raise UsageError(f"%%rlm_step: session {session.id} is running; pause it first")
+        pending = session.pending
+        if pending is None or pending.iteration != n:
+            if not 1 <= n <= session.iteration:
+                have = (
+                    f"iterations 1–{session.iteration}"
+                    if session.iteration
+                    else "no iterations yet"
+                )
+                raise UsageError(
+                    f"%%rlm_step: session {session.id} has {have}; step {n} does not exist"
+                )
+            session.rewind(n)
+        renderer = InlineRenderer(session)
+        try:
+            session.execute(code)
+        except RLMError as exc:
+            display(HTML(_html.error_block(str(exc))))
+            return
+        finally:
+            renderer.detach()
+        if session.state == "done":
+            display(HTML(_html.answer_block(session.answer, session.reason, session.message)))
+        elif entry.step_mode:
+            self._propose_only(entry)
+        else:
+            self._drive(entry)
+
+    def _subcommand(self, name: str, args: argparse.Namespace) -> None:
+        if name == "list":
+            self._list()
+            return
+        entry = self._lookup(getattr(args, "session", None))
+        session = entry.session
+        if name == "pause":
+            session.pause()
+            print(f"Session {session.id} is {session.state}; `%rlm resume` continues it.")
+        elif name == "stop":
+            session.stop()
+            print(f"Session {session.id} is {session.state} ({session.reason or 'stopping'}).")
+        elif name == "resume":
+            if session.state != "paused":
+                raise UsageError(
+                    f"%rlm resume: session {session.id} is {session.state}, not paused"
+                )
+            entry.step_mode = False
+            self._drive(entry)
+        elif name == "step":
+            self._step(entry)
+        elif name == "status":
+            self._status(entry)
+        elif name == "edit":
+            self._edit(entry, args.iteration)
+        elif name == "export":
+            self._export(entry, args)
+        elif name == "replay":
+            self._replay(args)
+
+    def _step(self, entry: NotebookSession) -> None:
+        session = entry.session
+        if session.state not in ("paused", "idle"):
+            raise UsageError(f"%rlm step: session {session.id} is {session.state}, not paused")
+        entry.step_mode = True
+        renderer = InlineRenderer(session)
+        try:
+            session.step()
+        except RLMError as exc:
+            display(HTML(_html.error_block(str(exc))))
+            return
+        finally:
+            renderer.detach()
+        state: str = session.state  # changed by step(); re-read
+        if state != "done":
+            self._propose_only(entry)
+
+    def _edit(self, entry: NotebookSession, n: int) -> None:
+        session = entry.session
+        pending = session.pending
+        if pending is not None and pending.iteration == n:
+            code = pending.code
+        else:
+            standing = session.trajectory.iterations
+            if not 1 <= n <= len(standing):
+                raise UsageError(
+                    f"%rlm edit: session {session.id} has iterations 1–{len(standing)}"
+                )
+            code = standing[n - 1]["code"]
+        source = f"%%rlm_step {session.id} {n}\n{code}"
+        self.ip.set_next_input(source, replace=False)
+        display(
+            HTML(
+                _html.notice(
+                    f"Edit iteration {n} in the new cell below and run it: the session rewinds to {n} and continues."
+                )
+            )
+        )
+        display(HTML(_html.iteration_header(f"rlm {n}", code, "")))
+
+    def _status(self, entry: NotebookSession) -> None:
+        s = entry.session
+        total = s.usage.total
+        lines = [
+            f"session    {s.id}  ({s.state}{', ' + s.reason if s.reason else ''})",
+            f"question   {s.question}",
+            f"iteration  {s.iteration}/{s.config.max_iterations}",
+            f"tokens     {total.total_tokens:,} in {total.calls} calls"
+            + (f", ${total.cost:.4f}" if total.cost else ""),
+            f"saved to   {s.path or '(autosave off)'}",
+        ]
+        if s.answer is not None:
+            lines.append(f"answer     {s.answer}")
+        if s.message:
+            lines.append(f"note       {s.message}")
+        print("\n".join(lines))
+
+    def _list(self) -> None:
+        if not self.sessions:
+            print("No RLM sessions in this kernel yet.")
+            return
+        for sid, entry in self.sessions.items():
+            mark = "*" if entry is self.current else " "
+            s = entry.session
+            print(f"{mark} {sid}  {s.state:<7} {s.iteration:>3} it  {s.question[:60]}")
+
+    def _export(self, entry: NotebookSession, args: argparse.Namespace) -> None:
+        path = Path(args.path).expanduser()
+        written = entry.session.trajectory.export(path, args.format)
+        print(f"Wrote {written}")
+
+    def _replay(self, args: argparse.Namespace) -> None:
+        recording = Trajectory.load(args.path)
+        if args.context is not None:
+            context = self._resolve_context(args.context)
+        else:
+            raise UsageError(
+                "%rlm replay: which context? Pass the variable the session was recorded on"
+            )
+        self._protect_user_names()
+        session = replay_session(
+            recording, None, context, executor=self._executor(self.settings), speed=args.speed
+        )
+        self._remember_helpers()
+        entry = NotebookSession(session, step_mode=False)
+        self.sessions[session.id] = entry
+        self.current = entry
+        self._show_status(entry)
+        self._drive(entry)
+
+    # --- plumbing -------------------------------------------------------------------------------------
+    def _lookup(self, name: str | None) -> NotebookSession:
+        if name is None:
+            if self.current is None:
+                raise UsageError('No RLM session yet: start one with %rlm "question" ctx')
+            return self.current
+        matches = [e for sid, e in self.sessions.items() if sid.startswith(name)]
+        if len(matches) != 1:
+            raise UsageError(f"No session {name!r} in this kernel; `%rlm list` shows them")
+        return matches[0]
+
+    def _resolve_context(self, name: str) -> object:
+        ns = self.ip.user_ns
+        if name.isidentifier() and not keyword.iskeyword(name):
+            if name not in ns:
+                names = [n for n in ns if not n.startswith("_")]
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise UsageError(
+                    f"%rlm: no variable named {name!r} in this notebook.{hint} Define it first, e.g. "
+                    f"{name} = rlm_kernel.load_context('path/or/dir')"
+                )
+            value = ns[name]
+        else:
+            try:
+                value = eval(name, ns)
+            except Exception as exc:
+                raise UsageError(
+                    f"%rlm: the context {name!r} could not be evaluated: {exc}"
+                ) from None
+        if value is None or (hasattr(value, "__len__") and len(value) == 0):
+            raise UsageError(f"%rlm: the context {name!r} is empty; there is nothing to ask about")
+        return value
+
+    def _config(self, args: argparse.Namespace) -> RLM:
+        try:
+            return self.settings.with_overrides(_args.overrides(args))
+        except RLMError as exc:
+            raise UsageError(f"%rlm: {exc}") from None
+
+    def _executor(self, config: RLM) -> Executor | None:
+        """The kernel's namespace, with the code's output shown live in the cell as it runs."""
+        if config.executor != "namespace":
+            return None
+        return NamespaceExecutor(self.ip.user_ns, echo_stdout=sys.stdout, echo_stderr=sys.stderr)
+
+    def _tools(self, names: str | None) -> dict[str, Any] | None:
+        if not names:
+            return None
+        tools: dict[str, Any] = {}
+        for name in (n.strip() for n in names.split(",") if n.strip()):
+            fn = self.ip.user_ns.get(name)
+            if not callable(fn):
+                raise UsageError(
+                    f"%rlm --tools: {name!r} is not a function defined in this notebook"
+                )
+            tools[name] = fn
+        return tools
+
+    def _protect_user_names(self) -> None:
+        """Keep the user's own variables that share a helper's name, and say so once."""
+        ns: MutableMapping[str, Any] = self.ip.user_ns
+        saved = ns.setdefault("rlm_saved", {})
+        for name in RESERVED:
+            if name in ns and id(ns[name]) != self._helper_ids.get(name):
+                saved[name] = ns[name]
+                if name not in self._warned:
+                    self._warned.add(name)
+                    print(
+                        f"Note: your variable `{name}` is also an RLM helper's name. Its value is kept in "
+                        f"rlm_saved[{name!r}]; rename your variable to keep using it directly."
+                    )
+
+    def _remember_helpers(self) -> None:
+        ns = self.ip.user_ns
+        self._helper_ids = {name: id(ns[name]) for name in RESERVED if name in ns}
+
+    def _show_status(self, entry: NotebookSession) -> None:
+        if entry.status is None:
+            entry.status = StatusBar(entry.session, lambda action: self._button(entry, action))
+        entry.status.display()
+
+    def _button(self, entry: NotebookSession, action: str) -> None:
+        session = entry.session
+        if action == "pause":
+            session.pause()
+        elif action == "stop":
+            session.stop()
+        elif session.state == "paused" and entry.status is not None:
+            # The click came while the kernel was free: run here, rendered under the status bar.
+            with entry.status.log:
+                if action == "step":
+                    self._step(entry)
+                else:
+                    entry.step_mode = False
+                    self._drive(entry)

@@ -1,0 +1,129 @@
+"""The session's status bar: state, iteration, tokens, cost, sub-calls in flight, elapsed time, and
+Pause / Step / Resume / Stop buttons.
+
+Button clicks arrive as comm messages. While a cell runs they are handled at once when the front end
+sends comms over kernel subshells (JupyterLab >= 4.4), otherwise when the kernel is next free; either
+way they only set flags on the session, which acts on them at its next safe point.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+from IPython.core.display_functions import DisplayHandle
+
+from .._events import Event, IterationStarted, StateChanged, SubcallFinished, SubcallStarted
+from .._session import Session
+from . import _html
+from .panels import bundle, show
+
+_COLORS = {
+    "idle": "#666",
+    "running": "#1565c0",
+    "paused": "#ef6c00",
+    "done": "#2e7d32",
+    "failed": "#c0392b",
+}
+Action = Callable[[str], None]
+
+
+class StatusBar:
+    def __init__(self, session: Session, on_action: Action) -> None:
+        self._session = session
+        self._on_action = on_action
+        self._lock = threading.Lock()
+        self._iteration = session.iteration
+        self._in_flight = 0
+        self._batch_total = 0
+        self._started = time.monotonic()
+        self._last_draw = 0.0
+        self.label = widgets.HTML()
+        self.progress = widgets.IntProgress(
+            value=0, min=0, max=1, layout=widgets.Layout(width="120px", visibility="hidden")
+        )
+        self.buttons = {
+            name: widgets.Button(description=name.capitalize(), layout=widgets.Layout(width="76px"))
+            for name in ("pause", "step", "resume", "stop")
+        }
+        for name, button in self.buttons.items():
+            button.on_click(lambda _b, action=name: self._on_action(action))
+        # Where Step / Resume clicked while paused render their iterations.
+        self.log = widgets.Output()
+        self.widget = widgets.VBox(
+            [widgets.HBox([self.label, self.progress, *self.buttons.values()]), self.log]
+        )
+        self._handle: DisplayHandle | None = None
+        session.subscribe(self.on_event)
+
+    def display(self) -> None:
+        self.draw(force=True)
+        self._handle = show(self.widget, self.text_html())
+
+    def on_event(self, event: Event) -> None:
+        with self._lock:
+            if isinstance(event, IterationStarted) and event.depth == 0:
+                self._iteration = event.iteration
+            elif isinstance(event, SubcallStarted):
+                self._in_flight += 1
+                self._batch_total = max(self._batch_total, self._in_flight)
+            elif isinstance(event, SubcallFinished):
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._batch_total = 0
+        self.draw(force=isinstance(event, StateChanged))
+
+    def text(self) -> str:
+        s = self._session
+        cost = s.usage.total.cost
+        parts = [
+            s.state,
+            f"iteration {self._iteration}/{s.config.max_iterations}",
+            f"{s.tokens_used:,} tokens",
+        ]
+        if cost:
+            parts.append(f"${cost:.4f}")
+        if self._in_flight:
+            parts.append(f"{self._in_flight} sub-calls in flight")
+        parts.append(f"{time.monotonic() - self._started:.1f} s")
+        return " · ".join(parts)
+
+    def text_html(self) -> str:
+        color = _COLORS.get(self._session.state, "#666")
+        return (
+            f"<div style='{_html.MONO}; padding: 2px 0'><b style='color:{color}'>RLM {_html.esc(self._session.id)}</b> · "
+            f"{_html.esc(self.text())}</div>"
+        )
+
+    def draw(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        # Throttled: a 64-way batch would otherwise send hundreds of widget updates a second.
+        if not force and now - self._last_draw < 0.25:
+            return
+        self._last_draw = now
+        state = self._session.state
+        self.label.value = self.text_html()
+        with self._lock:
+            total, done = self._batch_total, self._batch_total - self._in_flight
+        self.progress.max = max(total, 1)
+        self.progress.value = max(done, 0)
+        self.progress.layout.visibility = "visible" if total > 1 else "hidden"
+        self.buttons["pause"].disabled = state != "running"
+        self.buttons["stop"].disabled = state not in ("running", "paused", "idle")
+        self.buttons["step"].disabled = state != "paused"
+        self.buttons["resume"].disabled = state != "paused"
+
+    def close(self) -> None:
+        self.draw(force=True)
+        if self._handle is not None:
+            self._handle.update(bundle(self.widget, self.text_html()), raw=True)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "state": self._session.state,
+            "iteration": self._iteration,
+            "in_flight": self._in_flight,
+        }

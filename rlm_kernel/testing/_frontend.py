@@ -1,0 +1,140 @@
+"""``HeadlessFrontend``: plays the JupyterLab extension's part for nbclient, so cells mode runs in CI
+without a browser and the executed notebook contains the inserted iteration cells.
+
+    client = NotebookClient(nb, kernel_name="rlm")
+    HeadlessFrontend(client)
+    client.execute()
+
+nbclient runs ``for index, cell in enumerate(nb.cells)``, so a cell inserted right after the running
+one runs next. A cell inserted with ``run=False`` (step mode) gets nbclient's ``skip-execution`` tag,
+as a person would leave it unexecuted.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import nbformat
+
+from .._version import __version__
+from ..notebook._protocol import COMM_TARGET, PROTOCOL_VERSION, validate
+
+
+class HeadlessFrontend:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.comm_id = uuid.uuid4().hex
+        self.received: list[dict[str, Any]] = []
+        self.status: dict[str, Any] | None = None
+        self._current = 0
+        self._opened: set[str] = set()
+        client.on_notebook_start = self._start
+        client.on_cell_start = self._cell_start
+        client.comm_open_handlers[COMM_TARGET] = self._adopt
+
+    @property
+    def session(self) -> str:
+        return str(self.client.kc.session.session)
+
+    def _hello(self) -> dict[str, Any]:
+        return {
+            "type": "hello",
+            "protocol": PROTOCOL_VERSION,
+            "frontend": "nbclient",
+            "version": __version__,
+            "session": self.session,
+        }
+
+    def _start(self, notebook: Any = None, **_: Any) -> None:
+        # Open our own comm, as the extension does on attach; the RLM kernel has the target at start.
+        # A plain ipykernel gets it only at %load_ext, and answers this with an error we can ignore:
+        # the extension announces itself then, and _adopt replies.
+        self.client.comm_objects[self.comm_id] = self
+        self._send(
+            "comm_open",
+            {"comm_id": self.comm_id, "target_name": COMM_TARGET, "data": self._hello()},
+        )
+
+    def _adopt(self, msg: dict[str, Any]) -> HeadlessFrontend:
+        comm_id = msg["content"]["comm_id"]
+        self._opened.add(comm_id)
+        self._send("comm_msg", {"comm_id": comm_id, "data": self._hello()})
+        return self
+
+    def _send(self, msg_type: str, content: dict[str, Any]) -> None:
+        kc = self.client.kc
+        kc.shell_channel.send(kc.session.msg(msg_type, content))
+
+    def _cell_start(self, cell: Any = None, cell_index: int = 0, **_: Any) -> None:
+        self._current = cell_index
+
+    def handle_msg(self, msg: dict[str, Any]) -> None:
+        validate(msg["content"]["data"])
+        data: dict[str, Any] = dict(msg["content"]["data"])
+        if data.get("for_session") not in (None, self.session):
+            return
+        self.received.append(data)
+        kind = data["type"]
+        if kind == "insert_cell":
+            self._insert(data)
+        elif kind == "mark_stale":
+            self._mark_stale(data)
+        elif kind == "update_cell":
+            for cell in self._cells_of(
+                data["session"], data["iteration"], data.get("role", "step")
+            ):
+                cell.metadata["rlm"].update(data["metadata"])
+        elif kind == "status":
+            self.status = data
+
+    def _insert(self, data: dict[str, Any]) -> None:
+        cells = self.client.nb.cells
+        index = self._current + 1
+        if data.get("after_cell_id"):
+            ids = [c.get("id") for c in cells]
+            if data["after_cell_id"] in ids:
+                index = ids.index(data["after_cell_id"]) + 1
+        # Keep several inserts for one request in order: after any cell already inserted for it.
+        while (
+            index < len(cells)
+            and cells[index].metadata.get("rlm", {}).get("request") == data["request_id"]
+        ):
+            index += 1
+        metadata = {"rlm": {**data["metadata"]["rlm"], "request": data["request_id"]}}
+        if data["cell_type"] == "markdown":
+            cell = nbformat.v4.new_markdown_cell(data["source"], metadata=metadata)
+        else:
+            cell = nbformat.v4.new_code_cell(data["source"], metadata=metadata)
+            if not data["run"]:
+                cell.metadata["tags"] = ["skip-execution"]
+        cells.insert(index, cell)
+
+    def _mark_stale(self, data: dict[str, Any]) -> None:
+        roles = ("step", "reasoning", "answer")
+        cells = self.client.nb.cells
+        stale = [
+            c
+            for c in cells
+            if c.metadata.get("rlm", {}).get("session") == data["session"]
+            and c.metadata["rlm"].get("iteration", 0) >= data["from_iteration"]
+            and c.metadata["rlm"].get("role") in roles
+        ]
+        for cell in stale:
+            # Removing a cell before the running one would shift nbclient's enumeration.
+            if data["remove"] and cells.index(cell) > self._current:
+                cells.remove(cell)
+            else:
+                cell.metadata["rlm"]["stale"] = True
+                tags = cell.metadata.setdefault("tags", [])
+                if "skip-execution" not in tags:
+                    tags.append("skip-execution")
+
+    def _cells_of(self, session: str, iteration: int, role: str) -> list[Any]:
+        return [
+            c
+            for c in self.client.nb.cells
+            if c.metadata.get("rlm", {}).get("session") == session
+            and c.metadata["rlm"].get("iteration") == iteration
+            and c.metadata["rlm"].get("role") == role
+        ]

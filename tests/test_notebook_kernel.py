@@ -1,0 +1,248 @@
+"""%rlm in real kernels (the "RLM (Python 3)" kernel and a plain ipykernel with %load_ext), inline mode."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import Kernel, configure, fence, kernel_env
+
+from rlm_kernel.testing import ScriptedServer
+
+HAS_RLM = "ip = get_ipython()\nprint(ip.find_line_magic('rlm') is not None, ip.find_cell_magic('rlm_step') is not None)"
+SESSION_ID = "from rlm_kernel.notebook import get_magics\nprint(get_magics(get_ipython()).current.session.id)"
+
+
+def test_rlm_runs_to_an_answer_in_the_users_namespace(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    root = [
+        fence("words = P.split()\nprint(len(words))"),
+        fence("longest = max(words, key=len)\nprint(longest)"),
+        fence("FINAL(longest)"),
+    ]
+    server = serve({"root": root})
+    configure(kernel, server)
+    assert not kernel.run("ctx = 'a quick brown elephant jumps'").errors
+
+    run = kernel.run('%rlm "Which word is longest?" ctx')
+
+    assert not run.errors, run.errors
+    assert "In [rlm 1]:" in run.html
+    assert "In [rlm 3]:" in run.html
+    assert "5\n" in run.stdout  # the model's print, live in the cell
+    assert "Answer" in run.html
+    assert "elephant" in run.html
+    # The model's variables are the user's now; P is the context itself.
+    after = kernel.run("print(longest, P is ctx, len(words))")
+    assert after.stdout.strip() == "elephant True 5"
+
+
+def test_cell_magic_takes_the_question_from_the_body(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    server = serve({"root": [fence("print(P)"), fence("FINAL(P.upper())")]})
+    configure(kernel, server)
+    kernel.run("notes = 'shout me'")
+    run = kernel.run("%%rlm notes\nWhat does it say,\nloudly?")
+    assert "SHOUT ME" in run.html
+    assert "What does it say,\nloudly?" in server.requests[0].messages[1]["content"]
+
+
+def test_settings_precedence(serve: Callable[..., ScriptedServer], tmp_path: Path) -> None:
+    """env < ipython_config.py < %config < magic options."""
+    server = serve({"root": lambda r: "no code"})
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_config.py").write_text(
+        "c.RLM.max_iterations = 4\nc.RLM.sub_model = 'from-file'\nc.RLM.model = 'from-file'\n"
+    )
+    env = kernel_env(tmp_path)
+    env.update(RLM_MODEL="from-env", RLM_SUB_MODEL="from-env", OPENAI_BASE_URL=server.base_url)
+    k = Kernel("rlm", env, tmp_path)
+    try:
+        shown = k.run(
+            "from rlm_kernel.notebook import get_magics\ns = get_magics(get_ipython()).settings\nprint(s.model, s.sub_model, s.max_iterations, s.base_url)"
+        )
+        assert shown.stdout.split() == ["from-file", "from-file", "4", server.base_url]
+        k.run("%config RLM.model = 'from-config'")
+        k.run("ctx = 'x'")
+        k.run('%rlm "q" ctx --max-iterations 1 --set max_retries=0')
+        assert server.requests[0].model == "from-config"
+        k.run('%rlm "q" ctx --model from-option --max-iterations 1')
+        assert server.requests[-1].model == "from-option"
+        config_help = k.run("%config RLM")
+        assert "max_iterations" in config_help.stdout
+    finally:
+        k.shutdown()
+
+
+def test_interrupt_pauses_and_resume_finishes(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    wait = "import os, time\nwhile not os.path.exists('go'):\n    time.sleep(0.05)\nprint('slept')"
+    root = [fence(wait), fence("FINAL('woke up')")]
+    server = serve({"root": root})
+    configure(kernel, server)
+    kernel.run("ctx = 'c'")
+    timer = threading.Timer(1.5, kernel.manager.interrupt_kernel)
+    timer.start()
+    run = kernel.run('%rlm "q" ctx')
+    timer.join()
+    assert "paused" in run.html
+    status = kernel.run("%rlm status")
+    assert "paused" in status.stdout
+    # Resuming runs the interrupted step again (now it can finish), then asks for the next one.
+    kernel.run("open('go', 'w').close()")
+    resumed = kernel.run("%rlm resume")
+    assert not resumed.errors
+    assert "woke up" in resumed.html
+
+
+def test_step_mode_shows_each_step_before_it_runs(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    server = serve(
+        {
+            "root": [
+                fence("made = 1\nprint(made)"),
+                fence("made += 1\nprint(made)"),
+                fence("FINAL(made)"),
+            ]
+        }
+    )
+    configure(kernel, server)
+    kernel.run("ctx = 'c'")
+    started = kernel.run('%rlm "q" ctx --step')
+    assert "In [rlm 1]:" in started.html
+    assert "made = 1" in started.text
+    assert kernel.run("print('made' in dir())").stdout.strip() == "False"  # proposed, not run
+    kernel.run("%rlm step")
+    assert kernel.run("print(made)").stdout.strip() == "1"
+    kernel.run("%rlm step")
+    done = kernel.run("%rlm step")
+    assert "Answer" in done.html
+    assert kernel.run("print(made)").stdout.strip() == "2"
+
+
+def test_pause_and_stop_from_magics(kernel: Kernel, serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": [fence("print(1)"), fence("print(2)")]})
+    configure(kernel, server)
+    kernel.run("ctx = 'c'")
+    kernel.run('%rlm "q" ctx --step')
+    paused = kernel.run("%rlm pause")
+    assert "paused" in paused.stdout
+    stopped = kernel.run("%rlm stop")
+    assert "done (stopped)" in stopped.stdout
+    again = kernel.run("%rlm step")
+    assert "not paused" in again.stderr
+
+
+def test_an_edited_step_rewinds_and_continues(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    step2 = fence("y = x * 10\nprint(y)")
+    root = [fence("x = 1\nprint(x)"), step2, fence("FINAL(y)"), step2, fence("FINAL(y)")]
+    server = serve({"root": root})
+    configure(kernel, server)
+    kernel.run("ctx = 'c'")
+    first = kernel.run('%rlm "q" ctx')
+    assert ">10<" in first.html or "10" in first.html
+    sid = kernel.run(SESSION_ID).stdout.strip()
+    edit = kernel.run("%rlm edit 1")
+    assert f"%%rlm_step {sid} 1" in json.dumps(edit.reply["content"].get("payload", []))
+    rerun = kernel.run(f"%%rlm_step {sid} 1\nx = 7\nprint(x)")
+    assert not rerun.errors
+    assert "70" in rerun.text  # the model's steps 2 and 3 ran again, on the edited x
+    traj = kernel.run(
+        "import json\ns = get_magics(get_ipython()).current.session\n"
+        "print(json.dumps([it['edited_by_user'] for it in s.trajectory.iterations]))"
+    )
+    assert json.loads(traj.stdout.strip().splitlines()[-1]) == [True, False, False]
+
+
+def test_continue_asks_a_follow_up_in_the_same_namespace(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    root = [
+        fence("n = len(P)\nprint(n)"),
+        fence("FINAL(n)"),
+        fence("print(n * 2)"),
+        fence("FINAL(n * 2)"),
+    ]
+    server = serve({"root": root})
+    configure(kernel, server)
+    kernel.run("ctx = 'abcd'")
+    kernel.run('%rlm "How long?" ctx')
+    again = kernel.run('%rlm "And doubled?" --continue')
+    assert not again.errors, again.errors
+    assert ">8<" in again.html or "8" in again.html
+    history = server.requests[2].messages
+    joined = json.dumps(history)
+    assert "How long?" in joined
+    assert "Follow-up question: And doubled?" in joined
+
+
+def test_clear_errors_never_a_traceback(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    server = serve({"root": [fence("print(1)")]})
+    configure(kernel, server)
+    kernel.run("ctx = 'c'\nempty = ''")
+    wrong = kernel.run('%rlm "q" ctxx')
+    assert "no variable named 'ctxx'" in wrong.stderr
+    assert "Did you mean 'ctx'?" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    assert "is empty" in kernel.run('%rlm "q" empty').stderr
+    assert "Did you mean `%rlm pause`?" in kernel.run("%rlm paus").stderr
+    assert "No RLM session yet" in kernel.run("%rlm status").stderr
+    assert "Unknown setting" in kernel.run('%rlm "q" ctx --set max_iteration=3').stderr
+
+
+def test_a_second_session_cannot_start_while_one_runs(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    nested = "get_ipython().run_line_magic('rlm', '\"inner\" P')"
+    server = serve({"root": [fence(nested), fence("FINAL('outer done')")]})
+    configure(kernel, server)
+    kernel.run("ctx = 'c'")
+    run = kernel.run('%rlm "outer" ctx')
+    assert "outer done" in run.html
+    assert "is running" in json.dumps(server.requests[1].messages[-1])
+
+
+def test_user_variables_named_like_helpers_are_kept(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    server = serve({"root": [fence("print(1)"), fence("FINAL(2)")]})
+    configure(kernel, server)
+    kernel.run("ctx = 'c'\nanswer = 42")
+    run = kernel.run('%rlm "q" ctx')
+    assert "rlm_saved['answer']" in run.stdout
+    assert kernel.run("print(rlm_saved['answer'])").stdout.strip() == "42"
+
+
+def test_the_rlm_kernel_advertises_its_protocol(tmp_path: Path) -> None:
+    k = Kernel("rlm", kernel_env(tmp_path), tmp_path)
+    try:
+        k.client.kernel_info()
+        reply = k.client.get_shell_msg(timeout=10)
+        assert reply["content"]["rlm"]["protocol"] == 1
+        assert reply["content"]["implementation"] == "rlm_kernel"
+        assert k.run(HAS_RLM).stdout.split() == ["True", "True"]
+    finally:
+        k.shutdown()
+
+
+def test_unload_removes_the_magics(tmp_path: Path) -> None:
+    k = Kernel("python3", kernel_env(tmp_path), tmp_path)
+    try:
+        k.run("%load_ext rlm_kernel")
+        assert k.run(HAS_RLM).stdout.split() == ["True", "True"]
+        k.run("%unload_ext rlm_kernel")
+        assert k.run(HAS_RLM).stdout.split() == ["False", "False"]
+        assert "RLM" not in k.run("%config").stdout
+    finally:
+        k.shutdown()

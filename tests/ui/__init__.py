@@ -1,0 +1,1 @@
+"""Browser tests (marker ``ui``); a package so its conftest does not shadow ``tests/conftest.py``."""

@@ -20,6 +20,7 @@ from ._errors import (
 )
 from ._labextension import _jupyter_labextension_paths
 from ._records import Proposal, Result
+from ._sandbox import sandbox_safe
 from ._session import Session
 from ._trajectory import Trajectory
 from ._version import __version__
@@ -63,5 +64,6 @@ __all__ = [
     "load_context",
     "load_ipython_extension",
     "run",
+    "sandbox_safe",
     "unload_ipython_extension",
 ]

@@ -234,6 +234,18 @@ class RLM(Configurable):
         "RLM.max_subcalls, RLM.max_tokens and RLM.max_cost.",
     ).tag(config=True)
 
+    cells = Bool(
+        True,
+        help="When the front end can insert cells (the JupyterLab / Notebook 7 extension), run every "
+        "iteration as a real notebook cell; False keeps the inline driver everywhere.",
+    ).tag(config=True)
+    stale_cells = CaselessStrEnum(
+        ["mark", "remove"],
+        default_value="mark",
+        help="What happens to later step cells when an earlier one is edited and re-run: 'mark' greys "
+        "them with a 'stale' badge, 'remove' deletes them.",
+    ).tag(config=True)
+
     # --- records ---------------------------------------------------------------------------------
     autosave = Bool(
         True,

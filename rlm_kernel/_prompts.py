@@ -190,7 +190,14 @@ def extract_code(response: str) -> list[str]:
     tagged = [block.strip() for block in _FENCE.findall(response) if block.strip()]
     if tagged:
         return tagged
-    return [block.strip() for block in _BARE_FENCE.findall(response) if _is_python(block)]
+    bare = [_untag(block) for block in _BARE_FENCE.findall(response)]
+    return [block for block in bare if _is_python(block)]
+
+
+def _untag(block: str) -> str:
+    """Small models also write the tag on the fence's first line: ```\nrepl\ncode```."""
+    first, _, rest = block.strip().partition("\n")
+    return rest.strip() if first.strip() in ("repl", "python", "py") else block.strip()
 
 
 def _is_python(text: str) -> bool:

@@ -268,26 +268,47 @@ class Session:
     def run(self) -> Result:
         """Iterate until the session finishes, is paused, or fails; model errors pause it."""
         self._require("idle", "paused", "running")
-        self._pause.clear()
-        self.error, self.reason, self.message = None, "", ""
-        self._set_state("running")
+        self.begin()
         try:
             if self._use_baseline():
                 self._baseline()
-            while self.state == "running":
-                if self._stop.is_set():
-                    self._finish(None, "stopped", "Stopped on request")
-                elif self._pause.is_set():
-                    self._pause.clear()
-                    self._set_state("paused", "paused on request")
-                else:
-                    self.step()
+            while self.checkpoint():
+                self.step()
         except ModelError as exc:
-            self._fail_soft(exc)
+            self.hold(exc)
         except KeyboardInterrupt:
             self._set_state("paused", "interrupted")
             self.message = "Interrupted; resuming continues from here."
         return self.result()
+
+    def begin(self) -> None:
+        """Enter ``running``: for drivers that step the session themselves (the cells driver)."""
+        self._require("idle", "paused", "running")
+        self._pause.clear()
+        self.error, self.reason, self.message = None, "", ""
+        self._set_state("running")
+
+    def checkpoint(self) -> bool:
+        """A safe point: honour a requested pause or stop; True when the session should go on."""
+        if self.state != "running":
+            return False
+        if self._stop.is_set():
+            self._finish(None, "stopped", "Stopped on request")
+            return False
+        if self._pause.is_set():
+            self._pause.clear()
+            self._set_state("paused", "paused on request")
+            return False
+        return True
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the session was created."""
+        return time.monotonic() - self._started
+
+    @property
+    def pause_requested(self) -> bool:
+        return self._pause.is_set() or self._stop.is_set()
 
     def pause(self) -> None:
         """Pause at the next safe point (between model call and execution, or between steps)."""
@@ -500,8 +521,8 @@ class Session:
         if self._writer is not None:
             self._writer.close()
 
-    def _fail_soft(self, exc: RLMError) -> None:
-        """A model error pauses the session: fix the setting, then resume."""
+    def hold(self, exc: RLMError) -> None:
+        """Pause on a model error, keeping it as the reason: fix the setting, then resume."""
         self.error, self.reason, self.message = exc, "error", str(exc)
         self._set_state("paused", type(exc).__name__)
 

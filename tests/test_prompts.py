@@ -18,6 +18,7 @@ from rlm_kernel._prompts import extract_code, metadata_message, prose_final, tru
             ["print(P[:10])", "print(len(P))"],
         ),
         ("```\nprint(len(P))\n```", ["print(len(P))"]),  # untagged fence, valid Python
+        ("```\nrepl\nprint(len(P))\n```", ["print(len(P))"]),  # the tag on its own line
         ("```\nOperations log, 2026-09-01\n01:28  Dashboards\n```", []),  # a quote, not code
         ("```repl\nx = 1\n```\n```\ny = 2\n```", ["x = 1"]),  # tagged blocks win
         ("```text\nnot code\n```", []),

@@ -247,7 +247,7 @@ export function formatTokens(tokens: number): string {
 /** One line for the toolbar, e.g. "RLM running · 3/20 · 12.3k tok · $0.0123 · 2 in flight · 41s". */
 export function statusText(status: IStatusMsg): string {
   const parts = [
-    `RLM ${status.state}`,
+    `RLM ${status.session_state}`,
     `${status.iteration}/${status.max_iterations}`,
     `${formatTokens(status.tokens)} tok`
   ];

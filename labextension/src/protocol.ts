@@ -78,7 +78,7 @@ export interface IStatusMsg {
   type: 'status';
   for_session?: string | null;
   session: string;
-  state: SessionState;
+  session_state: SessionState;
   iteration: number;
   max_iterations: number;
   tokens: number;
@@ -197,7 +197,7 @@ const FIELDS: { readonly [T in MessageType]: readonly IField[] } = {
   status: [
     opt('for_session', 'string|null'),
     req('session', 'string'),
-    req('state', SESSION_STATES),
+    req('session_state', SESSION_STATES),
     req('iteration', 'int'),
     req('max_iterations', 'int'),
     req('tokens', 'int'),

@@ -74,11 +74,11 @@ export class RlmStatusWidget extends Widget {
 
   setStatus(status: IStatusMsg): void {
     this._status = status;
-    this.node.setAttribute('data-rlm-state', status.state);
+    this.node.setAttribute('data-rlm-state', status.session_state);
     this.node.title = status.question;
     this._label.textContent = statusText(status);
     this._buttons.replaceChildren(
-      ...controlsFor(status.state).map(action => {
+      ...controlsFor(status.session_state).map(action => {
         const button = document.createElement('button');
         button.className = 'jp-RLM-status-button jp-Button jp-mod-minimal';
         button.dataset.action = action;

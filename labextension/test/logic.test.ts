@@ -155,7 +155,7 @@ describe('texts', () => {
     const status: IStatusMsg = {
       type: 'status',
       session: 's1',
-      state: 'running',
+      session_state: 'running',
       iteration: 3,
       max_iterations: 20,
       tokens: 12345,
@@ -166,7 +166,7 @@ describe('texts', () => {
     };
     assert.equal(statusText(status), 'RLM running · 3/20 · 12.3k tok · $0.0123 · 2 in flight · 41s');
     assert.equal(
-      statusText({ ...status, state: 'done', cost: null, in_flight: 0, tokens: 999 }),
+      statusText({ ...status, session_state: 'done', cost: null, in_flight: 0, tokens: 999 }),
       'RLM done · 3/20 · 999 tok · 41s'
     );
     assert.deepEqual(controlsFor('running'), ['pause', 'stop']);

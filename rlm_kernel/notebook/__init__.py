@@ -29,6 +29,8 @@ def unload_ipython_extension(ip: Any) -> None:
     for entry in magics.sessions.values():
         if entry.session.state in ("idle", "paused"):
             entry.session.stop()
+    if magics.cells is not None:
+        magics.cells.link.close()
     for kind, names in (("line", ("rlm",)), ("cell", ("rlm", "rlm_step"))):
         for name in names:
             ip.magics_manager.magics[kind].pop(name, None)

@@ -31,6 +31,17 @@ class FrontendLink:
         self._comms: dict[str, Any] = {}  # client session -> its newest comm
         self.errors: list[str] = []
         comm.get_comm_manager().register_target(COMM_TARGET, self._opened)
+        if (kernel.get_parent() or {}).get("header"):
+            # Loaded by %load_ext from a cell: front ends that attached before the target existed
+            # learn of it now, and say hello back.
+            self._announce()
+
+    def _announce(self) -> Any:
+        opened = comm.create_comm(
+            target_name=COMM_TARGET, data={"type": "announce", "protocol": PROTOCOL_VERSION}
+        )
+        opened.on_msg(lambda msg: self._received(opened, msg))
+        return opened
 
     def close(self) -> None:
         manager = comm.get_comm_manager()
@@ -66,11 +77,7 @@ class FrontendLink:
             target = self._comms.get(client)
         if target is None:
             # The front end has not opened a comm yet (Run All races its hello): open one.
-            target = comm.create_comm(
-                target_name=COMM_TARGET, data={"type": "announce", "protocol": PROTOCOL_VERSION}
-            )
-            opened = target
-            target.on_msg(lambda msg: self._received(opened, msg))
+            target = self._announce()
             with self._lock:
                 self._comms[client] = target
         target.send({**message, "for_session": client})

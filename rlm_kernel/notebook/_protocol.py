@@ -104,7 +104,9 @@ class StatusMessage(_ForSession):
 
     type: Literal["status"]
     session: str
-    state: SessionState
+    session_state: (
+        SessionState  # not "state": nbclient takes any comm data with "state" for widget state
+    )
     iteration: int
     max_iterations: int
     tokens: int
@@ -208,7 +210,7 @@ _FIELDS: Final[dict[str, tuple[_Field, ...]]] = {
     "status": (
         ("for_session", "string|null", False),
         ("session", "string", True),
-        ("state", SESSION_STATES, True),
+        ("session_state", SESSION_STATES, True),
         ("iteration", "int", True),
         ("max_iterations", "int", True),
         ("tokens", "int", True),

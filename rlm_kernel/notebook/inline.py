@@ -32,8 +32,10 @@ from .panels import IterationPanel
 class InlineRenderer:
     """Turns a session's events into notebook output, for as long as it is attached."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, headers: bool = True) -> None:
+        """``headers=False`` (cells mode): the cell shows the code, and the driver the answer."""
         self._session = session
+        self._headers = headers
         self._lock = threading.Lock()
         self._header: DisplayHandle | None = None
         self._panel: IterationPanel | None = None
@@ -53,6 +55,8 @@ class InlineRenderer:
             nested = self._close_child(event.call_id)
         if event.depth > 0:
             self._child_event(event)
+            return
+        if not self._headers and isinstance(event, IterationStarted | CodeReady | Finished):
             return
         if isinstance(event, IterationStarted):
             self._header = DisplayHandle()

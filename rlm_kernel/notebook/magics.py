@@ -10,7 +10,7 @@ import argparse
 import difflib
 import keyword
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from .._session import Session
 from .._trajectory import Trajectory
 from ..executors import Executor, NamespaceExecutor
 from . import _args, _html
+from ._frontend import FrontendLink
+from .cells import CellsDriver
 from .inline import InlineRenderer, run_inline
 from .status import StatusBar
 
@@ -62,6 +64,9 @@ class NotebookSession:
         self.session = session
         self.step_mode = step_mode
         self.status: StatusBar | None = None
+        # Cells mode: the front end's client session that drives it, and the status feed.
+        self.client: str | None = None
+        self.unwatch: Callable[[], None] | None = None
 
 
 @magics_class
@@ -74,6 +79,10 @@ class RLMMagics(Magics):
         self.current: NotebookSession | None = None
         self._helper_ids: dict[str, int] = {}
         self._warned: set[str] = set()
+        kernel = getattr(shell, "kernel", None)  # None in a terminal IPython: inline only
+        self.cells = (
+            CellsDriver(FrontendLink(kernel, self._control)) if kernel is not None else None
+        )
 
     # --- magics --------------------------------------------------------------------------------------
     @line_cell_magic
@@ -105,7 +114,11 @@ class RLMMagics(Magics):
                 "%%rlm_step needs a session and an iteration: %%rlm_step 3f2a91c0d4e5 2"
             )
         entry = self._lookup(tokens[0])
-        self._run_step(entry, int(tokens[1]), cell)
+        client = self._cells_client(entry.session.config)
+        if client is not None and self.cells is not None:
+            self.cells.step_cell(entry, int(tokens[1]), cell, client)
+        else:
+            self._run_step(entry, int(tokens[1]), cell)
 
     # --- start ----------------------------------------------------------------------------------------
     def _start(self, args: argparse.Namespace) -> None:
@@ -140,11 +153,21 @@ class RLMMagics(Magics):
         entry = NotebookSession(session, args.step)
         self.sessions[session.id] = entry
         self.current = entry
+        client = self._cells_client(config)
+        if client is not None and self.cells is not None:
+            self.cells.start(entry, client)
+            return
         self._show_status(entry)
         if args.step:
             self._propose_only(entry)
         else:
             self._drive(entry)
+
+    def _cells_client(self, config: RLM) -> str | None:
+        """The requesting front end's client session when it can insert cells (cells mode)."""
+        if self.cells is None or not config.cells:
+            return None
+        return self.cells.link.requester()
 
     def _follow_up(self, args: argparse.Namespace) -> None:
         entry = self._lookup(args.session)
@@ -153,6 +176,10 @@ class RLMMagics(Magics):
                 f"%rlm: session {entry.session.id} is {entry.session.state}; it must be done or paused"
             )
         entry.session.follow_up(args.question)
+        client = self._cells_client(entry.session.config)
+        if client is not None and self.cells is not None:
+            self.cells.resume(entry, client)
+            return
         self._show_status(entry)
         self._drive(entry)
 
@@ -232,9 +259,20 @@ class RLMMagics(Magics):
                     f"%rlm resume: session {session.id} is {session.state}, not paused"
                 )
             entry.step_mode = False
-            self._drive(entry)
+            client = self._cells_client(session.config)
+            if client is not None and self.cells is not None:
+                self.cells.resume(entry, client)
+            else:
+                self._drive(entry)
         elif name == "step":
-            self._step(entry)
+            client = self._cells_client(session.config)
+            if client is None or self.cells is None:
+                self._step(entry)
+            elif session.state not in ("paused", "idle"):
+                raise UsageError(f"%rlm step: session {session.id} is {session.state}, not paused")
+            else:
+                entry.step_mode = True
+                self.cells.resume(entry, client)
         elif name == "status":
             self._status(entry)
         elif name == "edit":
@@ -415,6 +453,44 @@ class RLMMagics(Magics):
         if entry.status is None:
             entry.status = StatusBar(entry.session, lambda action: self._button(entry, action))
         entry.status.display()
+
+    def _control(self, action: str, session_id: str) -> None:
+        """A toolbar button of the JupyterLab extension (possibly on a subshell thread: flags only)."""
+        entry = self.sessions.get(session_id)
+        if entry is None or self.cells is None:
+            return
+        session = entry.session
+        if action == "pause":
+            session.pause()
+        elif action == "stop":
+            session.stop()
+        elif (
+            action in ("resume", "step") and session.state == "paused" and entry.client is not None
+        ):
+            # The kernel cannot run a cell itself: it asks the front end for one that does.
+            self.cells.link.send(
+                entry.client,
+                {
+                    "type": "insert_cell",
+                    "request_id": self.cells.link.request_id(),
+                    "session": session.id,
+                    "iteration": session.iteration,
+                    "after_cell_id": None,
+                    "cell_type": "code",
+                    "source": f"%rlm {action} {session.id}",
+                    "metadata": {
+                        "rlm": {
+                            "session": session.id,
+                            "iteration": session.iteration,
+                            "role": "start",
+                        }
+                    },
+                    "run": True,
+                    "collapsed": False,
+                },
+            )
+        elif action == "step":
+            entry.step_mode = True
 
     def _button(self, entry: NotebookSession, action: str) -> None:
         session = entry.session

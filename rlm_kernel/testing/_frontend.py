@@ -66,6 +66,11 @@ class HeadlessFrontend:
         kc = self.client.kc
         kc.shell_channel.send(kc.session.msg(msg_type, content))
 
+    def control(self, action: str, session: str) -> None:
+        """Press a toolbar button (pause, resume, step, stop) for ``session``."""
+        data = {"type": "control", "action": action, "session": session}
+        self._send("comm_msg", {"comm_id": self.comm_id, "data": validate(data)})
+
     def _cell_start(self, cell: Any = None, cell_index: int = 0, **_: Any) -> None:
         self._current = cell_index
 

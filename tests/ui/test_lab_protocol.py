@@ -32,7 +32,7 @@ c.send({**base, "request_id": "r2", "cell_type": "code", "collapsed": False,
         "source": "x = 40 + 2\\nx", "metadata": rlm("s1", 1, "step")})
 c.send({**base, "request_id": "r3", "cell_type": "code", "collapsed": False, "for_session": "another-tab",
         "source": "raise SystemExit('a message for another tab was applied')", "metadata": rlm("s1", 1, "step")})
-c.send({"type": "status", "session": "s1", "state": "running", "iteration": 1, "max_iterations": 5,
+c.send({"type": "status", "session": "s1", "session_state": "running", "iteration": 1, "max_iterations": 5,
         "tokens": 12345, "cost": None, "in_flight": 0, "elapsed": 1.5, "question": "What is x?"})
 """
 
@@ -145,7 +145,7 @@ def test_insert_run_update_stale_status_and_control(lab: LabPage) -> None:
         lab,
         """c.send({"type": "update_cell", "session": "s1", "iteration": 1, "metadata": {"subcalls": 3}})
 c.send({"type": "mark_stale", "session": "s1", "from_iteration": 1, "remove": False})
-c.send({"type": "status", "session": "s1", "state": "paused", "iteration": 1, "max_iterations": 5,
+c.send({"type": "status", "session": "s1", "session_state": "paused", "iteration": 1, "max_iterations": 5,
         "tokens": 12345, "cost": 0.5, "in_flight": 0, "elapsed": 3, "question": "What is x?"})""",
     )
     lab.page.wait_for_function("() => document.querySelectorAll('.jp-RLM-stale').length === 2")

@@ -1,0 +1,250 @@
+"""The cells driver: every iteration is a real ``%%rlm_step SESSION N`` cell that the front end inserts
+under the previous one and runs, so a person can watch, stop, edit and re-run it, and the notebook
+itself is the trajectory.
+
+The loop is driven by the front end: the kernel never waits for a cell (it would queue behind the one
+running). ``%rlm`` proposes step 1, asks for its cell and returns; each step cell runs its code, asks the
+model for the next step, asks for that cell, and returns. Messages go out synchronously inside the
+running cell, so nbclient's headless front end sees them too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.display import HTML
+from IPython.core.display_functions import display
+
+from .._errors import ModelError, RLMError
+from .._events import Event, Finished, IterationFinished, IterationStarted, StateChanged
+from .._session import Session
+from . import _html
+from ._frontend import FrontendLink
+from .inline import InlineRenderer
+
+if TYPE_CHECKING:
+    from .magics import NotebookSession
+
+
+class CellsDriver:
+    def __init__(self, link: FrontendLink) -> None:
+        self.link = link
+        # Step cells inserted to run automatically: a paused session skips them; a person's re-run does not.
+        self._auto: set[tuple[str, int]] = set()
+
+    # --- the %rlm cell ---------------------------------------------------------------------------
+    def start(self, entry: NotebookSession, client: str) -> None:
+        entry.client = client
+        session = entry.session
+        self._watch(entry)
+        session.begin()
+        display(HTML(_html.notice(f"RLM session {session.id}: its steps follow as cells below.")))
+        self._next(entry, after=self.link.cell_id())
+
+    def resume(self, entry: NotebookSession, client: str) -> None:
+        """``%rlm resume`` / ``%rlm step`` in cells mode: ask for the next step's cell from here."""
+        entry.client = client
+        self._watch(entry)
+        session = entry.session
+        if session.pending is not None:
+            # Its cell may be waiting unrun above; the one inserted now replaces it.
+            self._send(
+                entry,
+                {
+                    "type": "mark_stale",
+                    "session": session.id,
+                    "from_iteration": session.pending.iteration,
+                    "remove": False,
+                },
+            )
+        session.begin()
+        self._next(entry, after=self.link.cell_id())
+
+    # --- a %%rlm_step cell --------------------------------------------------------------------------
+    def step_cell(self, entry: NotebookSession, n: int, code: str, client: str) -> None:
+        entry.client = client
+        session = entry.session
+        auto = (session.id, n) in self._auto
+        self._auto.discard((session.id, n))
+        if auto and (session.state == "paused" or session.pause_requested):
+            session.checkpoint()
+            display(
+                HTML(
+                    _html.notice(
+                        "⏸ paused before this step: run this cell to run it anyway, or `%rlm resume`.",
+                        color="#ef6c00",
+                    )
+                )
+            )
+            return
+        if auto and session.state == "done":
+            display(
+                HTML(
+                    _html.notice(
+                        f"Session {session.id} has ended ({session.reason}); this step did not run.",
+                        color="#ef6c00",
+                    )
+                )
+            )
+            return
+        self._watch(entry)
+        pending = session.pending
+        if pending is None or pending.iteration != n:
+            later = session.iteration > n or (pending is not None and pending.iteration > n)
+            session.rewind(n)
+            if later:
+                remove = session.config.stale_cells == "remove"
+                self._send(
+                    entry,
+                    {
+                        "type": "mark_stale",
+                        "session": session.id,
+                        "from_iteration": n + 1,
+                        "remove": remove,
+                    },
+                )
+        if session.state != "running":
+            session.begin()
+        prose = _html.prose_of(session.pending.response) if session.pending else ""
+        if prose:
+            display(HTML(_html.notice(f"model: {prose}", color="#555")))
+        renderer = InlineRenderer(session, headers=False)
+        try:
+            record = session.execute(code)
+        except RLMError as exc:
+            display(HTML(_html.error_block(str(exc))))
+            return
+        finally:
+            renderer.detach()
+        if record.get("type") == "iteration":
+            self._send(
+                entry,
+                {
+                    "type": "update_cell",
+                    "session": session.id,
+                    "iteration": n,
+                    "metadata": {"subcalls": len(record["subcalls"])},
+                },
+            )
+        self._next(entry, after=self.link.cell_id())
+
+    # --- what comes after a step ---------------------------------------------------------------------
+    def _next(self, entry: NotebookSession, after: str | None) -> None:
+        session = entry.session
+        if session.state == "done":
+            self._answer(entry, after)
+            return
+        if not session.checkpoint():
+            display(
+                HTML(
+                    _html.notice(
+                        f"⏸ session {session.id} paused. `%rlm resume` continues it.",
+                        color="#ef6c00",
+                    )
+                )
+            )
+            return
+        try:
+            proposal = session.propose()
+        except ModelError as exc:
+            session.hold(exc)
+            display(HTML(_html.error_block(f"{exc}\nFix it, then `%rlm resume`.")))
+            return
+        n = proposal.iteration
+        run = not entry.step_mode
+        prose = _html.prose_of(proposal.response)
+        cells: list[tuple[str, str, str, bool]] = []
+        if prose:
+            cells.append(
+                (
+                    "markdown",
+                    f"**RLM · step {n} · the model's notes**\n\n{prose}",
+                    "reasoning",
+                    False,
+                )
+            )
+        cells.append(("code", f"%%rlm_step {session.id} {n}\n{proposal.code}", "step", run))
+        request = self.link.request_id()
+        for cell_type, source, role, run_it in cells:
+            self._send(
+                entry,
+                {
+                    "type": "insert_cell",
+                    "request_id": request,
+                    "session": session.id,
+                    "iteration": n,
+                    "after_cell_id": after,
+                    "cell_type": cell_type,
+                    "source": source,
+                    "metadata": {"rlm": {"session": session.id, "iteration": n, "role": role}},
+                    "run": run_it or cell_type == "markdown",
+                    "collapsed": role == "reasoning",
+                },
+            )
+        if run:
+            self._auto.add((session.id, n))
+        else:
+            session.pause()  # step mode: the session waits for the person to run the inserted cell
+            session.checkpoint()
+            display(
+                HTML(
+                    _html.notice(
+                        f"Step {n} is in the cell below: read or edit it, then run it (Shift+Enter)."
+                    )
+                )
+            )
+
+    def _answer(self, entry: NotebookSession, after: str | None) -> None:
+        session = entry.session
+        title = "Answer" if session.reason in ("final", "baseline") else f"Ended: {session.reason}"
+        body = session.answer if session.answer is not None else "_(no answer)_"
+        display(HTML(_html.answer_block(session.answer, session.reason, session.message)))
+        self._send(
+            entry,
+            {
+                "type": "insert_cell",
+                "request_id": self.link.request_id(),
+                "session": session.id,
+                "iteration": session.iteration,
+                "after_cell_id": after,
+                "cell_type": "markdown",
+                "source": f"**RLM · {title}** — {session.question}\n\n{body}\n\n_{session.message}_",
+                "metadata": {
+                    "rlm": {"session": session.id, "iteration": session.iteration, "role": "answer"}
+                },
+                "run": True,
+                "collapsed": False,
+            },
+        )
+
+    # --- status for the toolbar ---------------------------------------------------------------------
+    def _watch(self, entry: NotebookSession) -> None:
+        if entry.unwatch is None:
+            entry.unwatch = entry.session.subscribe(lambda event: self._status(entry, event))
+
+    def _status(self, entry: NotebookSession, event: Event) -> None:
+        if event.depth > 0 or not isinstance(
+            event, IterationStarted | IterationFinished | StateChanged | Finished
+        ):
+            return
+        self._send(entry, status_message(entry.session, event))
+
+    def _send(self, entry: NotebookSession, message: dict[str, Any]) -> None:
+        if entry.client is not None:
+            self.link.send(entry.client, message)
+
+
+def status_message(session: Session, event: Event | None = None) -> dict[str, Any]:
+    iteration = event.iteration if isinstance(event, IterationStarted) else session.iteration
+    return {
+        "type": "status",
+        "session": session.id,
+        "session_state": session.state,
+        "iteration": iteration,
+        "max_iterations": session.config.max_iterations,
+        "tokens": session.tokens_used,
+        "cost": session.usage.total.cost,
+        "in_flight": session.subcalls_in_flight,
+        "elapsed": session.elapsed,
+        "question": session.question,
+    }

@@ -1,0 +1,180 @@
+"""Cells mode without a browser: nbclient + HeadlessFrontend play JupyterLab's part, and the executed
+notebook holds the inserted step cells, their outputs and the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from conftest import fence, kernel_env, settings
+from nbclient import NotebookClient
+
+from rlm_kernel.testing import HeadlessFrontend, ScriptedServer
+
+KERNELS = pytest.mark.parametrize("kernel_name", ["rlm", "python3"])
+
+
+def make_notebook(server: ScriptedServer, kernel_name: str, rlm_line: str, **overrides: Any) -> Any:
+    setup = "\n".join(f"%config RLM.{k} = {v!r}" for k, v in settings(server, **overrides).items())
+    cells = [
+        nbformat.v4.new_code_cell(setup),
+        nbformat.v4.new_code_cell("ctx = 'the vault code is 7781'"),
+        nbformat.v4.new_code_cell(rlm_line),
+    ]
+    if kernel_name == "python3":
+        cells.insert(0, nbformat.v4.new_code_cell("%load_ext rlm_kernel"))
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+class Run:
+    """An nbclient run with a headless front end; cells can be added and run as a person would."""
+
+    def __init__(self, nb: Any, kernel_name: str, tmp_path: Path) -> None:
+        self.nb = nb
+        self.client = NotebookClient(
+            nb,
+            kernel_name=kernel_name,
+            timeout=120,
+            resources={"metadata": {"path": str(tmp_path)}},
+        )
+        self.frontend = HeadlessFrontend(self.client)
+        self.index = 0
+
+    def run_pending(self) -> None:
+        """Run every cell not run yet, including the ones the kernel inserts meanwhile."""
+        while self.index < len(self.nb.cells):
+            self.client.execute_cell(self.nb.cells[self.index], self.index)
+            self.index += 1
+
+    def add(self, source: str) -> None:
+        self.nb.cells.append(nbformat.v4.new_code_cell(source))
+        self.run_pending()
+
+    def cells(self, role: str) -> list[Any]:
+        return [c for c in self.nb.cells if c.metadata.get("rlm", {}).get("role") == role]
+
+
+def text(cell: Any) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append(out.get("text", ""))
+        parts.append(out.get("data", {}).get("text/html", ""))
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key, value in kernel_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    return tmp_path
+
+
+@KERNELS
+def test_run_all_inserts_and_runs_each_step_then_the_answer(
+    serve: Callable[..., ScriptedServer], env: Path, kernel_name: str
+) -> None:
+    root = [
+        fence("i = P.find('code')\nprint(i)"),
+        "The code follows the word 'is'.\n" + fence("code = P.split()[-1]\nprint(code)"),
+        fence("FINAL(code)"),
+    ]
+    server = serve({"root": root})
+    nb = make_notebook(server, kernel_name, '%rlm "What is the vault code?" ctx')
+    run = Run(nb, kernel_name, env)
+    with run.client.setup_kernel():
+        run.run_pending()
+    steps = run.cells("step")
+    assert [c.source.splitlines()[0].split()[-1] for c in steps] == ["1", "2", "3"]
+    sid = steps[0].metadata["rlm"]["session"]
+    assert steps[0].source == f"%%rlm_step {sid} 1\ni = P.find('code')\nprint(i)"
+    assert "10" in text(steps[0])  # its real output, in its own cell
+    assert "7781" in text(steps[1])
+    assert all(c.execution_count for c in steps)
+    [notes] = run.cells("reasoning")
+    assert "follows the word" in notes.source
+    [answer] = run.cells("answer")
+    assert "7781" in answer.source
+    assert nb.cells.index(answer) == len(nb.cells) - 1
+    assert steps[1].metadata["rlm"]["subcalls"] == 0
+    path = env / "cells.ipynb"
+    nbformat.write(nb, path)
+    nbformat.validate(nbformat.read(path, as_version=4))
+
+
+def test_step_mode_inserts_the_next_cell_unrun(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    server = serve({"root": [fence("x = 1\nprint(x)"), fence("FINAL(x)")]})
+    run = Run(make_notebook(server, "rlm", '%rlm "q" ctx --step'), "rlm", env)
+    with run.client.setup_kernel():
+        run.run_pending()
+        [step] = run.cells("step")
+        assert "skip-execution" in step.metadata["tags"]
+        assert not step.get("outputs")
+        # The person reads it and runs it: the cell's code, as a person would re-run it.
+        run.add(step.source)
+        later = run.cells("step")
+        assert len(later) == 2
+        assert "skip-execution" in later[-1].metadata["tags"]
+
+
+def test_an_edited_step_rewinds_marks_later_steps_stale_and_continues(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    step2 = fence("y = x * 10\nprint(y)")
+    server = serve(
+        {"root": [fence("x = 1\nprint(x)"), step2, fence("FINAL(y)"), step2, fence("FINAL(y)")]}
+    )
+    run = Run(make_notebook(server, "rlm", '%rlm "q" ctx'), "rlm", env)
+    with run.client.setup_kernel():
+        run.run_pending()
+        first = run.cells("step")
+        sid = first[0].metadata["rlm"]["session"]
+        assert "10" in run.cells("answer")[0].source
+        run.add(f"%%rlm_step {sid} 1\nx = 7\nprint(x)")
+    stale = [c for c in first[1:] if c.metadata["rlm"].get("stale")]
+    assert len(stale) == 2  # the old steps 2 and 3 (and the old answer) are marked
+    assert run.cells("answer")[0].metadata["rlm"].get("stale")
+    assert "70" in run.cells("answer")[-1].source
+
+
+def test_pause_from_the_toolbar_stops_before_the_next_cell(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    server = serve({"root": [fence("print(1)"), fence("print(2)"), fence("FINAL(3)")]})
+    run = Run(make_notebook(server, "rlm", '%rlm "q" ctx'), "rlm", env)
+    pressed: list[str] = []
+
+    # nbclient calls this hook right after sending the cell's execute request: the press reaches the
+    # kernel while step 1 runs, as a click during the step would.
+    def press_pause_during_step_1(cell: Any = None, cell_index: int = 0, **kw: Any) -> None:
+        rlm = cell.metadata.get("rlm", {})
+        if rlm.get("role") == "step" and rlm.get("iteration") == 1 and not pressed:
+            pressed.append(rlm["session"])
+            run.frontend.control("pause", rlm["session"])
+
+    run.client.on_cell_complete = press_pause_during_step_1
+    with run.client.setup_kernel():
+        run.run_pending()
+        steps = run.cells("step")
+        assert len(steps) == 2
+        assert "paused before this step" in text(steps[1])
+        assert not run.cells("answer")
+        assert len([r for r in server.requests if r.model == "root"]) == 2
+        run.add("%rlm resume")
+    assert "3" in run.cells("answer")[-1].source
+
+
+def test_without_a_front_end_the_same_notebook_runs_inline(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    server = serve({"root": [fence("print(len(P))"), fence("FINAL(len(P))")]})
+    nb = make_notebook(server, "rlm", '%rlm "q" ctx')
+    NotebookClient(
+        nb, kernel_name="rlm", timeout=120, resources={"metadata": {"path": str(env)}}
+    ).execute()
+    assert len(nb.cells) == 3  # nothing inserted
+    assert "In [rlm 2]:" in text(nb.cells[-1])

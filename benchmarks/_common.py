@@ -114,6 +114,8 @@ def banner(title: str, what: str) -> None:
         f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"openai {openai.__version__}, rlm_kernel {rlm_kernel.__version__}, {platform.platform()}"
     )
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average {load} (other work on the machine inflates every figure)")
     print()
 
 

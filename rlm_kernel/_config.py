@@ -13,6 +13,7 @@ trajectories and out of every export.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -328,6 +329,22 @@ class RLM(Configurable):
 
 def setting_names() -> list[str]:
     return sorted(RLM.class_trait_names(config=True))
+
+
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` as given to ``--set`` (CLI and ``%rlm``): the value is read as JSON when it
+    parses (numbers, true/false, null, lists), else kept as text, so ``--set model=gpt-5`` needs no
+    quotes. The name is checked later, by ``RLM.with_overrides``."""
+    name, sep, raw = item.partition("=")
+    if not sep or not name.strip():
+        raise ConfigError(
+            f"--set {item!r} is not NAME=VALUE",
+            fix="Write it like --set max_tokens=200000 (`%config RLM` lists the settings)",
+        )
+    try:
+        return name.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return name.strip(), raw
 
 
 # The public name; the class itself is called RLM because traitlets and %config key their

@@ -59,8 +59,13 @@ come back in order. Prefer a few large prompts per batch over thousands of tiny 
 
 How to work:
 1. Look first: the size, structure and a few samples of `P`.
-2. Decide a strategy: search with code (`re`, `str.find`), chunk `P` and use `llm_batch` on the chunks, \
-keep intermediate results in variables, combine them with further sub-calls.
+2. Decide a strategy: search with code (`re`, `str.find`, case-insensitive), chunk `P` and use \
+`llm_batch` on the chunks, keep intermediate results in variables, combine them with further sub-calls. \
+To read around a match:
+```repl
+i = P.lower().find("keyword")
+print(i, P[max(0, i - 300):i + 300])
+```
 3. Submit only from code, after you have seen the output that supports the answer. Never submit in \
 the same response as code whose output you have not seen yet, and never submit a placeholder.
 """

@@ -13,6 +13,7 @@ from ._errors import TrajectoryError
 from ._session import Session
 from ._trajectory import Trajectory
 from .executors import Executor
+from .models import ModelClient
 from .models.replay import replay_clients
 
 # Settings that shape the loop and must match the recording for the replay to follow it.
@@ -35,6 +36,16 @@ _LOOP_SETTINGS = (
 )
 
 
+def recorded_settings(
+    recording: Trajectory, names: tuple[str, ...] = _LOOP_SETTINGS
+) -> dict[str, Any]:
+    """The recorded values of ``names``: a re-run must use them to follow the recording (request
+    keys name the models; limits decide when it ends). Settings this version lacks are skipped."""
+    known = set(setting_names())
+    recorded: Mapping[str, Any] = recording.session["config"]
+    return {k: v for k, v in recorded.items() if k in names and k in known}
+
+
 def replay_session(
     recording: Trajectory,
     question: str | None,
@@ -43,8 +54,14 @@ def replay_session(
     *,
     executor: Executor | None = None,
     speed: float | None = None,
+    base: RLM | None = None,
+    fallback: ModelClient | None = None,
 ) -> Session:
-    """A Session for ``context`` whose model calls are served from ``recording``."""
+    """A Session for ``context`` whose model calls are served from ``recording``.
+
+    ``base``: settings the recording does not decide (endpoint, timeouts, executor), default RLM().
+    ``fallback``: answers what the recording lacks (an edited step's new sub-call, turns past its end)
+    live; without one such a request raises ReplayMissError."""
     recorded = recording.session
     if question is not None and question.strip() != recorded["question"].strip():
         raise TrajectoryError(
@@ -58,10 +75,8 @@ def replay_session(
             "answers may not fit what the code now prints.",
             stacklevel=2,
         )
-    known = set(setting_names())
-    loop = {k: v for k, v in recorded["config"].items() if k in _LOOP_SETTINGS and k in known}
-    config = RLM().with_overrides({**loop, **(overrides or {})})
-    root, sub = replay_clients(recording, speed=speed)
+    config = (base or RLM()).with_overrides({**recorded_settings(recording), **(overrides or {})})
+    root, sub = replay_clients(recording, fallback=fallback, speed=speed)
     return Session(
         recorded["question"],
         loaded,

@@ -20,7 +20,7 @@ from typing import Any
 
 from ._config import RLM
 from ._context import ContextInfo, describe_context, load_context
-from ._errors import ModelError, RLMError, SessionStateError
+from ._errors import ModelError, ReplayMissError, RLMError, SessionStateError
 from ._events import (
     CodeReady,
     Emitter,
@@ -86,8 +86,9 @@ class Session:
         _shared: _Shared | None = None,
         _depth: int = 0,
         _parent_call: str | None = None,
+        _restore: Trajectory | None = None,
     ) -> None:
-        self.id = uuid.uuid4().hex[:12]
+        self.id = _restore.session["session_id"] if _restore else uuid.uuid4().hex[:12]
         self.question = question
         self.depth = _depth
         if _shared is None:
@@ -146,16 +147,54 @@ class Session:
                 ),
             },
         ]
+        # Session.load re-enacts a recorded session (see _recovery): its records are already in its
+        # file, so the re-enactment writes none, and the model goes on from the preamble it saw.
+        self._restoring = _restore is not None
+        if _restore is not None:
+            self._preamble = list(_restore.session["messages"])
         self._turns: list[tuple[Message, Message]] = []
         self._compacted_at = 0
         # Iterations before the current question (follow-ups get a fresh iteration budget).
         self._question_start = 0
         self._writer: TrajectoryWriter | None = None
-        if self.config.autosave and _depth == 0:
+        if self.config.autosave and _depth == 0 and _restore is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             path = self.config.resolved_trajectory_dir() / f"{stamp}-{self.id}.jsonl"
             self._writer = TrajectoryWriter(path, _shared.redactor)
         self._record(self._session_record(_parent_call))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        context: object,
+        *,
+        config: RLM | None = None,
+        client: ModelClient | None = None,
+        sub_client: ModelClient | None = None,
+        namespace: MutableMapping[str, Any] | None = None,
+        executor: Executor | None = None,
+        tools: Tools = None,
+    ) -> Session:
+        """Take a session up again from its trajectory (the autosaved ``.jsonl``, or a ``.json``
+        export), e.g. after a kernel crash: its code runs again in a fresh namespace with every model
+        answer served from the record (no tokens spent), then new steps go to the live model. The
+        context is never saved, so pass it again; it must be the one the session ran on. Same session
+        id, same history; new records are appended to the same ``.jsonl``. Outputs that differ from
+        the record are reported with a ``RecoveryWarning``. See ``rlm_kernel._recovery``."""
+        from ._recovery import load_session
+
+        return load_session(
+            cls,
+            Path(path),
+            context,
+            config=config,
+            client=client,
+            sub_client=sub_client,
+            namespace=namespace,
+            executor=executor,
+            tools=tools,
+        )
 
     # --- public surface --------------------------------------------------------------------------
     @property
@@ -274,7 +313,9 @@ class Session:
                 self._baseline()
             while self.checkpoint():
                 self.step()
-        except ModelError as exc:
+        except (ModelError, ReplayMissError) as exc:
+            # A replay that runs past its recording holds like a failing endpoint: the message says
+            # how to go on (a live fallback), and nothing of the session is lost.
             self.hold(exc)
         except KeyboardInterrupt:
             self._set_state("paused", "interrupted")
@@ -623,6 +664,8 @@ class Session:
         }
 
     def _record(self, record: dict[str, Any]) -> None:
+        if self._restoring:
+            return
         self.trajectory.append(record)
         if self._writer is not None:
             self._writer.write(record)

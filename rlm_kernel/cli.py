@@ -1,4 +1,5 @@
-"""The ``rlm-kernel`` command.
+"""The ``rlm-kernel`` command: ``run`` a question, ``replay`` a recorded session offline, ``export`` a
+trajectory to another format, ``install`` the kernel.
 
 Exit codes: 0 the model submitted an answer; 1 the run ended without one (a limit forced a best guess,
 or it was stopped); 2 bad command line; 3 configuration, context or recording problem; 4 the model endpoint failed
@@ -9,18 +10,26 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._config import RLM
-from ._errors import ConfigError, ContextError, ModelError, RLMError, TrajectoryError
+from ._config import RLM, parse_assignment
+from ._errors import (
+    ConfigError,
+    ContextError,
+    ModelError,
+    ReplayMissError,
+    RLMError,
+    TrajectoryError,
+)
 from ._records import Result
 from ._replay import replay_session
 from ._session import Session
 from ._trajectory import Trajectory
+from .exporters import FORMATS, export, import_trajectory, infer_format
+from .models import OpenAIClient
 
 EXIT_ANSWERED, EXIT_NO_ANSWER, EXIT_USAGE, EXIT_CONFIG, EXIT_MODEL, EXIT_INTERRUPTED = (
     0,
@@ -53,23 +62,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-iterations", type=int, help="RLM.max_iterations")
     run.add_argument("--max-depth", type=int, help="RLM.max_depth")
     run.add_argument("--mode", choices=["rlm", "auto", "baseline"], help="RLM.mode")
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="any other setting, e.g. --set max_tokens=200000 (values are read as JSON when they can be)",
-    )
+    _add_set(run)
     run.add_argument(
         "--replay",
         metavar="RECORDING",
         help="serve every model answer from a recorded trajectory (.jsonl/.json) instead of a model: "
         "the code runs again for real, offline, with no API key",
     )
-    run.add_argument(
-        "--export", metavar="FILE", help="also write the trajectory to FILE (.json or .jsonl)"
-    )
+    _add_export(run)
     run.add_argument("--quiet", action="store_true", help="no progress line")
+    _replay_parser(commands)
+    _export_parser(commands)
+    _demo_parser(commands)
     install = commands.add_parser(
         "install",
         help='install the "RLM (Python 3)" Jupyter kernel',
@@ -83,26 +87,117 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other setting, e.g. --set max_tokens=200000 (values are read as JSON when they can be)",
+    )
+
+
+def _add_export(parser: argparse.ArgumentParser) -> None:
+    suffixes = ", ".join(s for f in FORMATS.values() for s in f.suffixes)
+    parser.add_argument(
+        "--export",
+        metavar="FILE",
+        help=f"also write the trajectory to FILE, in the format its suffix names ({suffixes})",
+    )
+
+
+def _replay_parser(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="re-enact a recorded session offline",
+        description="Run a recorded session (.jsonl/.json trajectory) again on CONTEXT: the code runs "
+        "for real, every model answer comes from the recording, so it needs no API key and spends no "
+        "tokens. CONTEXT must be what the session was recorded on.",
+    )
+    replay.add_argument("recording", help="the trajectory (.jsonl autosave or .json export)")
+    replay.add_argument("context", help="file, directory, glob, or - for standard input")
+    replay.add_argument(
+        "--speed", type=float, help="re-enact the recorded model latency, sped up SPEED times"
+    )
+    replay.add_argument(
+        "--live-fallback",
+        action="store_true",
+        help="ask the configured model (OPENAI_BASE_URL / OPENAI_API_KEY, or --base-url) for what the "
+        "recording lacks, instead of stopping with a ReplayMissError",
+    )
+    replay.add_argument("--base-url", help="endpoint for --live-fallback (RLM.base_url)")
+    _add_set(replay)
+    _add_export(replay)
+    replay.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _demo_parser(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="the five-minute tour, offline: replay the bundled quickstart session",
+        description="Replay the bundled quickstart session (recorded from a real model run) in the "
+        "terminal with no API key: the model's code runs again for real, each step prints as it "
+        "happens, and the answer follows. Then write the executed quickstart notebook and the "
+        "session's exports to --out.",
+    )
+    demo.add_argument(
+        "--out",
+        default="rlm-demo",
+        help="where to write the notebook and exports (default: ./rlm-demo)",
+    )
+    demo.add_argument(
+        "--speed", type=float, help="re-enact the recorded model latency, sped up SPEED times"
+    )
+    demo.add_argument(
+        "--lab", action="store_true", help="open JupyterLab on the quickstart notebook instead"
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import open_lab, run_demo
+
+    if args.lab:
+        return open_lab()
+    return run_demo(Path(args.out), speed=args.speed, stream=sys.stderr)
+
+
+def _export_parser(commands: Any) -> None:
+    formats = "; ".join(f"{f.name}: {f.description}" for f in FORMATS.values())
+    exporter = commands.add_parser(
+        "export",
+        help="write a trajectory in another format",
+        description=f"Write the trajectory RECORDING (.jsonl or .json) to OUT. Formats: {formats}.",
+    )
+    exporter.add_argument("recording")
+    exporter.add_argument("out")
+    exporter.add_argument(
+        "--format", choices=list(FORMATS), help="default: from OUT's suffix (longest match)"
+    )
+    exporter.add_argument(
+        "--include-children",
+        action="store_true",
+        help="sft: one example per child RLM session too",
+    )
+    exporter.add_argument(
+        "--all",
+        action="store_true",
+        help="sft: keep sessions that ended without a submitted answer too",
+    )
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in ("model", "sub_model", "base_url", "max_iterations", "max_depth", "mode"):
-        value = getattr(args, name)
+        value = getattr(args, name, None)
         if value is not None:
             values[name] = value
-    for item in args.set:
-        name, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(
-                f"--set {item!r} is not NAME=VALUE", fix="Write it like --set max_tokens=200000"
-            )
-        try:
-            values[name.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[name.strip()] = raw
+    values.update(parse_assignment(item) for item in args.set)
     return values
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.export:
+        infer_format(args.export)  # a bad file name fails now, not after the run
     context: object = sys.stdin.read() if args.path == "-" else _existing(args.path)
     if args.replay:
         session = replay_session(
@@ -117,6 +212,25 @@ def _run(args: argparse.Namespace) -> int:
                 setting="RLM.model",
             )
         session = Session(args.question, context, config=config)
+    return _drive(session, args)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    if args.export:
+        infer_format(args.export)
+    recording = import_trajectory(args.recording)
+    context: object = sys.stdin.read() if args.context == "-" else _existing(args.context)
+    base = RLM().with_overrides(_overrides(args))
+    # The recording decides models and limits; the endpoint is only for what it lacks.
+    fallback = OpenAIClient(base) if args.live_fallback else None
+    session = replay_session(
+        recording, None, context, base=base, fallback=fallback, speed=args.speed
+    )
+    return _drive(session, args)
+
+
+def _drive(session: Session, args: argparse.Namespace) -> int:
+    """Run to the end with the live progress line on a terminal; export; report."""
     progress = None
     if not args.quiet and sys.stderr.isatty():
         from ._progress import ProgressLine
@@ -128,8 +242,28 @@ def _run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
     if args.export:
-        result.trajectory.save(args.export)
+        result.trajectory.export(args.export)
     return _report(result)
+
+
+def _export(args: argparse.Namespace) -> int:
+    trajectory = import_trajectory(args.recording)
+    name = args.format or infer_format(args.out)
+    options: dict[str, Any] = {}
+    if args.include_children:
+        options["include_children"] = True
+    if args.all:
+        options["only_successful"] = False
+    flags = {"include_children": "--include-children", "only_successful": "--all"}
+    for option in options:
+        if option not in FORMATS[name].options:
+            raise ConfigError(
+                f"{flags[option]} does not apply to the {name} format",
+                fix="It is for fine-tuning data: --format sft, or OUT ending in .sft.jsonl",
+            )
+    written = export(trajectory, args.out, name, **options)
+    print(f"Wrote {written} ({name})", file=sys.stderr)
+    return 0
 
 
 def _existing(path: str) -> str:
@@ -152,7 +286,8 @@ def _report(result: Result) -> int:
     if result.error is not None:
         print(f"rlm-kernel: {result.error}", file=sys.stderr)
         print(summary, file=sys.stderr)
-        return EXIT_MODEL
+        # A replay that ran past its recording is a recording problem, not a failing endpoint.
+        return EXIT_CONFIG if isinstance(result.error, ReplayMissError) else EXIT_MODEL
     if result.answer is not None:
         print(result.answer)
     if result.message and result.reason != "final":
@@ -174,8 +309,15 @@ def _install(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {
+        "run": _run,
+        "replay": _replay,
+        "export": _export,
+        "demo": _demo,
+        "install": _install,
+    }
     try:
-        return _install(args) if args.command == "install" else _run(args)
+        return commands[args.command](args)
     except (ConfigError, ContextError, TrajectoryError) as exc:
         print(f"rlm-kernel: {exc}", file=sys.stderr)
         return EXIT_CONFIG

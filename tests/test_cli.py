@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import fence
 
-from rlm_kernel import Trajectory
+from rlm_kernel import ConfigError, Trajectory
+from rlm_kernel._config import parse_assignment
 from rlm_kernel.testing import Fault, ScriptedServer
 
 
@@ -144,3 +147,134 @@ def test_exit_codes(serve: Callable[..., ScriptedServer], isolated_env: Path) ->
 
     usage = cli("run", cwd=isolated_env)
     assert usage.returncode == 2
+
+
+# --- replay, export, and --set parsing ----------------------------------------------------------------
+
+
+def record_vault_session(serve: Callable[..., ScriptedServer], root: Path) -> Path:
+    """A finished three-step session on the corpus, with one sub-call; returns its JSONL."""
+    docs = corpus(root)
+    script = [
+        fence("print(len(P))"),
+        fence("r = llm_query('which code? ' + P['b.txt'])\nprint(r)"),
+        fence("FINAL(r)"),
+    ]
+    server = serve({"root": script, "sub": lambda r: "7781"})
+    done = cli(
+        "run", "Code?", str(docs), "--model", "root", "--sub-model", "sub", "--base-url", server.base_url,
+        "--export", "rec.jsonl", cwd=root,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    server.stop()
+    return root / "rec.jsonl"
+
+
+def test_replay_command_prints_the_answer_and_exports_any_format(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    recording = record_vault_session(serve, isolated_env)
+    replayed = cli("replay", str(recording), "docs", "--export", "again.ipynb", cwd=isolated_env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() == "7781"
+    assert "final · 3 iterations" in replayed.stderr
+    notebook = json.loads((isolated_env / "again.ipynb").read_text())
+    assert notebook["nbformat"] == 4
+
+    other = isolated_env / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("not the recorded corpus")
+    differs = cli("replay", str(recording), "other", cwd=isolated_env)
+    assert "differs from the one the session was recorded on" in differs.stderr
+
+
+def test_replay_past_the_recording_stops_or_goes_live(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    recording = record_vault_session(serve, isolated_env)
+    cut = (
+        isolated_env / "cut.jsonl"
+    )  # as a crash leaves it: the last step and the final are missing
+    cut.write_text("".join(recording.read_text().splitlines(True)[:-2]))
+
+    offline = cli("replay", str(cut), "docs", cwd=isolated_env)
+    assert offline.returncode == 3, offline.stderr
+    assert "The recording holds no response from 'root'" in offline.stderr
+    assert "--live-fallback" in offline.stderr
+    assert "Traceback" not in offline.stderr
+
+    live = serve({"root": [fence("FINAL(r)")]})
+    fallback = cli(
+        "replay", str(cut), "docs", "--live-fallback", "--base-url", live.base_url, "--set", "max_retries=0",
+        cwd=isolated_env,
+    )  # fmt: skip
+    assert fallback.returncode == 0, fallback.stderr
+    assert fallback.stdout.strip() == "7781"
+    assert [r.model for r in live.requests] == ["root"]  # only the turn the recording lacked
+
+    no_model = cli("replay", str(cut), "docs", "--live-fallback", cwd=isolated_env)
+    assert no_model.returncode == 3
+    assert "no model to talk to" in no_model.stderr
+
+
+def test_export_command(serve: Callable[..., ScriptedServer], isolated_env: Path) -> None:
+    recording = record_vault_session(serve, isolated_env)
+    for name in ("out.rlm.jsonl", "out.ipynb", "out.json", "out.sft.jsonl"):
+        done = cli("export", str(recording), name, cwd=isolated_env)
+        assert done.returncode == 0, done.stderr
+        assert f"Wrote {name}" in done.stderr
+    assert Trajectory.load(isolated_env / "out.json") == Trajectory.load(recording)
+    assert len((isolated_env / "out.sft.jsonl").read_text().splitlines()) == 1
+
+    unfinished = isolated_env / "cut.jsonl"
+    unfinished.write_text("".join(recording.read_text().splitlines(True)[:-1]))
+    assert cli("export", str(unfinished), "u.sft.jsonl", cwd=isolated_env).returncode == 0
+    assert (isolated_env / "u.sft.jsonl").read_text() == ""  # sft keeps answered sessions only
+    everything = cli("export", str(unfinished), "u.sft.jsonl", "--all", cwd=isolated_env)
+    assert everything.returncode == 0, everything.stderr
+    assert len((isolated_env / "u.sft.jsonl").read_text().splitlines()) == 1
+    with_children = cli(
+        "export", str(recording), "c.txt", "--format", "sft", "--include-children", cwd=isolated_env
+    )
+    assert with_children.returncode == 0, with_children.stderr
+
+    wrong = cli("export", str(recording), "o.ipynb", "--all", cwd=isolated_env)
+    assert wrong.returncode == 3
+    assert "--all does not apply to the ipynb format" in wrong.stderr
+    unreadable = cli("export", str(isolated_env / "out.rlm.jsonl"), "x.json", cwd=isolated_env)
+    assert unreadable.returncode == 3
+    assert "cannot be read back" in unreadable.stderr
+
+
+def test_run_exports_by_suffix_and_checks_it_first(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    (isolated_env / "text").write_text("some text")
+    server = serve({"root": [fence("print(P)"), fence("FINAL(P)")]})
+    done = cli(
+        "run", "q", "text", "--model", "root", "--base-url", server.base_url, "--export", "run.rlm.jsonl",
+        cwd=isolated_env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first = json.loads((isolated_env / "run.rlm.jsonl").read_text().splitlines()[0])
+    assert first["type"] == "metadata"  # the reference visualizer's format, not ours
+    asked = len(server.requests)
+    bad = cli(
+        "run", "q", "text", "--model", "root", "--base-url", server.base_url, "--export", "run.txt",
+        cwd=isolated_env,
+    )  # fmt: skip
+    assert bad.returncode == 3
+    assert "Cannot tell the export format" in bad.stderr
+    assert len(server.requests) == asked  # refused before any model call
+
+
+def test_parse_assignment() -> None:
+    assert parse_assignment("max_tokens=200000") == ("max_tokens", 200000)
+    assert parse_assignment(" model = gpt-5") == ("model", " gpt-5")
+    assert parse_assignment("stream=false") == ("stream", False)
+    assert parse_assignment("base_url=http://h:1/v1") == ("base_url", "http://h:1/v1")
+    assert parse_assignment("tags=[1, 2]") == ("tags", [1, 2])
+    with pytest.raises(ConfigError, match="is not NAME=VALUE"):
+        parse_assignment("max_tokens")
+    with pytest.raises(ConfigError, match="is not NAME=VALUE"):
+        parse_assignment("=3")

@@ -89,3 +89,9 @@ def test_public_dict_holds_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_redact_url_keeps_plain_urls() -> None:
     assert redact_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
     assert redact_url("") == ""
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [name for name in setting_names() if f"`{name}`" not in readme]
+    assert not missing, f"README's settings table lacks {missing}"

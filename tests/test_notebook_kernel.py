@@ -7,8 +7,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Kernel, configure, fence, kernel_env
+from conftest import Kernel, configure, fence, kernel_env, settings
 
+from rlm_kernel import RLM, Session
 from rlm_kernel.testing import ScriptedServer
 
 HAS_RLM = "ip = get_ipython()\nprint(ip.find_line_magic('rlm') is not None, ip.find_cell_magic('rlm_step') is not None)"
@@ -246,3 +247,53 @@ def test_unload_removes_the_magics(tmp_path: Path) -> None:
         assert "RLM" not in k.run("%config").stdout
     finally:
         k.shutdown()
+
+
+def _record(server: ScriptedServer, context: str) -> Path:
+    """A finished recorded session on ``context`` (one sub-call); returns its trajectory file."""
+    config = RLM().with_overrides(settings(server))
+    session = Session("What is the code?", context, config=config, namespace={})
+    assert session.run().answer == "CODE 7781"
+    assert session.path is not None
+    return session.path
+
+
+def test_replay_runs_offline_and_a_miss_is_explained(
+    kernel: Kernel, serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    root = [
+        fence("found = llm_query('code? ' + P)\nprint(found)"),
+        fence("FINAL(found)"),
+    ]
+    server = serve({"root": root, "sub": lambda r: "CODE 7781"})
+    path = _record(server, "the code is 7781")
+    server.stop()  # from here on there is no model at all
+    kernel.run("ctx = 'the code is 7781'")
+
+    replayed = kernel.run(f"%rlm replay {path} ctx")
+    assert not replayed.errors, replayed.errors
+    assert "CODE 7781" in replayed.text
+    assert kernel.run("print(found)").stdout.strip() == "CODE 7781"
+
+    # A person edits step 1 so it asks a sub-call the recording never made.
+    sid = kernel.run(SESSION_ID).stdout.strip()
+    edited = kernel.run(f"%%rlm_step {sid} 1\nfound = llm_query('something else?')\nprint(found)")
+    assert not edited.errors, edited.errors
+    assert "The recording holds no response from 'sub'" in edited.stdout
+    assert "The recording holds no response from 'root'" in edited.text  # the run stops here
+    assert "--live-fallback" in edited.text
+    assert "paused" in kernel.run("%rlm status").stdout
+
+    # With a model configured and --live-fallback, what the recording lacks is asked live.
+    live = serve({"root": [fence("FINAL(found)")], "sub": lambda r: "LIVE " + r.prompt})
+    configure(kernel, live)
+    kernel.run(f"%rlm replay {path} ctx --live-fallback")
+    assert not live.requests  # the recording covers the replay itself
+    sid = kernel.run(SESSION_ID).stdout.strip()
+    again = kernel.run(f"%%rlm_step {sid} 1\nfound = llm_query('something else?')\nprint(found)")
+    assert not again.errors, again.errors
+    assert "LIVE something else?" in again.text
+    assert [r.model for r in live.requests] == ["sub", "root"]
+
+    wrong = kernel.run(f"%rlm replay {path}")
+    assert "which context?" in wrong.stderr

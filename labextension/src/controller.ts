@@ -9,7 +9,7 @@
  * hold back that run's own replies (deadlock). Runs are fire and forget.
  */
 
-import { Cell, MarkdownCell } from '@jupyterlab/cells';
+import { Cell, ICellModel, MarkdownCell } from '@jupyterlab/cells';
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { JSONObject } from '@lumino/coreutils';
@@ -21,7 +21,8 @@ import {
   findStaleIndices,
   findUpdateIndex,
   isForMe,
-  mergeRlmMetadata
+  mergeRlmMetadata,
+  rememberClient
 } from './logic';
 import {
   COMM_TARGET,
@@ -55,6 +56,8 @@ export class NotebookController {
   /** Open comms of the current kernel connection, newest last. */
   private _comms: Kernel.IComm[] = [];
   private _kernel: Kernel.IKernelConnection | null = null;
+  /** The clientId this tab had on the same kernel before a page reload (sent in `hello`). */
+  private _replaces: string | null = null;
   private _decorateScheduled = false;
   private _disposed = false;
   readonly statusWidget: RlmStatusWidget;
@@ -87,6 +90,7 @@ export class NotebookController {
     if (kernel !== this._kernel) {
       this._kernel = kernel;
       this._comms = [];
+      this._replaces = previousClient(kernel, this._panel.context.path);
     }
     if (attachedKernels.has(kernel)) {
       return;
@@ -102,6 +106,10 @@ export class NotebookController {
     let restarting = false;
     kernel.statusChanged.connect((_, status) => {
       if (status === 'restarting' || status === 'autorestarting' || status === 'dead') {
+        if (!restarting && kernel === this._kernel) {
+          // The kernel's sessions died with it: the toolbar must not claim one still runs.
+          this.statusWidget.end(status === 'dead' ? 'kernel died' : 'kernel restarted');
+        }
         restarting = true;
         if (kernel === this._kernel) {
           this._comms = [];
@@ -170,7 +178,8 @@ export class NotebookController {
       protocol: PROTOCOL_VERSION,
       frontend: this._frontend,
       version: EXTENSION_VERSION,
-      session: kernel.clientId
+      session: kernel.clientId,
+      ...(this._replaces !== null && kernel === this._kernel ? { replaces: this._replaces } : {})
     };
   }
 
@@ -269,6 +278,19 @@ export class NotebookController {
       return;
     }
     const cells = this._summaries();
+    const existing = message.cell_id ? cells.findIndex(cell => cell.id === message.cell_id) : -1;
+    if (existing >= 0) {
+      // A re-delivery (after a page reload the kernel re-sends what the old page never applied):
+      // the cell is here already, so only run it if asked.
+      this._send(comm, {
+        type: 'cell_inserted',
+        request_id: message.request_id,
+        cell_id: model.cells.get(existing).id,
+        index: existing
+      });
+      this._runInserted(comm, message, model.cells.get(existing));
+      return;
+    }
     const index = findInsertIndex(cells, message, {
       executingCellId: parentId === null ? null : (this._executions.get(parentId) ?? null),
       activeIndex: notebook.activeCellIndex
@@ -281,12 +303,8 @@ export class NotebookController {
         source_hidden: true
       };
     }
-    const id =
-      message.cell_id && !cells.some(cell => cell.id === message.cell_id)
-        ? message.cell_id
-        : undefined;
     model.sharedModel.insertCell(index, {
-      ...(id === undefined ? {} : { id }),
+      ...(message.cell_id ? { id: message.cell_id } : {}),
       cell_type: message.cell_type,
       source: message.source,
       metadata: metadata as JSONObject
@@ -299,14 +317,21 @@ export class NotebookController {
       index
     });
     this.scheduleDecorate();
-    const widget: Cell | undefined = notebook.widgets.find(w => w.model === cellModel);
-    if (widget === undefined) {
-      console.warn(`${LOG} insert_cell: no widget for the inserted cell ${cellModel.id}`);
-      return;
-    }
-    if (message.collapsed) {
+    const widget = notebook.widgets.find(w => w.model === cellModel);
+    if (widget !== undefined && message.collapsed) {
       widget.inputHidden = true;
       widget.saveCollapseState();
+    }
+    this._runInserted(comm, message, cellModel);
+  }
+
+  /** Run (code) or render (markdown) an inserted cell when the message asks for it. */
+  private _runInserted(comm: Kernel.IComm, message: IInsertCellMsg, cellModel: ICellModel): void {
+    const notebook = this._panel.content;
+    const widget: Cell | undefined = notebook.widgets.find(w => w.model === cellModel);
+    if (widget === undefined) {
+      console.warn(`${LOG} insert_cell: no widget for the cell ${cellModel.id}`);
+      return;
     }
     if (!message.run) {
       return;
@@ -402,6 +427,15 @@ export class NotebookController {
         decorateCell(cell);
       }
     });
+  }
+}
+
+/** This tab's previous client on the kernel (see `rememberClient`), or null. */
+function previousClient(kernel: Kernel.IKernelConnection, path: string): string | null {
+  try {
+    return rememberClient(window.sessionStorage, kernel.id, path, kernel.clientId);
+  } catch {
+    return null; // storage disabled: a reload then loses what was in flight, nothing else
   }
 }
 

@@ -261,6 +261,29 @@ export function statusText(status: IStatusMsg): string {
   return parts.join(' · ');
 }
 
+/** The part of the Web Storage API that `rememberClient` needs (sessionStorage in the browser). */
+export interface IClientStore {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+}
+
+/**
+ * Remember `clientId` as this tab's client on `kernelId` for `path`, and return the client the tab
+ * had there before (after a page reload), or null on a first attach. Backed by sessionStorage, which
+ * survives a reload but belongs to one tab, so no other tab ever claims another's client.
+ */
+export function rememberClient(
+  store: IClientStore,
+  kernelId: string,
+  path: string,
+  clientId: string
+): string | null {
+  const key = `rlm_kernel:client:${kernelId}:${path}`;
+  const previous = store.getItem(key);
+  store.setItem(key, clientId);
+  return previous !== null && previous !== clientId ? previous : null;
+}
+
 /**
  * A bounded map from execute_request msg_id to the cell id it ran, so the parent of a comm
  * message can be traced back to the cell that sent it.

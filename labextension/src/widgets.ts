@@ -89,4 +89,14 @@ export class RlmStatusWidget extends Widget {
     );
     this.show();
   }
+
+  /** The kernel went away (restart, death) with its sessions: say so, offer no buttons. */
+  end(reason: string): void {
+    if (this._status === null) {
+      return;
+    }
+    this.node.setAttribute('data-rlm-state', 'ended');
+    this._label.textContent = `RLM ended · ${reason}`;
+    this._buttons.replaceChildren();
+  }
 }

@@ -13,6 +13,7 @@ import {
   formatTokens,
   isForMe,
   mergeRlmMetadata,
+  rememberClient,
   statusText
 } from '../src/logic';
 import { IRlmCellMetadata, IStatusMsg, Role } from '../src/protocol';
@@ -187,5 +188,20 @@ describe('BoundedMap', () => {
     assert.equal(map.get('b'), undefined);
     assert.equal(map.get('a'), 3);
     assert.equal(map.get('c'), 4);
+  });
+});
+
+describe('rememberClient', () => {
+  it('returns the client this tab had on the kernel before a reload', () => {
+    const items = new Map<string, string>();
+    const store = {
+      getItem: (key: string) => items.get(key) ?? null,
+      setItem: (key: string, value: string) => void items.set(key, value)
+    };
+    assert.equal(rememberClient(store, 'k1', 'a.ipynb', 'c1'), null); // first attach
+    assert.equal(rememberClient(store, 'k1', 'a.ipynb', 'c1'), null); // same connection again
+    assert.equal(rememberClient(store, 'k1', 'a.ipynb', 'c2'), 'c1'); // reloaded
+    assert.equal(rememberClient(store, 'k1', 'b.ipynb', 'c3'), null); // another notebook
+    assert.equal(rememberClient(store, 'k2', 'a.ipynb', 'c4'), null); // another kernel
   });
 });

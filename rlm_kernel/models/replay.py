@@ -65,7 +65,8 @@ class ReplayClient:
         return ReplayMissError(
             f"The recording holds no response from {model!r} for {what}: {preview!r}",
             fix="The code asked something the recorded session never asked. Configure a model and "
-            "replay with a live fallback to answer it live, or undo the edit",
+            "replay with a live fallback (`%rlm replay … --live-fallback`, `rlm-kernel replay … "
+            "--live-fallback`) to answer it live, or undo the edit",
             endpoint=self.endpoint,
         )
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import shlex
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
+
+from .._config import parse_assignment
+from .._errors import ConfigError
 
 SUBCOMMANDS = ("pause", "resume", "step", "stop", "status", "list", "export", "replay", "edit")
 
@@ -64,7 +66,10 @@ def parse_start(tokens: list[str], *, question_from_body: bool = False) -> argpa
 def parse_sub(name: str, tokens: list[str]) -> argparse.Namespace:
     p = _Parser(prog=f"%rlm {name}", add_help=False)
     if name in ("pause", "resume", "step", "stop", "status"):
+        # With ``resume --from PATH`` the positional is the context variable, not a session.
         p.add_argument("session", nargs="?")
+    if name == "resume":
+        p.add_argument("--from", dest="source", metavar="PATH")
     elif name == "export":
         p.add_argument("path")
         p.add_argument("--format")
@@ -73,6 +78,7 @@ def parse_sub(name: str, tokens: list[str]) -> argparse.Namespace:
         p.add_argument("path")
         p.add_argument("context", nargs="?")
         p.add_argument("--speed", type=float)
+        p.add_argument("--live-fallback", action="store_true")
     elif name == "edit":
         p.add_argument("iteration", type=int)
         p.add_argument("--session")
@@ -87,13 +93,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             values[name] = value
     for item in getattr(args, "set", []):
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise UsageError(
-                f"%rlm: --set {item!r} is not NAME=VALUE (e.g. --set max_tokens=200000)"
-            )
         try:
-            values[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key.strip()] = raw
+            key, value = parse_assignment(item)
+        except ConfigError as exc:
+            raise UsageError(f"%rlm: {exc}") from None
+        values[key] = value
     return values

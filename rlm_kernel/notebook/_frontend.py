@@ -7,12 +7,20 @@ A stale hello from another tab never does, so two tabs on one kernel never both 
 
 Comm handlers may run on a subshell thread while a cell runs (JupyterLab >= 4.4): they only touch
 state under the lock and hand ``control`` actions to a callback that sets flags.
+
+A page reload gives the tab a new client session while a step cell may still be running for the old
+one: what that cell sends goes to a page that is gone. The extension's ``hello`` then names the client
+it ``replaces`` (kept in the tab's sessionStorage, so only that tab claims it): the kernel addresses the
+old client's later messages to the new one and re-sends the ``insert_cell`` messages the old page never
+applied. Inserted cells carry kernel-chosen ids, so a re-sent insert whose cell the reloaded notebook
+already has only runs it.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +29,7 @@ import comm
 from ._protocol import COMM_TARGET, PROTOCOL_VERSION, ProtocolError, validate
 
 ControlHandler = Callable[[str, str], None]  # (action, session id)
+_UNSETTLED_LIMIT = 16  # per client: a step's inserts are a few messages
 
 
 class FrontendLink:
@@ -29,6 +38,9 @@ class FrontendLink:
         self._on_control = on_control
         self._lock = threading.Lock()
         self._comms: dict[str, Any] = {}  # client session -> its newest comm
+        self._replaced: dict[str, str] = {}  # client session -> the one that replaced it (reload)
+        # client session -> insert_cell messages sent to it and not yet applied (inserted and run)
+        self._unsettled: dict[str, deque[dict[str, Any]]] = {}
         self.errors: list[str] = []
         comm.get_comm_manager().register_target(COMM_TARGET, self._opened)
         if (kernel.get_parent() or {}).get("header"):
@@ -74,13 +86,36 @@ class FrontendLink:
         """Send to ``client``'s front end, inside the running cell (so nbclient sees it too)."""
         validate({**message})
         with self._lock:
+            client = self._current(client)
             target = self._comms.get(client)
+            if message["type"] == "insert_cell" and message.get("cell_id"):
+                queue = self._unsettled.setdefault(client, deque(maxlen=_UNSETTLED_LIMIT))
+                queue.append(message)
         if target is None:
             # The front end has not opened a comm yet (Run All races its hello): open one.
             target = self._announce()
             with self._lock:
                 self._comms[client] = target
         target.send({**message, "for_session": client})
+
+    def started(self, cell_id: str | None) -> None:
+        """The cell ``cell_id`` is running: its insert reached a live page and needs no re-send."""
+        if cell_id:
+            self._settle(cell_id)
+
+    def _current(self, client: str) -> str:
+        """The client now standing for ``client`` (itself unless its page was reloaded). Locked."""
+        seen = {client}
+        while client in self._replaced and self._replaced[client] not in seen:
+            client = self._replaced[client]
+            seen.add(client)
+        return client
+
+    def _settle(self, cell_id: str) -> None:
+        with self._lock:
+            for queue in self._unsettled.values():
+                for message in [m for m in queue if m.get("cell_id") == cell_id]:
+                    queue.remove(message)
 
     @staticmethod
     def request_id() -> str:
@@ -102,7 +137,33 @@ class FrontendLink:
                 self.errors.append(str(exc))
             return
         if message["type"] == "hello":
+            client = message["session"]
+            replaces = data.get("replaces")
             with self._lock:
-                self._comms[message["session"]] = c
+                self._comms[client] = c
+                resend: list[dict[str, Any]] = []
+                if isinstance(replaces, str) and replaces and replaces != client:
+                    # The same tab after a reload: the old client's messages come here now.
+                    self._replaced[replaces] = client
+                    self._replaced.pop(client, None)
+                    self._comms.pop(replaces, None)
+                    old = self._unsettled.pop(replaces, None)
+                    if old:
+                        queue = self._unsettled.setdefault(client, deque(maxlen=_UNSETTLED_LIMIT))
+                        queue.extend(old)
+                        resend = list(old)
+            for pending in resend:
+                c.send({**pending, "for_session": client})
+        elif message["type"] == "cell_inserted":
+            with self._lock:
+                run = {
+                    m.get("cell_id"): m.get("run")
+                    for queue in self._unsettled.values()
+                    for m in queue
+                }
+            if run.get(message["cell_id"]) is False:
+                self._settle(message["cell_id"])  # nothing more to happen to it
+        elif message["type"] == "cell_executed":
+            self._settle(message["cell_id"])
         elif message["type"] == "control":
             self._on_control(message["action"], message["session"])

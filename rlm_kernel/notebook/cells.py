@@ -10,6 +10,7 @@ running cell, so nbclient's headless front end sees them too.
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.display import HTML
@@ -63,6 +64,7 @@ class CellsDriver:
     # --- a %%rlm_step cell --------------------------------------------------------------------------
     def step_cell(self, entry: NotebookSession, n: int, code: str, client: str) -> None:
         entry.client = client
+        self.link.started(self.link.cell_id())
         session = entry.session
         auto = (session.id, n) in self._auto
         self._auto.discard((session.id, n))
@@ -171,6 +173,7 @@ class CellsDriver:
                 {
                     "type": "insert_cell",
                     "request_id": request,
+                    "cell_id": new_cell_id(),
                     "session": session.id,
                     "iteration": n,
                     "after_cell_id": after,
@@ -204,6 +207,7 @@ class CellsDriver:
             {
                 "type": "insert_cell",
                 "request_id": self.link.request_id(),
+                "cell_id": new_cell_id(),
                 "session": session.id,
                 "iteration": session.iteration,
                 "after_cell_id": after,
@@ -232,6 +236,11 @@ class CellsDriver:
     def _send(self, entry: NotebookSession, message: dict[str, Any]) -> None:
         if entry.client is not None:
             self.link.send(entry.client, message)
+
+
+def new_cell_id() -> str:
+    """An id for a cell the kernel asks for: a re-sent insert (after a page reload) finds it again."""
+    return f"rlm-{uuid.uuid4().hex[:20]}"
 
 
 def status_message(session: Session, event: Event | None = None) -> dict[str, Any]:

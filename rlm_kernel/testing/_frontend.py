@@ -95,6 +95,8 @@ class HeadlessFrontend:
 
     def _insert(self, data: dict[str, Any]) -> None:
         cells = self.client.nb.cells
+        if data.get("cell_id") and any(c.get("id") == data["cell_id"] for c in cells):
+            return  # a re-delivery of a cell this notebook has (the extension would run it)
         index = self._current + 1
         if data.get("after_cell_id"):
             ids = [c.get("id") for c in cells]
@@ -113,6 +115,8 @@ class HeadlessFrontend:
             cell = nbformat.v4.new_code_cell(data["source"], metadata=metadata)
             if not data["run"]:
                 cell.metadata["tags"] = ["skip-execution"]
+        if data.get("cell_id"):
+            cell.id = data["cell_id"]
         cells.insert(index, cell)
 
     def _mark_stale(self, data: dict[str, Any]) -> None:

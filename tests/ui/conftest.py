@@ -83,6 +83,7 @@ class LabServer:
     root: Path
     log: Path
     process: subprocess.Popen[bytes]
+    app: str = "lab"  # or "notebook" (Notebook 7)
 
     def write_notebook(self, name: str, sources: list[str], kernel: str = "python3") -> Path:
         """Write an unexecuted notebook of code cells into the server's root."""
@@ -94,6 +95,18 @@ class LabServer:
         path = self.root / name
         nbformat.write(nb, path)
         return path
+
+    def shutdown_kernels(self) -> None:
+        """End every notebook session and its kernel (tests leave none running for the next)."""
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(f"{self.url}/api/sessions", timeout=5) as response:
+                sessions = json.loads(response.read())
+            for session in sessions:
+                request = urllib.request.Request(
+                    f"{self.url}/api/sessions/{session['id']}", method="DELETE"
+                )
+                with contextlib.suppress(OSError):
+                    urllib.request.urlopen(request, timeout=15).close()
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -119,10 +132,8 @@ def _wait_for_server(url: str, process: subprocess.Popen[bytes], log: Path) -> N
     )
 
 
-@pytest.fixture(scope="session")
-def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    """One JupyterLab for the whole session (each test opens its own notebook with ``?reset``)."""
-    base = tmp_path_factory.mktemp("lab")
+def _start_server(app: str, base: Path) -> Iterator[LabServer]:
+    """Run ``jupyter lab`` (app "lab") or Notebook 7 (app "notebook") on loopback under ``base``."""
     root = base / "notebooks"
     app_settings = base / "app-settings"
     for folder in (root, app_settings, base / "config", base / "data", base / "runtime"):
@@ -147,12 +158,18 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "JUPYTER_DATA_DIR": str(base / "data"),
         "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
         "JUPYTER_PLATFORM_DIRS": "1",
+        # Kernels inherit this: autosaved trajectories and caches stay out of the real home.
+        "XDG_DATA_HOME": str(base / "xdg-data"),
         "PYTHONUNBUFFERED": "1",
     }
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RLM_MODEL", "RLM_SUB_MODEL"):
+        env.pop(name, None)
+    app_class = "LabApp" if app == "lab" else "JupyterNotebookApp"
+    news = ["--LabApp.news_url=None"] if app == "lab" else []
     command = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        "jupyterlab" if app == "lab" else "notebook",
         "--no-browser",
         "--allow-root",
         f"--port={port}",
@@ -162,12 +179,12 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "--IdentityProvider.token=",
         "--ServerApp.password=",
         "--ServerApp.disable_check_xsrf=True",
-        "--LabApp.expose_app_in_browser=True",
-        "--LabApp.news_url=None",
+        f"--{app_class}.expose_app_in_browser=True",
         "--LanguageServerManager.autodetect=False",
-        f"--LabApp.workspaces_dir={base / 'workspaces'}",
-        f"--LabApp.user_settings_dir={base / 'user-settings'}",
-        f"--LabApp.app_settings_dir={app_settings}",
+        *news,
+        f"--{app_class}.workspaces_dir={base / 'workspaces'}",
+        f"--{app_class}.user_settings_dir={base / 'user-settings'}",
+        f"--{app_class}.app_settings_dir={app_settings}",
     ]
     with log.open("wb") as log_file:
         process = subprocess.Popen(
@@ -175,7 +192,7 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
         )
     try:
         _wait_for_server(url, process, log)
-        yield LabServer(url=url, root=root, log=log, process=process)
+        yield LabServer(url=url, root=root, log=log, process=process, app=app)
     finally:
         process.terminate()
         try:
@@ -183,6 +200,24 @@ def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def lab_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """One JupyterLab for the whole session (each test opens its own notebook with ``?reset``)."""
+    yield from _start_server("lab", tmp_path_factory.mktemp("lab"))
+
+
+@pytest.fixture(scope="session")
+def notebook7_server(
+    chromium_path: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabServer]:
+    """One Notebook 7 server, started only for the tests that ask for it."""
+    try:
+        import notebook  # noqa: F401
+    except ImportError:
+        pytest.skip("UI test: Notebook 7 is not installed (pip install 'notebook>=7')")
+    yield from _start_server("notebook", tmp_path_factory.mktemp("nb7"))
 
 
 @pytest.fixture(scope="session")
@@ -204,10 +239,22 @@ class LabPage:
     page: Page
     server: LabServer
     console: list[str] = field(default_factory=list)
+    tabs: list[LabPage] = field(default_factory=list)  # more tabs opened by new_tab()
+
+    def new_tab(self) -> LabPage:
+        """Another tab in the same browser context (closed with it)."""
+        page = self.page.context.new_page()
+        page.set_default_timeout(30_000)
+        tab = _watch_console(LabPage(page=page, server=self.server))
+        self.tabs.append(tab)
+        return tab
 
     def open_notebook(self, name: str, timeout: float = 60_000) -> None:
         """Open ``name`` (already in the server root) in a fresh workspace; wait for an idle kernel."""
-        self.page.goto(f"{self.server.url}/lab/tree/{name}?reset")
+        if self.server.app == "lab":
+            self.page.goto(f"{self.server.url}/lab/tree/{name}?reset")
+        else:
+            self.page.goto(f"{self.server.url}/notebooks/{name}")
         self.page.wait_for_function(
             """(name) => {
                 const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
@@ -254,31 +301,56 @@ class LabPage:
         return path
 
 
-@pytest.fixture
-def lab(
-    browser: Browser, lab_server: LabServer, request: pytest.FixtureRequest
-) -> Iterator[LabPage]:
-    """A fresh browser context on the lab server; a failing test leaves a screenshot and log tail."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    lab_page = LabPage(page=page, server=lab_server)
-
+def _watch_console(lab_page: LabPage) -> LabPage:
     def on_console(message: ConsoleMessage) -> None:
         lab_page.console.append(f"{message.type}: {message.text}")
 
-    page.on("console", on_console)
+    lab_page.page.on("console", on_console)
+    return lab_page
+
+
+@contextlib.contextmanager
+def _browser_page(
+    browser: Browser, server: LabServer, request: pytest.FixtureRequest
+) -> Iterator[LabPage]:
+    """A fresh browser context on ``server``; a failing test leaves a screenshot and log tail."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    lab_page = _watch_console(LabPage(page=page, server=server))
     try:
         yield lab_page
     finally:
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             # The page may be gone; the failure itself is what matters.
-            with contextlib.suppress(Exception):
-                lab_page.screenshot(f"FAILED-{request.node.name}")
-            print("---- browser console ----\n" + "\n".join(lab_page.console))
-            print("---- jupyter lab log (tail) ----\n" + lab_server.log_tail())
+            for index, tab in enumerate([lab_page, *lab_page.tabs]):
+                with contextlib.suppress(Exception):
+                    tab.screenshot(
+                        f"FAILED-{request.node.name}" + (f"-tab{index}" if index else "")
+                    )
+                print(f"---- browser console (tab {index}) ----\n" + "\n".join(tab.console))
+            print("---- server log (tail) ----\n" + server.log_tail())
         context.close()
+        server.shutdown_kernels()
+
+
+@pytest.fixture
+def lab(
+    browser: Browser, lab_server: LabServer, request: pytest.FixtureRequest
+) -> Iterator[LabPage]:
+    """A page in a fresh browser context on the JupyterLab server."""
+    with _browser_page(browser, lab_server, request) as lab_page:
+        yield lab_page
+
+
+@pytest.fixture
+def nb7(
+    browser: Browser, notebook7_server: LabServer, request: pytest.FixtureRequest
+) -> Iterator[LabPage]:
+    """A page in a fresh browser context on the Notebook 7 server."""
+    with _browser_page(browser, notebook7_server, request) as lab_page:
+        yield lab_page
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

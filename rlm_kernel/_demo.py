@@ -1,0 +1,158 @@
+"""``rlm-kernel demo``: the five-minute tour, offline.
+
+It replays the bundled quickstart session — recorded from a real model run — in the terminal: the
+model's code runs again for real on the bundled context while every model answer comes from the
+recording, so it needs no API key. It prints each step as it happens and the answer, then writes the
+executed quickstart notebook and the session's exports beside each other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from ._errors import ConfigError
+from ._events import CodeReady, Event, Finished, IterationFinished
+from ._replay import replay_session
+from ._session import Session
+from ._trajectory import Trajectory
+
+QUICKSTART = "quickstart.ipynb"
+RECORDING = Path("sessions") / "quickstart.jsonl"
+CONTEXT = "ops-log.txt"
+EXPORTS = {
+    "json": "quickstart.trajectory.json",
+    "rlm-jsonl": "quickstart.rlm.jsonl",
+    "ipynb": "quickstart.trajectory.ipynb",
+    "sft": "quickstart.sft.jsonl",
+}
+
+
+def examples_dir() -> Path:
+    """The bundled examples: inside the installed package, or beside it in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "examples", here.parent / "examples"):
+        if (candidate / RECORDING).is_file():
+            return candidate
+    raise ConfigError(
+        "The bundled examples (examples/sessions/quickstart.jsonl) are missing",
+        fix="Run rlm-kernel from a clone of the repository, or reinstall rlm_kernel",
+    )
+
+
+class Transcript:
+    """Prints each step of a session as it runs: its code, a few lines of output, its sub-calls."""
+
+    def __init__(self, session: Session, stream: TextIO, *, lines: int = 8) -> None:
+        self._stream = stream
+        self._lines = lines
+        session.subscribe(self.on_event)
+
+    def _print(self, text: str) -> None:
+        # "\r\x1b[K" clears a progress line drawn on the same terminal; it redraws itself after.
+        prefix = "\r\x1b[K" if self._stream.isatty() else ""
+        self._stream.write(prefix + text + "\n")
+        self._stream.flush()
+
+    def on_event(self, event: Event) -> None:
+        if event.depth > 0:
+            return
+        if isinstance(event, CodeReady):
+            self._print(f"\n── step {event.iteration} " + "─" * 50)
+            for line in "\n\n".join(event.blocks).splitlines() or ["(no code)"]:
+                self._print(f"  │ {line}")
+        elif isinstance(event, IterationFinished):
+            output = event.record["output"].splitlines()
+            shown = output[: self._lines]
+            for line in shown:
+                self._print(f"  → {line[:160]}")
+            if len(output) > len(shown):
+                self._print(f"  → … {len(output) - len(shown)} more lines")
+            calls = event.record["subcalls"]
+            if calls:
+                self._print(f"  ⤷ {len(calls)} sub-call(s)")
+            for note in event.record["notes"]:
+                self._print(f"  ! {note}")
+        elif isinstance(event, Finished):
+            self._print(f"\n── answer ({event.reason}) " + "─" * 46)
+
+
+def run_demo(out: Path, *, speed: float | None, stream: TextIO) -> int:
+    examples = examples_dir()
+    recording = Trajectory.load(examples / RECORDING)
+    session = replay_session(recording, None, examples / CONTEXT, speed=speed)
+    stream.write(
+        f"Replaying a recorded RLM session (model: {recording.session['models']['root']}) offline.\n"
+        f"Question: {session.question}\n"
+        f"Context: {examples / CONTEXT} ({session.context_info.chars:,} characters; the model never "
+        "sees it whole, only what its code prints)\n"
+    )
+    Transcript(session, stream)
+    progress = None
+    if stream.isatty():
+        from ._progress import ProgressLine
+
+        progress = ProgressLine(session, stream)
+    try:
+        result = session.run()
+    finally:
+        if progress is not None:
+            progress.close()
+    print(result.answer)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [
+        result.trajectory.export(out / name, fmt)
+        for fmt, name in EXPORTS.items()
+        if _sft_ok(fmt, result.reason)
+    ]
+    written.append(_execute_quickstart(examples, out))
+    stream.write("\nWrote:\n" + "".join(f"  {path}\n" for path in written))
+    stream.write("Open the notebook with `rlm-kernel demo --lab`, or in any Jupyter front end.\n")
+    return 0 if result.reason == "final" else 1
+
+
+def _sft_ok(fmt: str, reason: str) -> bool:
+    # Fine-tuning data keeps successful sessions only; an unfinished replay has none to write.
+    return fmt != "sft" or reason == "final"
+
+
+def _execute_quickstart(examples: Path, out: Path) -> Path:
+    """Run the quickstart notebook offline (its replay branch) in ``out`` and save it executed there.
+
+    It runs in ``out``, beside copies of the files it reads, so that what it writes stays there too and
+    the examples themselves (perhaps inside site-packages) are never touched.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(examples / QUICKSTART, as_version=4)
+    env = dict(os.environ, RLM_OFFLINE="1")
+    shutil.copy2(examples / CONTEXT, out / CONTEXT)
+    shutil.copytree(examples / RECORDING.parent, out / RECORDING.parent, dirs_exist_ok=True)
+    client = NotebookClient(nb, timeout=300, resources={"metadata": {"path": str(out)}})
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)  # the kernel inherits this process's environment
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    target = out / QUICKSTART
+    nbformat.write(nb, target)
+    return target
+
+
+def open_lab() -> int:
+    """``rlm-kernel demo --lab``: JupyterLab on the quickstart notebook."""
+    examples = examples_dir()
+    jupyter = shutil.which("jupyter") or sys.executable
+    args = (
+        [jupyter, "lab", str(examples / QUICKSTART)]
+        if jupyter != sys.executable
+        else [sys.executable, "-m", "jupyterlab", str(examples / QUICKSTART)]
+    )
+    return subprocess.call(args, cwd=examples)

@@ -1,0 +1,332 @@
+"""Taking a session up again from its trajectory after a crash or a restart (``Session.load``).
+
+The record is re-enacted on a new session through its own ``propose``/``execute``/``rewind``/
+``follow_up``, so nothing here re-implements the loop: every recorded step's code runs again, in record
+order, with each root turn and sub-call answered from the record (no tokens). Superseded (rewound) steps
+run too, because their side effects were in the crashed namespace. The history keeps the recorded
+observations even where a re-run printed something else: that is what the model saw and answered, and
+it keeps later decisions (compaction) the same; the difference is reported with a ``RecoveryWarning``.
+Then the session switches to the live clients and appends to the same JSONL file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import warnings
+from collections import deque
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._config import RLM
+from ._context import describe_context, load_context
+from ._errors import ContextError, ReplayMissError, RLMError, TrajectoryError
+from ._replay import _LOOP_SETTINGS, recorded_settings
+from ._trajectory import Trajectory, TrajectoryWriter
+from .executors import Executor
+from .models import Completion, Message, ModelClient, OpenAIClient
+from .models._base import DeltaCallback
+from .models.replay import ReplayClient, _collect, _completion
+
+if TYPE_CHECKING:
+    from ._session import Session, Tools
+
+# The loop settings a replay takes from the record, plus the executor: code must run where it ran.
+_RESUMED_SETTINGS = (*_LOOP_SETTINGS, "executor")
+_DIFF_LINES = 12
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A re-run step whose output differs from the record's: ``diff`` is recorded → re-run."""
+
+    iteration: int
+    diff: str
+
+
+class RecoveryWarning(UserWarning):
+    """Re-running a loaded session printed something else than the record at some steps."""
+
+    def __init__(self, message: str, mismatches: Sequence[Mismatch]) -> None:
+        super().__init__(message)
+        self.mismatches = tuple(mismatches)
+
+
+def resumed_config(recording: Trajectory, base: RLM | None = None) -> RLM:
+    """``base`` (default: settings from the environment) with the record's loop settings, which the
+    re-run must follow (request keys name the models; limits decide when it ends). A record's endpoint
+    is used when ``base`` names none."""
+    values = recorded_settings(recording, _RESUMED_SETTINGS)
+    config = base or RLM()
+    if not config.base_url and recording.session["config"].get("base_url"):
+        values["base_url"] = recording.session["config"]["base_url"]
+    return config.with_overrides(values)
+
+
+def load_session(
+    cls: type[Session],
+    path: Path,
+    context: object,
+    *,
+    config: RLM | None,
+    client: ModelClient | None,
+    sub_client: ModelClient | None,
+    namespace: MutableMapping[str, Any] | None,
+    executor: Executor | None,
+    tools: Tools,
+) -> Session:
+    """``Session.load``: see the module docstring."""
+    recording = Trajectory.load(path)
+    recorded = recording.session
+    if recorded.get("depth", 0) != 0:
+        raise TrajectoryError(
+            f"{path} is the trajectory of a child RLM (depth {recorded['depth']}); only a root "
+            "session can be taken up again",
+            fix="Load the root session's file: a child runs again as part of its parent's step",
+        )
+    loaded = load_context(context)
+    _check_context(loaded, recorded, path)
+    cfg = resumed_config(recording, config)
+    live = client or OpenAIClient(cfg)  # fails now, not after the catch-up, when no model is set
+    root = _RecordedTurns()
+    sub = ReplayClient(keyed=_recorded_subcalls(recording.records))
+    session = cls(
+        recorded["question"],
+        loaded,
+        config=cfg,
+        client=root,
+        sub_client=sub,
+        namespace=namespace,
+        executor=executor,
+        tools=tools,
+        _restore=recording,
+    )
+    mismatches = _catch_up(session, root, recording.records, path)
+    session.trajectory = recording
+    session._restoring = False
+    # From here on every turn and sub-call is new: children share these through _shared.
+    session._shared.client = live
+    session._shared.sub_client = sub_client or live
+    session._engine.client = sub_client or live
+    if cfg.autosave:
+        session._writer = _writer(path, recording, session)
+    _report(session, path, mismatches)
+    return session
+
+
+# --- the catch-up ---------------------------------------------------------------------------------
+
+
+class _RecordedTurns:
+    """The root model while catching up: answers one recorded step at a time with the turns the
+    record holds for it (its own, its child RLMs', a forced final answer), so a re-run that goes
+    another way cannot shift the answers of later steps."""
+
+    endpoint = "the recording"
+
+    def __init__(self) -> None:
+        self.queue: deque[Completion] = deque()
+
+    def complete(
+        self, messages: Sequence[Message], *, model: str, on_delta: DeltaCallback | None = None
+    ) -> Completion:
+        if not self.queue:
+            raise ReplayMissError(
+                f"The re-run asked {model!r} for a turn the record does not hold",
+                fix="The code went another way than when it was recorded",
+            )
+        hit = replace(self.queue.popleft(), cached=True)
+        if on_delta is not None:
+            on_delta(hit.text)
+        return hit
+
+    async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
+        return self.complete(messages, model=model)
+
+
+def _recorded_subcalls(records: list[dict[str, Any]]) -> list[tuple[str, Completion]]:
+    """Every sub-call answer by request key, superseded steps' included (the re-run repeats them)."""
+    calls: list[tuple[str, Completion]] = []
+    for record in records:
+        if record["type"] == "iteration":
+            _collect([record], [], calls)
+    return calls
+
+
+def _catch_up(
+    session: Session, root: _RecordedTurns, records: list[dict[str, Any]], path: Path
+) -> list[Mismatch]:
+    mismatches: list[Mismatch] = []
+    summaries: list[Completion] = []  # compactions happen inside the next step's propose()
+    for index in range(1, len(records)):
+        record = records[index]
+        # What the session had written before this record (rewind and execute read it).
+        session.trajectory = Trajectory(records[:index])
+        kind = record["type"]
+        try:
+            if kind == "compaction":
+                summaries.append(_completion(record["summary"], record["model_call"]))
+            elif kind == "iteration":
+                after = records[index + 1] if index + 1 < len(records) else None
+                root.queue = deque([*summaries, *_turns_for(session, record, after)])
+                summaries = []
+                mismatches.extend(_step(session, record))
+            elif kind == "rewind":
+                session.rewind(record["to_iteration"])
+            elif kind == "follow_up":
+                if session.state == "idle":
+                    session.pause()  # it ended before its first step (e.g. a model error)
+                session.follow_up(record["question"])
+            elif kind == "final":
+                _final(session, record)
+        except RLMError as exc:
+            raise TrajectoryError(
+                f"{path}: record {index + 1} ({kind}) could not be re-enacted: {exc}",
+                fix="The session went another way when re-run than when it was recorded. Start a "
+                "new session on the same context, or replay it (`rlm-kernel replay`) to see where",
+            ) from exc
+    if summaries:  # the crash came between a compaction and the step that followed it
+        root.queue = deque(summaries)
+        session._maybe_compact()
+    root.queue.clear()
+    return mismatches
+
+
+def _turns_for(
+    session: Session, record: dict[str, Any], after: dict[str, Any] | None
+) -> list[Completion]:
+    """The root turns one recorded step used: its proposal (unless a rewind re-runs a proposal the
+    session already has), its child RLMs' turns, and the best-answer call a limit forced after it."""
+    turns: list[Completion] = []
+    _collect([record], turns, [])
+    pending = session.pending
+    if pending is not None and pending.iteration == record["iteration"] and turns:
+        turns = turns[1:]  # _collect puts the step's own turn first
+    forced = after.get("forced") if after is not None and after["type"] == "final" else None
+    if forced and after is not None and after["reason"] != "baseline":
+        turns.append(_completion(forced["response"], forced["model_call"]))
+    return turns
+
+
+def _step(session: Session, record: dict[str, Any]) -> list[Mismatch]:
+    found: list[Mismatch] = []
+    if session.state == "done":
+        # The re-run submitted an answer where the recorded run went on: follow the record.
+        found.append(Mismatch(record["iteration"] - 1, "the re-run ended with an answer here"))
+        session.answer, session.reason, session.message = None, "", ""
+        session._set_state("paused", "recovering")
+    pending = session.pending
+    if pending is None or pending.iteration != record["iteration"]:
+        session.propose()
+    rerun = session.execute(record["code"] if record["edited_by_user"] else None)
+    if rerun.get("type") == "interrupted":
+        raise KeyboardInterrupt
+    if rerun["output"] != record["output"]:
+        found.append(Mismatch(record["iteration"], _short_diff(record["output"], rerun["output"])))
+    if rerun["observation"] != record["observation"]:
+        assistant, _ = session._turns[-1]
+        session._turns[-1] = (assistant, {"role": "user", "content": record["observation"]})
+    return found
+
+
+def _final(session: Session, record: dict[str, Any]) -> None:
+    """The recorded ending stands, whether or not the re-run reached it the same way (stopped,
+    baseline, or a re-run whose code went another way)."""
+    if session.state != "done":
+        session._finish(record["answer"], record["reason"], record["message"], record.get("forced"))
+    session.answer, session.reason, session.message = (
+        record["answer"],
+        record["reason"],
+        record["message"],
+    )
+
+
+def _short_diff(recorded: str, rerun: str) -> str:
+    lines = list(
+        difflib.unified_diff(
+            recorded.splitlines(), rerun.splitlines(), "recorded", "re-run", lineterm="", n=1
+        )
+    )
+    shown = [line if len(line) <= 200 else line[:200] + "…" for line in lines[:_DIFF_LINES]]
+    if len(lines) > _DIFF_LINES:
+        shown.append(f"… {len(lines) - _DIFF_LINES} more lines")
+    return "\n".join(shown)
+
+
+# --- checks, the file, the report ---------------------------------------------------------------
+
+
+def _check_context(loaded: object, recorded: dict[str, Any], path: Path) -> None:
+    info, want = describe_context(loaded), recorded["context"]
+    if info.sha256 == want["sha256"]:
+        return
+    raise ContextError(
+        f"This context is not the one session {recorded['session_id']} ({path.name}) ran on: "
+        f"given a {info.type} of {info.chars:,} chars (sha256 {info.sha256[:12]}…), recorded a "
+        f"{want['type']} of {want['chars']:,} chars (sha256 {want['sha256'][:12]}…)",
+        fix="Pass the very context the session ran on; the record keeps only its fingerprint, "
+        "never the context itself",
+    )
+
+
+def _writer(path: Path, recording: Trajectory, session: Session) -> TrajectoryWriter:
+    """The same file for a JSONL record; a ``.json`` export cannot be appended to, so it starts a
+    new autosave file holding every record so far (the session stays one file either way)."""
+    redactor = session._shared.redactor
+    if path.suffix == ".jsonl":
+        _mend_tail(path)
+        return TrajectoryWriter(path, redactor)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    directory = session.config.resolved_trajectory_dir()
+    target = directory / f"{stamp}-{session.id}.jsonl"
+    number = 1
+    while target.exists():  # the session's own autosave file, say: never append a second copy
+        number += 1
+        target = directory / f"{stamp}-{session.id}-{number}.jsonl"
+    writer = TrajectoryWriter(target, redactor)
+    for record in recording.records:
+        writer.write(record)
+    return writer
+
+
+def _mend_tail(path: Path) -> None:
+    """A crash mid-write can leave a last line without its newline; appending would glue the next
+    record onto it. A torn line (already skipped by Trajectory.load) is cut, a whole one ended."""
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return
+    start = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[start:])
+    except ValueError:
+        with path.open("r+b") as f:
+            f.truncate(start)
+    else:
+        with path.open("ab") as f:
+            f.write(b"\n")
+
+
+def _report(session: Session, path: Path, mismatches: list[Mismatch]) -> None:
+    steps = len([r for r in session.trajectory.records if r["type"] == "iteration"])
+    numbers = ", ".join(str(m.iteration) for m in mismatches)
+    if session.state != "done":  # a finished session keeps its final message
+        session.message = (
+            f"Taken up again from {path}: {steps} recorded step(s) re-run with the recorded model "
+            "answers (no tokens spent)"
+            + (f"; outputs differ at iteration(s) {numbers}" if numbers else "")
+        )
+    if not mismatches:
+        return
+    details = "\n".join(f"iteration {m.iteration}:\n{m.diff}" for m in mismatches)
+    warnings.warn(
+        RecoveryWarning(
+            f"Session {session.id}: re-running the record printed something else at iteration(s) "
+            f"{numbers}. The namespace holds what the re-run made; the model's history keeps what "
+            f"it saw. Check those variables before going on.\n{details}",
+            mismatches,
+        ),
+        stacklevel=4,  # the caller of Session.load
+    )

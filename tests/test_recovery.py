@@ -1,0 +1,265 @@
+"""Taking a session up again after a crash: ``Session.load`` and ``%rlm resume --from``.
+
+The catch-up re-runs recorded code with every model answer served from the record, so the scripted
+server counts prove it spends no tokens; the kernel test kills a real kernel mid-step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Kernel, configure, fence, kernel_env, settings
+
+from rlm_kernel import RLM, ContextError, Session, Trajectory
+from rlm_kernel._recovery import RecoveryWarning
+from rlm_kernel.testing import ScriptedServer
+
+
+def config(server: ScriptedServer, **overrides: Any) -> RLM:
+    return RLM().with_overrides(settings(server, **overrides))
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_load_rebuilds_namespace_history_and_usage_without_tokens(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    root = [
+        fence("a = len(P)\nprint(a)"),
+        fence("b = llm_query('double ' + str(a))\nprint(b)"),
+        fence("FINAL(f'{a} {b}')"),
+    ]
+    server = serve({"root": root, "sub": lambda r: "10"})
+    crashed = Session("q", "abcde", config=config(server), namespace={})
+    crashed.step()
+    crashed.step()
+    path = crashed.path
+    assert path is not None
+    asked = len(server.requests)  # 2 root turns + 1 sub-call
+    # The process dies here: nothing more is written, the object is never used again.
+
+    ns: dict[str, Any] = {}
+    session = Session.load(path, "abcde", config=config(server), namespace=ns)
+
+    assert len(server.requests) == asked  # the catch-up asked nothing
+    assert (session.id, session.path, session.iteration) == (crashed.id, path, 2)
+    assert session.messages == crashed.messages
+    assert (ns["a"], ns["b"]) == (5, "10")
+    assert session.usage.total.total_tokens == crashed.usage.total.total_tokens
+    assert session.state == "paused"
+    assert "no tokens spent" in session.message
+
+    result = session.run()
+    assert result.answer == "5 10"
+    assert server.requests[asked].messages == crashed.messages  # the live turn sees the old history
+    records = lines(path)  # one file: the old records, then the new step and the final
+    assert [r["type"] for r in records] == [
+        "session",
+        "iteration",
+        "iteration",
+        "iteration",
+        "final",
+    ]
+    assert [r["iteration"] for r in records if r["type"] == "iteration"] == [1, 2, 3]
+    assert Trajectory.load(path) == session.trajectory
+
+
+def test_rewinds_edits_follow_ups_and_finals_are_re_enacted(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    root = [
+        fence("x = 1\nlog = [x]\nprint(x)"),
+        fence("y = x * 10\nprint(y)"),
+        fence("FINAL(y)"),  # after the edit of step 2
+        fence("print(y + 1)"),  # the follow-up
+    ]
+    server = serve({"root": root})
+    crashed = Session("q", "ctx", config=config(server), namespace={})
+    crashed.step()
+    crashed.step()
+    crashed.rewind(2)
+    crashed.execute("y = x * 100\nlog.append(y)\nprint(y)")
+    crashed.step()
+    assert crashed.answer == "100"
+    crashed.follow_up("and plus one?")
+    crashed.step()
+    assert crashed.path is not None
+    asked = len(server.requests)
+
+    ns: dict[str, Any] = {}
+    session = Session.load(crashed.path, "ctx", config=config(server), namespace=ns)
+    assert len(server.requests) == asked
+    assert session.messages == crashed.messages
+    assert session.trajectory == crashed.trajectory
+    assert session.question == "and plus one?"
+    assert ns["log"] == [1, 100]  # the superseded step ran too, as it had in the crashed namespace
+    assert ns["y"] == 100
+    assert session.iteration == crashed.iteration
+
+
+def test_a_different_output_is_reported_and_the_history_kept(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    (isolated_env / "data.txt").write_text("first")
+    root = [fence("seen = Path('data.txt').read_text()\nprint(seen)"), fence("FINAL(seen)")]
+    server = serve({"root": root})
+    ns: dict[str, Any] = {"Path": Path}
+    crashed = Session("q", "ctx", config=config(server), namespace=dict(ns))
+    crashed.step()
+    assert crashed.path is not None
+    (isolated_env / "data.txt").write_text("second")
+
+    with pytest.warns(RecoveryWarning, match=r"iteration\(s\) 1") as caught:
+        session = Session.load(crashed.path, "ctx", config=config(server), namespace=ns)
+    (warning,) = (w.message for w in caught if isinstance(w.message, RecoveryWarning))
+    assert [m.iteration for m in warning.mismatches] == [1]
+    assert "-first" in warning.mismatches[0].diff
+    assert "+second" in warning.mismatches[0].diff
+    assert session.messages == crashed.messages  # what the model saw stays its history
+    assert "outputs differ at iteration(s) 1" in session.message
+    assert session.run().answer == "second"  # and it goes on, with what the namespace holds now
+
+
+def test_the_context_must_be_the_recorded_one(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": [fence("print(P)")]})
+    crashed = Session("q", "the context", config=config(server), namespace={})
+    crashed.step()
+    assert crashed.path is not None
+    with pytest.raises(ContextError, match="not the one session") as info:
+        Session.load(crashed.path, "another context", config=config(server))
+    assert "fingerprint" in info.value.fix
+    assert crashed.id in str(info.value)
+
+
+def test_sub_calls_of_new_steps_go_live(serve: Callable[..., ScriptedServer]) -> None:
+    root = [
+        fence("r = llm_batch(['one', 'two'])\nprint(r)"),
+        fence("s = llm_query('three')\nprint(s)"),
+        fence("FINAL(s)"),
+    ]
+    server = serve({"root": root, "sub": lambda r: r.prompt.upper()})
+    crashed = Session("q", "ctx", config=config(server), namespace={})
+    crashed.step()
+    assert crashed.path is not None
+    asked = len(server.requests)
+    session = Session.load(crashed.path, "ctx", config=config(server), namespace={})
+    assert len(server.requests) == asked
+    assert session.run().answer == "THREE"
+    new = [r.prompt for r in server.requests[asked:] if r.model == "sub"]
+    assert new == ["three"]
+
+
+def test_a_json_export_and_a_torn_last_line(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    server = serve({"root": [fence("k = 3\nprint(k)"), fence("FINAL(k)"), fence("FINAL(k)")]})
+    crashed = Session("q", "ctx", config=config(server), namespace={})
+    crashed.step()
+    assert crashed.path is not None
+    exported = crashed.trajectory.export(isolated_env / "saved.json")
+
+    from_json = Session.load(exported, "ctx", config=config(server), namespace={})
+    assert from_json.path is not None
+    assert from_json.path != crashed.path  # a .json cannot be appended to: a new, complete file
+    assert from_json.run().answer == "3"
+    assert [r["type"] for r in lines(from_json.path)] == [
+        "session",
+        "iteration",
+        "iteration",
+        "final",
+    ]
+
+    with crashed.path.open("a") as f:
+        f.write('{"type": "iteration", "iter')  # the process died in the middle of this line
+    session = Session.load(crashed.path, "ctx", config=config(server), namespace={})
+    assert session.run().answer == "3"
+    assert [r["type"] for r in lines(crashed.path)] == [
+        "session",
+        "iteration",
+        "iteration",
+        "final",
+    ]
+
+
+# --- a real kernel, killed ----------------------------------------------------------------------------
+
+WAIT = "import os, time\nwhile not os.path.exists('never'):\n    time.sleep(0.05)"
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _iterations(directory: Path) -> int:
+    files = list(directory.glob("*.jsonl"))
+    return sum('"type":"iteration"' in line for f in files for line in f.read_text().splitlines())
+
+
+def test_resume_after_the_kernel_is_killed(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    root = [
+        fence("a = len(P)\nprint(a)"),
+        fence("b = llm_query('twice ' + str(a))\nprint(b)"),
+        fence(WAIT),  # the kernel dies in here
+        fence("FINAL(f'{a} and {b}')"),  # asked again by the resumed session
+    ]
+    server = serve({"root": root, "sub": lambda r: "8"})
+    sessions = tmp_path / "data" / "rlm_kernel" / "sessions"
+    first = Kernel("rlm", kernel_env(tmp_path), tmp_path)
+    try:
+        configure(first, server)
+        pid = int(first.run("import os\nctx = 'four'\nprint(os.getpid())").stdout)
+        first.client.execute('%rlm "q" ctx')
+        _wait_for(lambda: len(server.requests) == 4 and _iterations(sessions) == 2)
+        os.kill(pid, signal.SIGKILL)
+        _wait_for(lambda: not first.manager.is_alive())
+    finally:
+        first.shutdown()
+    (path,) = sessions.glob("*.jsonl")
+    record = Trajectory.load(path)
+    assert [it["iteration"] for it in record.iterations] == [1, 2]
+    assert record.final is None
+
+    second = Kernel("rlm", kernel_env(tmp_path), tmp_path)
+    try:
+        configure(second, server)
+        assert not second.run("ctx = 'four'").errors
+        missing = second.run(f"%rlm resume --from {path}")
+        assert "which context" in missing.stderr
+        second.run("other = 'five'")
+        wrong = second.run(f"%rlm resume --from {path} other")
+        assert "is not the one session" in wrong.stderr
+        resumed = second.run(f"%rlm resume --from {path} ctx")
+        assert not resumed.errors, resumed.errors
+        assert "4 and 8" in resumed.text
+        assert "re-ran 2 recorded step" in resumed.text
+        assert resumed.stdout == ""  # the re-run steps' old prints stay out of the cell
+        assert second.run("print(a, b)").stdout.strip() == "4 8"  # the namespace is back
+        assert len(server.requests) == 5  # one new root turn; nothing for the caught-up steps
+        assert server.requests[4].messages == server.requests[3].messages  # the same history
+        twice = second.run(f"%rlm resume --from {path} ctx")
+        assert "already in this kernel" in twice.stderr
+        status = second.run("%rlm status")
+        assert record.session["session_id"] in status.stdout
+    finally:
+        second.shutdown()
+    again = Trajectory.load(path)  # still one file, now finished
+    assert [it["iteration"] for it in again.iterations] == [1, 2, 3]
+    assert again.final is not None
+    assert again.final["answer"] == "4 and 8"
+    assert {r["session_id"] for r in again.records if r["type"] == "session"} == {
+        record.session["session_id"]
+    }

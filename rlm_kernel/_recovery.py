@@ -227,8 +227,8 @@ def _step(session: Session, record: dict[str, Any]) -> list[Mismatch]:
     if rerun["output"] != record["output"]:
         found.append(Mismatch(record["iteration"], _short_diff(record["output"], rerun["output"])))
     if rerun["observation"] != record["observation"]:
-        assistant, _ = session._turns[-1]
-        session._turns[-1] = (assistant, {"role": "user", "content": record["observation"]})
+        assistant, _ = session.history.turns[-1]
+        session.history.turns[-1] = (assistant, {"role": "user", "content": record["observation"]})
     return found
 
 

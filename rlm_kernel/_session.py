@@ -20,6 +20,7 @@ from typing import Any
 
 from ._config import RLM
 from ._context import ContextInfo, describe_context, load_context
+from ._endings import Endings
 from ._errors import ModelError, ReplayMissError, RLMError, SessionStateError
 from ._events import (
     CodeReady,
@@ -34,16 +35,13 @@ from ._events import (
     StateName,
 )
 from ._final import FinalSlot
+from ._history import History
 from ._iteration import BlockRunner, Outcome
 from ._namespace import Helpers, normalize_tools
 from ._prompts import (
-    BASELINE_SYSTEM,
-    BEST_ANSWER_PROMPT,
-    context_text,
     extract_code,
     metadata_message,
     observation_message,
-    prose_final,
     system_prompt,
     truncate,
 )
@@ -71,7 +69,9 @@ class _Shared:
     redactor: Redactor
 
 
-class Session:
+class Session(Endings):
+    _shared: _Shared
+
     def __init__(
         self,
         question: str,
@@ -138,22 +138,20 @@ class Session:
         self._runner = BlockRunner(
             self.executor, self._helpers, self._slot, self.config, _shared.redactor
         )
-        self._preamble: list[Message] = [
-            {"role": "system", "content": self._system_prompt()},
-            {
-                "role": "user",
-                "content": metadata_message(
-                    question, self.context_info, max_iterations=self.config.max_iterations
-                ),
-            },
-        ]
+        metadata = metadata_message(
+            question, self.context_info, max_iterations=self.config.max_iterations
+        )
+        self.history = History(
+            [
+                {"role": "system", "content": self._system_prompt()},
+                {"role": "user", "content": metadata},
+            ]
+        )
         # Session.load re-enacts a recorded session (see _recovery): its records are already in its
         # file, so the re-enactment writes none, and the model goes on from the preamble it saw.
         self._restoring = _restore is not None
         if _restore is not None:
-            self._preamble = list(_restore.session["messages"])
-        self._turns: list[tuple[Message, Message]] = []
-        self._compacted_at = 0
+            self.history = History(list(_restore.session["messages"]))
         # Iterations before the current question (follow-ups get a fresh iteration budget).
         self._question_start = 0
         self._writer: TrajectoryWriter | None = None
@@ -205,7 +203,7 @@ class Session:
     @property
     def iteration(self) -> int:
         """The number of iterations that stand."""
-        return len(self._turns) + self._compacted_at
+        return self.history.iterations
 
     @property
     def pending(self) -> Proposal | None:
@@ -214,7 +212,7 @@ class Session:
     @property
     def messages(self) -> list[Message]:
         """What the root model is sent next."""
-        return [*self._preamble, *(m for turn in self._turns for m in turn)]
+        return self.history.messages
 
     @property
     def subcalls_in_flight(self) -> int:
@@ -380,12 +378,7 @@ class Session:
             f"Follow-up question: {question}\nThe REPL still holds every variable you made "
             "(SHOW_VARS() lists them). Continue with code."
         )
-        if self._turns:
-            assistant, observation = self._turns[-1]
-            extended: Message = {"role": "user", "content": observation["content"] + "\n\n" + text}
-            self._turns[-1] = (assistant, extended)
-        else:
-            self._preamble.append({"role": "user", "content": text})
+        self.history.extend_last(text)
         self._record(
             {
                 "type": "follow_up",
@@ -405,14 +398,8 @@ class Session:
                 f"Cannot rewind to iteration {n}: this session has iterations 1–{len(standing)}",
                 fix="Pick an iteration that exists",
             )
-        if n <= self._compacted_at:
-            raise SessionStateError(
-                f"Cannot rewind to iteration {n}: the history before iteration "
-                f"{self._compacted_at + 1} was compacted",
-                fix="Rewind to a later iteration, or turn RLM.compaction off for sessions you edit",
-            )
+        self.history.rewind(n)
         target = standing[n - 1]
-        self._turns = self._turns[: n - 1 - self._compacted_at]
         self._record({"type": "rewind", "to_iteration": n, "at": now()})
         self._pending = Proposal(
             n,
@@ -464,10 +451,13 @@ class Session:
             notes=notes,
         )
         executed = "\n\n".join(blocks)
-        assistant = proposal.response if not edited else f"```repl\n{executed}\n```"
-        self._turns.append(
-            ({"role": "assistant", "content": assistant}, {"role": "user", "content": observation})
+        # A person's edit is shown to the model as its own turn; a key typed into it must not travel.
+        assistant = (
+            proposal.response
+            if not edited
+            else self._shared.redactor.scrub(f"```repl\n{executed}\n```")
         )
+        self.history.add(assistant, observation)
         completion = proposal.completion
         record: dict[str, Any] = {
             "type": "iteration",
@@ -504,39 +494,6 @@ class Session:
         self._shared.budget.charge(completion.usage)
         return completion
 
-    def _check_limits(self) -> None:
-        exceeded = self._shared.budget.exceeded()
-        if exceeded is None and self.iteration - self._question_start >= self.config.max_iterations:
-            exceeded = (
-                "max_iterations",
-                f"{self.iteration} iterations done, RLM.max_iterations = {self.config.max_iterations}",
-            )
-        if exceeded is not None:
-            self._best_answer(*exceeded)
-
-    def _best_answer(self, reason: str, why: str) -> None:
-        ask: Message = {
-            "role": "user",
-            "content": BEST_ANSWER_PROMPT.format(reason=why, question=self.question),
-        }
-        messages = [*self.messages, ask]
-        try:
-            completion = self._root_call(messages)
-        except ModelError as exc:
-            self.error = exc
-            self._finish(
-                None, reason, f"Limit reached ({why}) and the best-answer call failed: {exc}"
-            )
-            return
-        answer = completion.text.strip()
-        found = prose_final(answer)
-        if found is not None and found[0] == "FINAL":
-            answer = found[1]
-        forced = {"response": completion.text, "model_call": model_call(completion, messages)}
-        self._finish(
-            answer, reason, f"Limit reached: {why}. The answer is the model's best guess.", forced
-        )
-
     def _finish(
         self, answer: str | None, reason: str, message: str, forced: dict[str, Any] | None = None
     ) -> None:
@@ -566,59 +523,6 @@ class Session:
         """Pause on a model error, keeping it as the reason: fix the setting, then resume."""
         self.error, self.reason, self.message = exc, "error", str(exc)
         self._set_state("paused", type(exc).__name__)
-
-    def _use_baseline(self) -> bool:
-        mode = self.config.mode
-        small = self.context_info.chars < self.config.baseline_threshold
-        return self.depth == 0 and (mode == "baseline" or (mode == "auto" and small))
-
-    def _baseline(self) -> None:
-        """One direct call with the whole context in the prompt (mode 'baseline', or 'auto' when small)."""
-        messages: list[Message] = [
-            {"role": "system", "content": BASELINE_SYSTEM},
-            {
-                "role": "user",
-                "content": f"Context:\n{context_text(self.context)}\n\nQuestion: {self.question}",
-            },
-        ]
-        completion = self._root_call(messages)
-        forced = {"response": completion.text, "model_call": model_call(completion, messages)}
-        why = f"mode {self.config.mode!r}: one direct call with the whole context"
-        self._finish(completion.text.strip(), "baseline", why.capitalize(), forced)
-
-    def _maybe_compact(self) -> None:
-        chars = sum(len(m["content"]) for m in self.messages)
-        if (
-            chars / 4 < self.config.compaction_threshold * self.config.context_window
-            or not self._turns
-        ):
-            return
-        ask: Message = {
-            "role": "user",
-            "content": "Summarise your progress so far in 1-3 paragraphs: what you found, which variables "
-            "hold intermediate results, and what remains to do. This summary replaces your history.",
-        }
-        request = [*self.messages, ask]
-        completion = self._root_call(request)
-        after = self.iteration
-        self._compacted_at = after
-        self._preamble = [
-            *self._preamble[:2],
-            {"role": "assistant", "content": completion.text},
-            {
-                "role": "user",
-                "content": f"Your history up to iteration {after} was compacted into the summary above; the REPL still holds every variable (SHOW_VARS() lists them). Continue.",
-            },
-        ]
-        self._turns = []
-        self._record(
-            {
-                "type": "compaction",
-                "after_iteration": after,
-                "summary": completion.text,
-                "model_call": model_call(completion, request),
-            }
-        )
 
     def _run_child(
         self, prompt: str, context: object, call_id: str
@@ -660,7 +564,7 @@ class Session:
             "models": {"root": self._root_model, "sub": self.config.effective_sub_model()},
             "endpoint": self._shared.client.endpoint,
             "tools": [s.__dict__ for s in self._helpers.specs],
-            "messages": list(self._preamble),
+            "messages": list(self.history.preamble),
         }
 
     def _record(self, record: dict[str, Any]) -> None:

@@ -224,7 +224,8 @@ const FIELDS: { readonly [T in MessageType]: readonly IField[] } = {
     req('protocol', 'int'),
     req('frontend', FRONTENDS),
     req('version', 'string'),
-    req('session', 'string')
+    req('session', 'string'),
+    opt('replaces', 'string|null')
   ],
   cell_inserted: [
     req('request_id', 'string'),

@@ -133,7 +133,12 @@ class UpdateCellMessage(_UpdateCellOptional):
 # ---- frontend -> kernel ----------------------------------------------------------------------
 
 
-class HelloMessage(TypedDict):
+class _HelloOptional(TypedDict, total=False):
+    # After a page reload: the client session this tab had before (its messages now come here).
+    replaces: str | None
+
+
+class HelloMessage(_HelloOptional):
     """comm_open data of a frontend-opened comm, or the reply to ``announce``."""
 
     type: Literal["hello"]
@@ -232,6 +237,7 @@ _FIELDS: Final[dict[str, tuple[_Field, ...]]] = {
         ("frontend", FRONTENDS, True),
         ("version", "string", True),
         ("session", "string", True),
+        ("replaces", "string|null", False),
     ),
     "cell_inserted": (
         ("request_id", "string", True),

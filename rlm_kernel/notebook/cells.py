@@ -32,6 +32,13 @@ class CellsDriver:
         self.link = link
         # Step cells inserted to run automatically: a paused session skips them; a person's re-run does not.
         self._auto: set[tuple[str, int]] = set()
+        # The insert_cell message of each session's latest step cell, and the last cell inserted for it.
+        self._steps: dict[tuple[str, int], dict[str, Any]] = {}
+        self._last: dict[str, str] = {}
+
+    def last_cell(self, session_id: str) -> str | None:
+        """The id of the last cell inserted for ``session_id`` (where new cells for it belong)."""
+        return self._last.get(session_id)
 
     # --- the %rlm cell ---------------------------------------------------------------------------
     def start(self, entry: NotebookSession, client: str) -> None:
@@ -47,17 +54,23 @@ class CellsDriver:
         entry.client = client
         self._watch(entry)
         session = entry.session
-        if session.pending is not None:
-            # Its cell may be waiting unrun above; the one inserted now replaces it.
-            self._send(
-                entry,
-                {
-                    "type": "mark_stale",
-                    "session": session.id,
-                    "from_iteration": session.pending.iteration,
-                    "remove": False,
-                },
-            )
+        pending = session.pending
+        waiting = self._steps.get((session.id, pending.iteration)) if pending is not None else None
+        if waiting is not None:
+            # The step's cell is already in the notebook, unrun: run that one rather than add a copy.
+            if entry.step_mode:
+                display(
+                    HTML(
+                        _html.notice(
+                            f"Step {waiting['iteration']} is waiting in its cell: run it (Shift+Enter)."
+                        )
+                    )
+                )
+                return
+            session.begin()
+            self._auto.add((session.id, waiting["iteration"]))
+            self._send(entry, {**waiting, "request_id": self.link.request_id(), "run": True})
+            return
         session.begin()
         self._next(entry, after=self.link.cell_id())
 
@@ -168,22 +181,22 @@ class CellsDriver:
         cells.append(("code", f"%%rlm_step {session.id} {n}\n{proposal.code}", "step", run))
         request = self.link.request_id()
         for cell_type, source, role, run_it in cells:
-            self._send(
-                entry,
-                {
-                    "type": "insert_cell",
-                    "request_id": request,
-                    "cell_id": new_cell_id(),
-                    "session": session.id,
-                    "iteration": n,
-                    "after_cell_id": after,
-                    "cell_type": cell_type,
-                    "source": source,
-                    "metadata": {"rlm": {"session": session.id, "iteration": n, "role": role}},
-                    "run": run_it or cell_type == "markdown",
-                    "collapsed": role == "reasoning",
-                },
-            )
+            message = {
+                "type": "insert_cell",
+                "request_id": request,
+                "cell_id": new_cell_id(),
+                "session": session.id,
+                "iteration": n,
+                "after_cell_id": after,
+                "cell_type": cell_type,
+                "source": source,
+                "metadata": {"rlm": {"session": session.id, "iteration": n, "role": role}},
+                "run": run_it or cell_type == "markdown",
+                "collapsed": role == "reasoning",
+            }
+            self._send(entry, message)
+            if role == "step":
+                self._steps[(session.id, n)] = message
         if run:
             self._auto.add((session.id, n))
         else:
@@ -234,6 +247,8 @@ class CellsDriver:
         self._send(entry, status_message(entry.session, event))
 
     def _send(self, entry: NotebookSession, message: dict[str, Any]) -> None:
+        if message["type"] == "insert_cell" and message.get("cell_id"):
+            self._last[message["session"]] = message["cell_id"]
         if entry.client is not None:
             self.link.send(entry.client, message)
 

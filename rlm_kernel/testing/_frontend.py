@@ -95,8 +95,22 @@ class HeadlessFrontend:
 
     def _insert(self, data: dict[str, Any]) -> None:
         cells = self.client.nb.cells
-        if data.get("cell_id") and any(c.get("id") == data["cell_id"] for c in cells):
-            return  # a re-delivery of a cell this notebook has (the extension would run it)
+        existing = next(
+            (c for c in cells if data.get("cell_id") and c.get("id") == data["cell_id"]), None
+        )
+        if existing is not None:
+            # A re-delivery of a cell this notebook has: the extension runs it. nbclient only runs
+            # cells ahead of the current one, so one already passed is run again as a copy below.
+            if data["run"]:
+                tags = [t for t in existing.metadata.get("tags", []) if t != "skip-execution"]
+                if cells.index(existing) > self._current:
+                    existing.metadata["tags"] = tags
+                else:
+                    again = nbformat.v4.new_code_cell(
+                        existing.source, metadata={**existing.metadata, "tags": tags}
+                    )
+                    cells.insert(self._current + 1, again)
+            return
         index = self._current + 1
         if data.get("after_cell_id"):
             ids = [c.get("id") for c in cells]

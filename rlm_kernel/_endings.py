@@ -1,0 +1,125 @@
+"""How a session calls its root model other than for a step: the best-answer call that ends a run at a
+limit, the single direct call of baseline mode, and compaction of the root's own history.
+
+A mixin of ``Session``: these are the loop's endings and detours, kept apart from the loop itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ._config import RLM
+from ._context import ContextInfo
+from ._errors import ModelError, RLMError
+from ._history import History
+from ._prompts import BASELINE_SYSTEM, BEST_ANSWER_PROMPT, context_text, prose_final
+from ._records import model_call
+from ._subcalls import Budget
+from .models import Completion, Message
+
+
+class _Shared(Protocol):
+    budget: Budget
+
+
+class Endings:
+    config: RLM
+    question: str
+    context: object
+    context_info: ContextInfo
+    depth: int
+    error: RLMError | None
+    history: History
+    _question_start: int
+    _shared: _Shared
+
+    def _root_call(
+        self, messages: list[Message], on_delta: Callable[[str], None] | None = None
+    ) -> Completion:
+        raise NotImplementedError
+
+    def _finish(
+        self, answer: str | None, reason: str, message: str, forced: dict[str, Any] | None = None
+    ) -> None:
+        raise NotImplementedError
+
+    def _record(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _check_limits(self) -> None:
+        exceeded = self._shared.budget.exceeded()
+        if (
+            exceeded is None
+            and self.history.iterations - self._question_start >= self.config.max_iterations
+        ):
+            exceeded = (
+                "max_iterations",
+                f"{self.history.iterations} iterations done, RLM.max_iterations = {self.config.max_iterations}",
+            )
+        if exceeded is not None:
+            self._best_answer(*exceeded)
+
+    def _best_answer(self, reason: str, why: str) -> None:
+        ask: Message = {
+            "role": "user",
+            "content": BEST_ANSWER_PROMPT.format(reason=why, question=self.question),
+        }
+        messages = [*self.history.messages, ask]
+        try:
+            completion = self._root_call(messages)
+        except ModelError as exc:
+            self.error = exc
+            self._finish(
+                None, reason, f"Limit reached ({why}) and the best-answer call failed: {exc}"
+            )
+            return
+        answer = completion.text.strip()
+        found = prose_final(answer)
+        if found is not None and found[0] == "FINAL":
+            answer = found[1]
+        forced = {"response": completion.text, "model_call": model_call(completion, messages)}
+        self._finish(
+            answer, reason, f"Limit reached: {why}. The answer is the model's best guess.", forced
+        )
+
+    def _use_baseline(self) -> bool:
+        mode = self.config.mode
+        small = self.context_info.chars < self.config.baseline_threshold
+        return self.depth == 0 and (mode == "baseline" or (mode == "auto" and small))
+
+    def _baseline(self) -> None:
+        """One direct call with the whole context in the prompt (mode 'baseline', or 'auto' when small)."""
+        messages: list[Message] = [
+            {"role": "system", "content": BASELINE_SYSTEM},
+            {
+                "role": "user",
+                "content": f"Context:\n{context_text(self.context)}\n\nQuestion: {self.question}",
+            },
+        ]
+        completion = self._root_call(messages)
+        forced = {"response": completion.text, "model_call": model_call(completion, messages)}
+        why = f"mode {self.config.mode!r}: one direct call with the whole context"
+        self._finish(completion.text.strip(), "baseline", why.capitalize(), forced)
+
+    def _maybe_compact(self) -> None:
+        limit = self.config.compaction_threshold * self.config.context_window
+        if self.history.chars / 4 < limit or not self.history.turns:
+            return
+        ask: Message = {
+            "role": "user",
+            "content": "Summarise your progress so far in 1-3 paragraphs: what you found, which variables "
+            "hold intermediate results, and what remains to do. This summary replaces your history.",
+        }
+        request = [*self.history.messages, ask]
+        completion = self._root_call(request)
+        after = self.history.iterations
+        self.history.compact(completion.text)
+        self._record(
+            {
+                "type": "compaction",
+                "after_iteration": after,
+                "summary": completion.text,
+                "model_call": model_call(completion, request),
+            }
+        )

@@ -90,6 +90,8 @@ class OpenAIClient:
             config.request_timeout,
             config.max_retries,
         )
+        # Built now (or taken from the cache): it is session set-up, not part of the first call.
+        self._sync  # noqa: B018
 
     @property
     def _sync(self) -> openai.OpenAI:

@@ -224,6 +224,13 @@ class Session(Endings):
         return self._shared.budget.tokens
 
     @property
+    def root_usage(self) -> UsageSummary:
+        """This session's own root-model calls (usage minus sub-calls and children)."""
+        summary = UsageSummary()
+        summary.merge(self._root_usage)
+        return summary
+
+    @property
     def usage(self) -> UsageSummary:
         """Root calls, sub-calls and children's usage, by model."""
         summary = UsageSummary()

@@ -167,3 +167,11 @@ def configure(k: Kernel, server: ScriptedServer, **overrides: Any) -> None:
     ]
     run = k.run("\n".join(lines))
     assert not run.errors, run.errors
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Kernels started by nbclient get the same isolated environment as the `kernel` fixture."""
+    for key, value in kernel_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    return tmp_path

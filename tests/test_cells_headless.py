@@ -9,7 +9,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import fence, kernel_env, settings
+from conftest import fence, settings
 from nbclient import NotebookClient
 
 from rlm_kernel.testing import HeadlessFrontend, ScriptedServer
@@ -63,13 +63,6 @@ def text(cell: Any) -> str:
         parts.append(out.get("text", ""))
         parts.append(out.get("data", {}).get("text/html", ""))
     return "\n".join(parts)
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key, value in kernel_env(tmp_path).items():
-        monkeypatch.setenv(key, value)
-    return tmp_path
 
 
 @KERNELS

@@ -78,11 +78,13 @@ class StatusBar:
 
     def text(self) -> str:
         s = self._session
-        cost = s.usage.total.cost
+        total = s.usage.total
+        root = s.root_usage.total.total_tokens
+        cost = total.cost
         parts = [
             s.state,
             f"iteration {self._iteration}/{s.config.max_iterations}",
-            f"{s.tokens_used:,} tokens",
+            f"root {root:,} · sub {total.total_tokens - root:,} tokens",
         ]
         if cost:
             parts.append(f"${cost:.4f}")

@@ -297,3 +297,23 @@ def test_replay_runs_offline_and_a_miss_is_explained(
 
     wrong = kernel.run(f"%rlm replay {path}")
     assert "which context?" in wrong.stderr
+
+
+def test_help_shows_every_subcommand_and_examples(kernel: Kernel) -> None:
+    run = kernel.run("%rlm?")
+    pages = [p for p in run.reply["content"].get("payload", []) if p.get("source") == "page"]
+    assert pages, run.reply
+    text = pages[0]["data"]["text/plain"]
+    for word in (
+        "pause",
+        "resume",
+        "step",
+        "stop",
+        "status",
+        "edit",
+        "export",
+        "replay",
+        "--continue",
+        "Examples:",
+    ):
+        assert word in text, word

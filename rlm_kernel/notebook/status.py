@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import ipywidgets as widgets
 from IPython.core.display_functions import DisplayHandle
@@ -122,10 +121,3 @@ class StatusBar:
         self.draw(force=True)
         if self._handle is not None:
             self._handle.update(bundle(self.widget, self.text_html()), raw=True)
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "state": self._session.state,
-            "iteration": self._iteration,
-            "in_flight": self._in_flight,
-        }

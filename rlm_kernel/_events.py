@@ -111,3 +111,31 @@ class Emitter:
                 listener(event)
             except Exception as exc:  # a broken display must never break the session
                 self.listener_errors.append(exc)
+
+
+class LiveCounts:
+    """What live displays show, counted from events: the root's iteration and state, sub-calls started,
+    in flight, and the size of the current wave (for a progress bar during ``llm_batch``)."""
+
+    def __init__(self, iteration: int = 0, state: str = "idle") -> None:
+        self._lock = threading.Lock()
+        self.iteration = iteration
+        self.state = state
+        self.subcalls = 0
+        self.in_flight = 0
+        self.wave = 0
+
+    def update(self, event: Event) -> None:
+        with self._lock:
+            if isinstance(event, IterationStarted) and event.depth == 0:
+                self.iteration = event.iteration
+            elif isinstance(event, StateChanged) and event.depth == 0:
+                self.state = event.new
+            elif isinstance(event, SubcallStarted):
+                self.subcalls += 1
+                self.in_flight += 1
+                self.wave = max(self.wave, self.in_flight)
+            elif isinstance(event, SubcallFinished):
+                self.in_flight -= 1
+                if self.in_flight == 0:
+                    self.wave = 0

@@ -8,10 +8,7 @@ from typing import TextIO
 
 from ._events import (
     Event,
-    IterationStarted,
-    StateChanged,
-    SubcallFinished,
-    SubcallStarted,
+    LiveCounts,
 )
 from ._session import Session
 
@@ -22,11 +19,7 @@ class ProgressLine:
     def __init__(self, session: Session, stream: TextIO, *, interval: float = 0.5) -> None:
         self._session = session
         self._stream = stream
-        self._lock = threading.Lock()
-        self._iteration = 0
-        self._in_flight = 0
-        self._subcalls = 0
-        self._state = "starting"
+        self._counts = LiveCounts(state="starting")
         self._started = time.monotonic()
         self._stopped = threading.Event()
         self._unsubscribe = session.subscribe(self.on_event)
@@ -34,30 +27,19 @@ class ProgressLine:
         self._ticker.start()
 
     def on_event(self, event: Event) -> None:
-        with self._lock:
-            if isinstance(event, IterationStarted) and event.depth == 0:
-                self._iteration = event.iteration
-            elif isinstance(event, SubcallStarted):
-                self._in_flight += 1
-                self._subcalls += 1
-            elif isinstance(event, SubcallFinished):
-                self._in_flight -= 1
-            elif isinstance(event, StateChanged) and event.depth == 0:
-                self._state = event.new
+        self._counts.update(event)
         self.draw()
 
     def render(self) -> str:
-        cfg = self._session.config
-        tokens = self._session.tokens_used
-        with self._lock:
-            parts = [
-                f"rlm {self._state}",
-                f"iteration {self._iteration}/{cfg.max_iterations}",
-                f"{_compact(tokens)} tokens",
-                f"{self._subcalls} sub-calls",
-            ]
-            if self._in_flight:
-                parts.append(f"{self._in_flight} in flight")
+        counts = self._counts
+        parts = [
+            f"rlm {counts.state}",
+            f"iteration {counts.iteration}/{self._session.config.max_iterations}",
+            f"{_compact(self._session.tokens_used)} tokens",
+            f"{counts.subcalls} sub-calls",
+        ]
+        if counts.in_flight:
+            parts.append(f"{counts.in_flight} in flight")
         parts.append(f"{time.monotonic() - self._started:.1f} s")
         return " · ".join(parts)
 

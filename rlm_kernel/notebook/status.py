@@ -8,14 +8,13 @@ way they only set flags on the session, which acts on them at its next safe poin
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 import ipywidgets as widgets
 from IPython.core.display_functions import DisplayHandle
 
-from .._events import Event, IterationStarted, StateChanged, SubcallFinished, SubcallStarted
+from .._events import Event, LiveCounts, StateChanged
 from .._session import Session
 from . import _html
 from .panels import bundle, show
@@ -34,10 +33,7 @@ class StatusBar:
     def __init__(self, session: Session, on_action: Action) -> None:
         self._session = session
         self._on_action = on_action
-        self._lock = threading.Lock()
-        self._iteration = session.iteration
-        self._in_flight = 0
-        self._batch_total = 0
+        self._counts = LiveCounts(iteration=session.iteration, state=session.state)
         self._started = time.monotonic()
         self._last_draw = 0.0
         self.label = widgets.HTML()
@@ -63,16 +59,7 @@ class StatusBar:
         self._handle = show(self.widget, self.text_html())
 
     def on_event(self, event: Event) -> None:
-        with self._lock:
-            if isinstance(event, IterationStarted) and event.depth == 0:
-                self._iteration = event.iteration
-            elif isinstance(event, SubcallStarted):
-                self._in_flight += 1
-                self._batch_total = max(self._batch_total, self._in_flight)
-            elif isinstance(event, SubcallFinished):
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._batch_total = 0
+        self._counts.update(event)
         self.draw(force=isinstance(event, StateChanged))
 
     def text(self) -> str:
@@ -82,13 +69,13 @@ class StatusBar:
         cost = total.cost
         parts = [
             s.state,
-            f"iteration {self._iteration}/{s.config.max_iterations}",
+            f"iteration {self._counts.iteration}/{s.config.max_iterations}",
             f"root {root:,} · sub {total.total_tokens - root:,} tokens",
         ]
         if cost:
             parts.append(f"${cost:.4f}")
-        if self._in_flight:
-            parts.append(f"{self._in_flight} sub-calls in flight")
+        if self._counts.in_flight:
+            parts.append(f"{self._counts.in_flight} sub-calls in flight")
         parts.append(f"{time.monotonic() - self._started:.1f} s")
         return " · ".join(parts)
 
@@ -107,8 +94,7 @@ class StatusBar:
         self._last_draw = now
         state = self._session.state
         self.label.value = self.text_html()
-        with self._lock:
-            total, done = self._batch_total, self._batch_total - self._in_flight
+        total, done = self._counts.wave, self._counts.wave - self._counts.in_flight
         self.progress.max = max(total, 1)
         self.progress.value = max(done, 0)
         self.progress.layout.visibility = "visible" if total > 1 else "hidden"

@@ -1,0 +1,34 @@
+"""The terminal progress line: iteration, tokens, sub-calls (in flight), elapsed time."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+from conftest import fence, settings
+
+from rlm_kernel import RLM, Session
+from rlm_kernel._progress import ProgressLine
+from rlm_kernel.testing import ScriptedServer
+
+
+def test_progress_line_follows_the_session(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve(
+        {
+            "root": [fence("print(llm_batch(['a', 'b', 'c']))"), fence("FINAL(1)")],
+            "sub": lambda r: "ok",
+        }
+    )
+    session = Session("q", "ctx", config=RLM().with_overrides(settings(server)))
+    stream = io.StringIO()
+    line = ProgressLine(session, stream, interval=60)
+    session.run()
+    final = line.render()
+    line.close()
+    assert final.startswith("rlm done · iteration 2/30 · ")
+    assert "3 sub-calls" in final
+    assert "in flight" not in final
+    drawn = stream.getvalue()
+    assert "\r\x1b[K" in drawn
+    assert "3 in flight" in drawn or "1 in flight" in drawn  # seen while the batch ran
+    assert f"{session.tokens_used / 1000:.1f}k tokens" in final

@@ -120,9 +120,6 @@ class CellsDriver:
                 )
         if session.state != "running":
             session.begin()
-        prose = _html.prose_of(session.pending.response) if session.pending else ""
-        if prose:
-            display(HTML(_html.notice(f"model: {prose}", color="#555")))
         renderer = InlineRenderer(session, headers=False)
         try:
             record = session.execute(code)

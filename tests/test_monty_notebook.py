@@ -62,3 +62,46 @@ def test_monty_in_cells_mode(
     assert NEEDLE in text(steps[1])
     [answer] = run.cells("answer")
     assert NEEDLE in answer.source
+
+
+def child_aware_sub(request: ChatRequest) -> str:
+    """The sub model: a child RLM's root turns (they carry a system prompt), or plain sub-calls."""
+    if request.messages[0]["role"] != "system":
+        return sub(request)
+    turn = sum(m["role"] == "assistant" for m in request.messages) + 1
+    if turn == 1:
+        return fence("print(len(P))")
+    return fence('FINAL(llm_query("Report the vault code in this text, or none: " + P))')
+
+
+RLM_QUERY_ROOT = [
+    fence("print(len(P))"),
+    fence(
+        "i = P.find('vault code')\nr = rlm_query('What is the vault code?', P[i - 1000:i + 1000])\nprint(r)"
+    ),
+    fence("FINAL(r)"),
+]
+
+
+def test_monty_rlm_query_inline(kernel: Kernel, serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": RLM_QUERY_ROOT, "sub": child_aware_sub})
+    configure(kernel, server)
+    kernel.run(CONTEXT)
+    run = kernel.run('%rlm "What is the vault code?" ctx --executor monty --max-depth 2')
+    assert not run.errors, run.errors
+    assert NEEDLE in run.text
+    assert len(server.requests) == 6  # 3 root turns, 2 child turns, 1 plain call
+
+
+def test_monty_rlm_query_in_cells_mode(serve: Callable[..., ScriptedServer], env: Path) -> None:
+    server = serve({"root": RLM_QUERY_ROOT, "sub": child_aware_sub})
+    nb = make_notebook(
+        server, "rlm", '%rlm "What is the vault code?" ctx --executor monty --max-depth 2'
+    )
+    nb.cells[-2].source = CONTEXT
+    run = Run(nb, "rlm", env)
+    with run.client.setup_kernel():
+        run.run_pending()
+    [answer] = run.cells("answer")
+    assert NEEDLE in answer.source
+    assert run.cells("step")[1].metadata["rlm"]["subcalls"] == 1

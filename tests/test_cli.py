@@ -67,19 +67,10 @@ def test_run_prints_the_answer_and_exports(
 def test_replay_runs_offline_from_a_recording(
     serve: Callable[..., ScriptedServer], isolated_env: Path
 ) -> None:
-    docs = corpus(isolated_env)
-    root = [
-        fence("print(len(P))"),
-        fence("r = llm_query('which code? ' + P['b.txt'])\nprint(r)"),
-        fence("FINAL(r)"),
-    ]
-    server = serve({"root": root, "sub": lambda r: "7781"})
-    recorded = cli(
-        "run", "Code?", str(docs), "--model", "root", "--sub-model", "sub", "--base-url", server.base_url,
-        "--export", "rec.jsonl", cwd=isolated_env,
-    )  # fmt: skip
-    assert recorded.returncode == 0, recorded.stderr
-    server.stop()  # from here on there is no model at all
+    record_vault_session(
+        serve, isolated_env
+    )  # its server is stopped: from here on there is no model
+    docs = isolated_env / "docs"
 
     replayed = cli(
         "run",

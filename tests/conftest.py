@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rlm_kernel.testing import ScriptedServer
+from rlm_kernel.testing import ChatRequest, ScriptedServer
 from rlm_kernel.testing._server import Script
 
 SECRET = "sk-test-0123456789-SECRET-abcdef"
@@ -24,6 +24,21 @@ SECRET = "sk-test-0123456789-SECRET-abcdef"
 def fence(code: str) -> str:
     """A root-model turn that runs ``code``."""
     return f"```repl\n{code}\n```"
+
+
+def child_rlm_sub(reader: Callable[[ChatRequest], str]) -> Callable[[ChatRequest], str]:
+    """A scripted sub model for rlm_query at depth 2: a child RLM's root turns (they carry our system
+    prompt) look at P, then submit what one plain sub-call (answered by ``reader``) finds in it."""
+
+    def answer(request: ChatRequest) -> str:
+        if request.messages[0]["role"] != "system":
+            return reader(request)  # a plain sub-call made by the child
+        turn = sum(m["role"] == "assistant" for m in request.messages) + 1
+        if turn == 1:
+            return fence("print(len(P))")
+        return fence('FINAL(llm_query("Report the vault code in this text, or none:\\n" + P))')
+
+    return answer
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import fence, settings
+from conftest import child_rlm_sub, fence, settings
 
 import rlm_kernel
 from rlm_kernel import Trajectory
@@ -113,14 +113,7 @@ def test_rlm_query_runs_a_child_rlm_at_depth_2(
 ) -> None:
     P = haystack(300_000)
 
-    def sub(request: ChatRequest) -> str:
-        if request.messages[0]["role"] != "system":
-            return sub_reader(request)  # a plain sub-call made by the child
-        child_turn = sum(m["role"] == "assistant" for m in request.messages) + 1
-        if child_turn == 1:
-            return fence("print(len(P))")
-        return fence('FINAL(llm_query("Report the vault code in this text, or none:\\n" + P))')
-
+    sub = child_rlm_sub(sub_reader)
     root = [
         fence("print(len(P))"),
         fence(

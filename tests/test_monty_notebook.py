@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Kernel, configure, fence
+from conftest import Kernel, child_rlm_sub, configure, fence
 from test_cells_headless import Run, make_notebook, text
 
 from rlm_kernel.testing import ChatRequest, ScriptedServer
@@ -64,16 +64,6 @@ def test_monty_in_cells_mode(
     assert NEEDLE in answer.source
 
 
-def child_aware_sub(request: ChatRequest) -> str:
-    """The sub model: a child RLM's root turns (they carry a system prompt), or plain sub-calls."""
-    if request.messages[0]["role"] != "system":
-        return sub(request)
-    turn = sum(m["role"] == "assistant" for m in request.messages) + 1
-    if turn == 1:
-        return fence("print(len(P))")
-    return fence('FINAL(llm_query("Report the vault code in this text, or none: " + P))')
-
-
 RLM_QUERY_ROOT = [
     fence("print(len(P))"),
     fence(
@@ -84,7 +74,7 @@ RLM_QUERY_ROOT = [
 
 
 def test_monty_rlm_query_inline(kernel: Kernel, serve: Callable[..., ScriptedServer]) -> None:
-    server = serve({"root": RLM_QUERY_ROOT, "sub": child_aware_sub})
+    server = serve({"root": RLM_QUERY_ROOT, "sub": child_rlm_sub(sub)})
     configure(kernel, server)
     kernel.run(CONTEXT)
     run = kernel.run('%rlm "What is the vault code?" ctx --executor monty --max-depth 2')
@@ -94,7 +84,7 @@ def test_monty_rlm_query_inline(kernel: Kernel, serve: Callable[..., ScriptedSer
 
 
 def test_monty_rlm_query_in_cells_mode(serve: Callable[..., ScriptedServer], env: Path) -> None:
-    server = serve({"root": RLM_QUERY_ROOT, "sub": child_aware_sub})
+    server = serve({"root": RLM_QUERY_ROOT, "sub": child_rlm_sub(sub)})
     nb = make_notebook(
         server, "rlm", '%rlm "What is the vault code?" ctx --executor monty --max-depth 2'
     )

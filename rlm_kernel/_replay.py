@@ -77,7 +77,7 @@ def replay_session(
         )
     config = (base or RLM()).with_overrides({**recorded_settings(recording), **(overrides or {})})
     root, sub = replay_clients(recording, fallback=fallback, speed=speed)
-    return Session(
+    session = Session(
         recorded["question"],
         loaded,
         config=config,
@@ -85,3 +85,11 @@ def replay_session(
         sub_client=sub,
         executor=executor,
     )
+    session.edits = recorded_edits(recording)
+    return session
+
+
+def recorded_edits(recording: Trajectory) -> dict[int, str]:
+    """The code a person ran in place of the model's, by iteration, for the steps that stand (a
+    step rewound and run again counts as run the second time)."""
+    return {it["iteration"]: it["code"] for it in recording.iterations if it.get("edited_by_user")}

@@ -117,6 +117,9 @@ class Session(Endings):
         self._root_model = self.config.model if _depth == 0 else self.config.effective_sub_model()
         self._slot = FinalSlot()
         self._pending: Proposal | None = None
+        # Code that runs in place of the model's at these iterations: a replay re-enacting the
+        # edits a person made in the recorded session. ``step()`` and the cells driver honour it.
+        self.edits: dict[int, str] = {}
         self._pause = threading.Event()
         self._stop = threading.Event()
         self._started = time.monotonic()
@@ -304,10 +307,10 @@ class Session(Endings):
         return record
 
     def step(self) -> dict[str, Any]:
-        """One iteration: propose, then execute the model's code."""
+        """One iteration: propose, then execute the model's code (or the edit planned for it)."""
         self._require("idle", "paused", "running")
-        self.propose()
-        return self.execute()
+        proposal = self.propose()
+        return self.execute(self.edits.get(proposal.iteration))
 
     def run(self) -> Result:
         """Iterate until the session finishes, is paused, or fails; model errors pause it."""

@@ -66,6 +66,29 @@ def serve() -> Iterator[Callable[..., ScriptedServer]]:
         server.stop()
 
 
+EDITED_STEP = "x = 41 + 1\nprint(x)"
+
+
+def record_edited_session(serve: Callable[..., ScriptedServer], context: str) -> Path:
+    """A finished recording in which a person replaced the model's step 1 (x = 1) with EDITED_STEP
+    before it ran; the model then doubled x. Its answer is 84; re-running the model's own step 1
+    instead would give 2. The server is stopped: a replay must need no model."""
+    from rlm_kernel import RLM, Session
+
+    server = serve(
+        {"root": [fence("x = 1\nprint(x)"), fence("y = x * 2\nprint(y)"), fence("FINAL(y)")]}
+    )
+    session = Session(
+        "Double it", context, config=RLM().with_overrides(settings(server)), namespace={}
+    )
+    session.propose()
+    session.execute(EDITED_STEP)
+    assert session.run().answer == "84"
+    assert session.path is not None
+    server.stop()
+    return session.path
+
+
 def settings(server: ScriptedServer, **overrides: Any) -> dict[str, Any]:
     """Settings that point rlm_kernel at ``server`` with root model 'root' and sub model 'sub'."""
     return {

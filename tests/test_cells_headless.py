@@ -9,7 +9,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import fence, settings
+from conftest import fence, record_edited_session, settings
 from nbclient import NotebookClient
 
 from rlm_kernel.testing import HeadlessFrontend, ScriptedServer
@@ -171,3 +171,23 @@ def test_without_a_front_end_the_same_notebook_runs_inline(
     ).execute()
     assert len(nb.cells) == 3  # nothing inserted
     assert "In [rlm 2]:" in text(nb.cells[-1])
+
+
+def test_a_replay_inserts_real_cells_and_re_enacts_a_persons_edit(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    path = record_edited_session(serve, "the vault code is 7781")
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("ctx = 'the vault code is 7781'"),
+            nbformat.v4.new_code_cell(f"%rlm replay {path} ctx"),
+        ]
+    )
+    run = Run(nb, "rlm", env)
+    with run.client.setup_kernel():
+        run.run_pending()
+    steps = run.cells("step")
+    assert [c.source.splitlines()[1] for c in steps] == ["x = 41 + 1", "y = x * 2", "FINAL(y)"]
+    assert "42" in text(steps[0])
+    [answer] = run.cells("answer")
+    assert "84" in answer.source

@@ -9,7 +9,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Kernel, KernelRun, configure, fence, kernel_env, settings
+from conftest import (
+    EDITED_STEP,
+    Kernel,
+    KernelRun,
+    configure,
+    fence,
+    kernel_env,
+    record_edited_session,
+    settings,
+)
 
 from rlm_kernel import RLM, Session
 from rlm_kernel.testing import ScriptedServer
@@ -145,8 +154,10 @@ def test_pause_and_stop_from_magics(kernel: Kernel, serve: Callable[..., Scripte
     assert "paused" in paused.stdout
     stopped = kernel.run("%rlm stop")
     assert "done (stopped)" in stopped.stdout
-    again = kernel.run("%rlm step")
-    assert "not paused" in again.stderr
+    again = kernel.run("%rlm step")  # a notebook stepping through may reach the end: no error
+    assert not again.errors, again.errors
+    assert "has finished (stopped): nothing left to step" in again.stdout
+    assert "not paused" in kernel.run("%rlm resume").stderr
 
 
 def test_an_edited_step_rewinds_and_continues(
@@ -325,3 +336,37 @@ def test_help_shows_every_subcommand_and_examples(kernel: Kernel) -> None:
         "Examples:",
     ):
         assert word in text, word
+
+
+def test_a_replay_re_enacts_a_persons_edit_and_steps_through(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    path = record_edited_session(serve, "c")
+    kernel.run("ctx = 'c'")
+
+    # Run through: the person's code runs at step 1, as it did in the recording.
+    whole = kernel.run(f"%rlm replay {path} ctx")
+    assert not whole.errors, whole.errors
+    assert answer_of(whole) == "84"
+
+    # Step mode: each step is proposed and waits; the edit can be made by hand, as in class.
+    first = kernel.run(f"%rlm replay {path} ctx --step")
+    assert not first.errors, first.errors
+    assert "In [rlm 1]:" in first.html
+    assert "x = 1" in first.text  # what the model proposed
+    assert "In the recording a person ran their own code here instead" in first.text
+    assert answer_of(first) is None
+    edited = kernel.run(f"%%rlm_step 1\n{EDITED_STEP}")  # no session id: the current session
+    assert not edited.errors, edited.errors
+    assert "42" in edited.stdout
+    assert "`%rlm step` runs step 2" in edited.text
+    assert answer_of(edited) is None
+    rest = kernel.run("%rlm resume")
+    assert answer_of(rest) == "84"
+    flags = kernel.run(
+        "from rlm_kernel.notebook import get_magics\n"
+        "s = get_magics(get_ipython()).current.session\n"
+        "print([it['edited_by_user'] for it in s.trajectory.iterations])"
+    )
+    assert flags.stdout.strip().splitlines()[-1] == "[True, False, False]"
+    assert "nothing left to step" in kernel.run("%rlm step").stdout

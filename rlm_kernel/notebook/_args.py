@@ -79,6 +79,7 @@ def parse_sub(name: str, tokens: list[str]) -> argparse.Namespace:
         p.add_argument("context", nargs="?")
         p.add_argument("--speed", type=float)
         p.add_argument("--live-fallback", action="store_true")
+        p.add_argument("--step", action="store_true")
     elif name == "edit":
         p.add_argument("iteration", type=int)
         p.add_argument("--session")

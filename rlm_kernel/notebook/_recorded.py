@@ -28,6 +28,7 @@ from ..models import ModelClient, OpenAIClient
 from . import _html
 
 if TYPE_CHECKING:
+    from .cells import CellsDriver
     from .magics import NotebookSession
 
 
@@ -61,6 +62,14 @@ class RecordedSessions:
     def _drive(self, entry: NotebookSession) -> None:
         raise NotImplementedError
 
+    def _propose_only(self, entry: NotebookSession) -> None:
+        raise NotImplementedError
+
+    def _cells_client(self, config: RLM) -> str | None:
+        raise NotImplementedError
+
+    cells: CellsDriver | None
+
     def _replay(self, args: argparse.Namespace) -> None:
         if args.context is None:
             raise UsageError(
@@ -86,8 +95,16 @@ class RecordedSessions:
             raise UsageError(f"%rlm replay: {exc}") from None
         self._remember_helpers()
         entry = self._register(session)
+        entry.step_mode = args.step
+        client = self._cells_client(session.config)
+        if client is not None and self.cells is not None:
+            self.cells.start(entry, client)
+            return
         self._show_status(entry)
-        self._drive(entry)
+        if args.step:
+            self._propose_only(entry)
+        else:
+            self._drive(entry)
 
     def _live_fallback(self) -> ModelClient:
         try:

@@ -175,7 +175,8 @@ class CellsDriver:
                     False,
                 )
             )
-        cells.append(("code", f"%%rlm_step {session.id} {n}\n{proposal.code}", "step", run))
+        code = session.edits.get(n, proposal.code)
+        cells.append(("code", f"%%rlm_step {session.id} {n}\n{code}", "step", run))
         request = self.link.request_id()
         for cell_type, source, role, run_it in cells:
             message = {

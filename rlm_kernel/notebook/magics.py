@@ -42,10 +42,11 @@ HELP = """Run a Recursive Language Model over a context held in a notebook varia
   %rlm status [session] | list
   %rlm edit N                        put iteration N's code in a new cell to correct and re-run
   %rlm export PATH [--format json|jsonl|rlm-jsonl|ipynb|sft]
-  %rlm replay PATH ctx [--speed X] [--live-fallback]
+  %rlm replay PATH ctx [--speed X] [--step] [--live-fallback]
                                      re-enact a recorded session offline (no API key needed);
                                      --live-fallback asks the model what the recording lacks
-  %%rlm_step SESSION N               run iteration N's code (an edited re-run rewinds to N)
+  %%rlm_step [SESSION] N             run iteration N's code (an edited re-run rewinds to N);
+                                     without SESSION, the current session
 
 Options: --model M  --sub-model M  --max-iterations N  --max-depth N  --mode rlm|auto|baseline
          --executor namespace|monty  --tools f,g  --step (stop before running each step)
@@ -107,21 +108,24 @@ class RLMMagics(RecordedSessions, Magics):
 
     @cell_magic
     def rlm_step(self, line: str, cell: str) -> None:
-        """Run iteration N of SESSION with this cell's code: ``%%rlm_step SESSION N``.
+        """Run iteration N of SESSION with this cell's code: ``%%rlm_step [SESSION] N``.
 
         Re-running it after editing the code rewinds the session to N, records the edit, and continues.
+        Without SESSION it is the current session (the latest one started, replayed or resumed).
         """
         tokens = _args.split(line)
-        if len(tokens) != 2 or not tokens[1].isdigit():
+        if not 1 <= len(tokens) <= 2 or not tokens[-1].isdigit():
             raise UsageError(
-                "%%rlm_step needs a session and an iteration: %%rlm_step 3f2a91c0d4e5 2"
+                "%%rlm_step needs an iteration, and optionally a session before it: "
+                "%%rlm_step 2, or %%rlm_step 3f2a91c0d4e5 2"
             )
-        entry = self._lookup(tokens[0])
+        entry = self._lookup(tokens[0] if len(tokens) == 2 else None)
+        n = int(tokens[-1])
         client = self._cells_client(entry.session.config)
         if client is not None and self.cells is not None:
-            self.cells.step_cell(entry, int(tokens[1]), cell, client)
+            self.cells.step_cell(entry, n, cell, client)
         else:
-            self._run_step(entry, int(tokens[1]), cell)
+            self._run_step(entry, n, cell)
 
     # --- start ----------------------------------------------------------------------------------------
     def _start(self, args: argparse.Namespace) -> None:
@@ -198,12 +202,24 @@ class RLMMagics(RecordedSessions, Magics):
             display(HTML(_html.error_block(str(exc))))
         finally:
             renderer.detach()
-        if entry.session.state == "idle":
-            entry.session.pause()
+        session = entry.session
+        if session.state == "idle":
+            session.pause()
+        pending = session.pending
+        if pending is None:
+            return  # the model call failed; the error above says what to do
+        n = pending.iteration
+        planned = (
+            f" In the recording a person ran their own code here instead: `%rlm step` runs that; "
+            f"`%%rlm_step {n}` with other code runs yours."
+            if n in session.edits
+            else ""
+        )
         display(
             HTML(
                 _html.notice(
-                    "Step mode: `%rlm step` runs this step; `%rlm edit N` lets you change it first."
+                    f"Step mode: `%rlm step` runs step {n}; `%rlm edit {n}` lets you change it first."
+                    + planned
                 )
             )
         )
@@ -272,7 +288,7 @@ class RLMMagics(RecordedSessions, Magics):
                 self._drive(entry)
         elif name == "step":
             client = self._cells_client(session.config)
-            if client is None or self.cells is None:
+            if client is None or self.cells is None or session.state == "done":
                 self._step(entry)
             elif session.state not in ("paused", "idle"):
                 raise UsageError(f"%rlm step: session {session.id} is {session.state}, not paused")
@@ -288,6 +304,13 @@ class RLMMagics(RecordedSessions, Magics):
 
     def _step(self, entry: NotebookSession) -> None:
         session = entry.session
+        if session.state == "done":
+            # Not an error: a notebook stepping through a session may reach its end sooner or later.
+            print(
+                f"Session {session.id} has finished ({session.reason}): nothing left to step. "
+                f'`%rlm "follow-up" --continue` asks it something more.'
+            )
+            return
         if session.state not in ("paused", "idle"):
             raise UsageError(f"%rlm step: session {session.id} is {session.state}, not paused")
         entry.step_mode = True

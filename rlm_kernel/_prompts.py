@@ -103,8 +103,10 @@ def system_prompt(
 def _describe_type(info: ContextInfo) -> str:
     if info.type == "str":
         return "a str"
-    noun = "documents" if info.type in ("Documents", "dict") else "items"
-    return f"a {info.type} of {info.docs:,} {noun}"
+    if info.type in ("Documents", "dict"):
+        # Small models read "a Documents" as opaque; say how to get at one document.
+        return f"a dict of {info.docs:,} documents (name -> text; `P[name]` is one document)"
+    return f"a {info.type} of {info.docs:,} items (`P[i]` is one item)"
 
 
 def metadata_message(question: str, info: ContextInfo, *, max_iterations: int) -> str:

@@ -56,8 +56,13 @@ def test_metadata_describes_the_context_without_containing_it() -> None:
     docs = {f"file{i}.py": "x" * (i + 1) for i in range(150)}
     message = metadata_message("Where is main?", describe_context(docs), max_iterations=30)
     assert "Where is main?" in message
-    assert "150 documents" in message
+    assert "a dict of 150 documents (name -> text; `P[name]` is one document)" in message
     assert "'file0.py': 1" in message
     assert "and 50 more" in message
     assert "x" * 150 not in message
     assert "Turn 1/30" in message
+
+
+def test_metadata_says_how_to_reach_one_item_of_a_list() -> None:
+    message = metadata_message("q", describe_context(["a", "bb"]), max_iterations=30)
+    assert "`P` is a list of 2 items (`P[i]` is one item)" in message

@@ -13,7 +13,10 @@ from conftest import child_rlm_sub, fence, settings
 
 import rlm_kernel
 from rlm_kernel import Trajectory
-from rlm_kernel.testing import ChatRequest, ScriptedServer
+from rlm_kernel._aio import run_sync
+from rlm_kernel.models import Message, Usage
+from rlm_kernel.models.openai import OpenAIClient
+from rlm_kernel.testing import ChatRequest, Reply, ScriptedServer
 
 NEEDLE = "TANGERINE-4491"
 # The scenarios that must behave the same in-process and in the sandbox.
@@ -351,6 +354,32 @@ def test_streaming_emits_deltas_and_counts_usage(serve: Callable[..., ScriptedSe
     assert all(r.stream for r in server.requests)
     assert not result.usage.total.estimated
     assert result.usage.total.prompt_tokens == expected_prompt_tokens(server.requests)
+
+
+@pytest.mark.parametrize("how", ["sync", "async", "stream"])
+def test_the_client_reads_text_finish_reason_and_usage_with_cached_tokens_and_cost(
+    serve: Callable[..., ScriptedServer], how: str
+) -> None:
+    reported = Reply(
+        "counted", prompt_tokens=100, completion_tokens=3, cached_tokens=40, cost=0.0012
+    )
+    server = serve({"root": [reported, Reply("cut", finish_reason="length")]})
+    config = rlm_kernel.RLM().with_overrides(settings(server, stream=how == "stream"))
+    client = OpenAIClient(config)
+    messages: list[Message] = [{"role": "user", "content": "hi"}]
+
+    def call() -> Any:
+        if how == "async":
+            return run_sync(client.acomplete(messages, model="root"))
+        return client.complete(messages, model="root")
+
+    first, second = call(), call()
+    assert (first.text, first.model, first.finish_reason) == ("counted", "root", "stop")
+    assert first.usage == Usage(
+        prompt_tokens=100, completion_tokens=3, cached_tokens=40, cost=0.0012, calls=1
+    )
+    assert (second.text, second.finish_reason) == ("cut", "length")
+    assert (second.usage.completion_tokens, second.usage.cost) == (1, None)
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,10 @@ from ._base import Completion, DeltaCallback, Message, Usage, estimated_usage
 # through chat.completions.create, whose argument transform costs ~0.14 ms per message on every call:
 # 6 ms a call by iteration 20, more than the rest of the loop. The messages are already plain dicts.
 _PATH = "/chat/completions"
+# Non-streamed answers are asked for as `object`: the SDK then hands back the decoded JSON (a dict)
+# instead of building a pydantic ChatCompletion, of which only five fields are read. That saves about
+# 0.15 ms of CPU per call, twice that when the call wakes the process from idle (cold caches).
+_JSON = object
 
 # Local servers (vLLM, Ollama, llama.cpp) ignore the key but the SDK insists on one.
 _KEYLESS_PLACEHOLDER = "not-needed"
@@ -71,6 +75,13 @@ def _build(key: _ClientKey, asynchronous: bool) -> Any:
         return cls(azure_endpoint=url, api_version=version, **common)
     cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
     return cls(base_url=url or None, **common)
+
+
+def _field(obj: Any, name: str) -> Any:
+    """``obj[name]`` for a dict, ``obj.name`` for an SDK model (extra fields included), else None."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
 
 
 class OpenAIClient:
@@ -134,19 +145,19 @@ class OpenAIClient:
         try:
             if on_delta is not None or self._config.stream:
                 return self._complete_stream(params, messages, started, on_delta)
-            response = self._sync.post(_PATH, body=params, cast_to=ChatCompletion)
+            data = self._sync.post(_PATH, body=params, cast_to=_JSON)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             raise self._translate(exc, model) from exc
-        return self._finish(response, messages, model, started)
+        return self._finish(data, messages, model, started)
 
     async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
         params = self._params(model, messages)
         started = time.perf_counter()
         try:
-            response = await self._async.post(_PATH, body=params, cast_to=ChatCompletion)
+            data = await self._async.post(_PATH, body=params, cast_to=_JSON)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             raise self._translate(exc, model) from exc
-        return self._finish(response, messages, model, started)
+        return self._finish(data, messages, model, started)
 
     def _complete_stream(
         self,
@@ -190,32 +201,43 @@ class OpenAIClient:
         )
 
     def _finish(
-        self, response: Any, messages: Sequence[Message], model: str, started: float
+        self, data: object, messages: Sequence[Message], model: str, started: float
     ) -> Completion:
-        choices = getattr(response, "choices", None)
-        if not choices:
+        if isinstance(data, str):
+            # The SDK returns the text when the Content-Type is not JSON; some servers label JSON wrongly.
+            try:
+                data = json.loads(data)
+            except json.JSONDecodeError as exc:
+                raise self._translate(exc, model) from exc
+        if not isinstance(data, dict):
+            raise self._unreadable_error(f"expected a JSON object, got {type(data).__name__}")
+        choices = data.get("choices")
+        if not choices or not isinstance(choices, list):
             raise self._empty_error(model)
-        choice = choices[0]
-        text = (choice.message.content if choice.message else None) or ""
+        choice = choices[0] if isinstance(choices[0], dict) else {}
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        text = content if isinstance(content, str) else ""
+        finish = choice.get("finish_reason")
         return Completion(
             text=text,
-            model=getattr(response, "model", None) or model,
-            usage=self._usage(getattr(response, "usage", None), messages, text, model),
+            model=str(data.get("model") or model),
+            usage=self._usage(data.get("usage"), messages, text, model),
             latency=time.perf_counter() - started,
-            finish_reason=choice.finish_reason,
+            finish_reason=finish if isinstance(finish, str) else None,
         )
 
     def _usage(self, usage: Any, messages: Sequence[Message], text: str, model: str) -> Usage:
+        """Usage from the answer's ``usage``: a dict (plain answers) or the SDK's model (streams)."""
         if usage is None:
             result = estimated_usage(messages, text)
         else:
-            details = getattr(usage, "prompt_tokens_details", None)
-            extra = getattr(usage, "model_extra", None) or {}
-            cost = extra.get("cost")
+            details = _field(usage, "prompt_tokens_details")
+            cost = _field(usage, "cost")  # OpenRouter's price of the call, an extra field
             result = Usage(
-                prompt_tokens=int(usage.prompt_tokens or 0),
-                completion_tokens=int(usage.completion_tokens or 0),
-                cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+                prompt_tokens=int(_field(usage, "prompt_tokens") or 0),
+                completion_tokens=int(_field(usage, "completion_tokens") or 0),
+                cached_tokens=int(_field(details, "cached_tokens") or 0),
                 cost=float(cost) if isinstance(cost, int | float) else None,
                 calls=1,
             )
@@ -243,6 +265,14 @@ class OpenAIClient:
             "RLM.sub_model); some servers answer an empty list when a request is too long",
             endpoint=self._endpoint,
             setting="RLM.model",
+        )
+
+    def _unreadable_error(self, what: str) -> ModelResponseError:
+        return ModelResponseError(
+            f"The endpoint's answer could not be read as a chat completion: {what}",
+            fix="Check that RLM.base_url points to an OpenAI-compatible /v1 endpoint",
+            endpoint=self._endpoint,
+            setting="RLM.base_url",
         )
 
     def _translate(self, exc: openai.OpenAIError | json.JSONDecodeError, model: str) -> ModelError:
@@ -299,9 +329,4 @@ class OpenAIClient:
                 endpoint=ep,
                 setting="RLM.model",
             )
-        return ModelResponseError(
-            f"The endpoint's answer could not be read as a chat completion: {exc}",
-            fix="Check that RLM.base_url points to an OpenAI-compatible /v1 endpoint",
-            endpoint=ep,
-            setting="RLM.base_url",
-        )
+        return self._unreadable_error(str(exc))

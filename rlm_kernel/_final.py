@@ -23,6 +23,9 @@ class FinalSlot:
         self.submission: Submission | None = None
 
     def submit(self, value: object, source: str) -> None:
+        if isinstance(value, dict) and "content" in value and set(value) <= {"content", "ready"}:
+            # A model mixing up the two ways to submit, FINAL(answer): the content is the answer.
+            value = value["content"]
         self.submission = Submission(value if isinstance(value, str) else str(value), source)
 
     def clear(self) -> None:

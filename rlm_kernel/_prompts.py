@@ -145,7 +145,9 @@ def _turn_line(question: str, turn: int, max_iterations: int, *, first: bool = F
         )
     return (
         f"Turn {turn}/{max_iterations} ({left} left). Question: {question}\n"
-        "Continue with code, or submit the answer once the output above supports it."
+        # Small models otherwise state the answer in prose and never submit it.
+        "Continue with code, or, once the output above supports the answer, submit it from a repl "
+        "block with FINAL(...) or FINAL_VAR(\"name\")."
     )
 
 

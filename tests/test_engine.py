@@ -216,6 +216,17 @@ def test_prose_final_var_reads_the_namespace(serve: Callable[..., ScriptedServer
     assert result.answer == "4"
 
 
+def test_final_of_an_answer_shaped_dict_submits_its_content(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    # Recorded from a small model: it mixed up FINAL(...) and the answer dict.
+    step = 'answer = {"content": code, "ready": True}\nFINAL(answer)'
+    server = serve({"root": [fence("code = P.split()[-1]\nprint(code)"), fence(step)]})
+    result = rlm_kernel.run("q", "the code is 7351", **settings(server))
+    assert result.answer == "7351"
+    assert result.trajectory.iterations[-1]["final"] == {"value": "7351", "source": "FINAL"}
+
+
 def test_helpers_survive_being_overwritten(serve: Callable[..., ScriptedServer]) -> None:
     root = [
         fence("print(P)"),

@@ -37,7 +37,7 @@ it and delegate reading of its pieces to sub-models.
 
 Write code in fenced blocks tagged repl:
 ```repl
-print(len(P), P[:500])
+{look}
 ```
 Every block in your response runs, in order, as one step; then you see what it printed. Variables, \
 functions and imports persist between steps. Only printed output (and the value of a last bare \
@@ -63,12 +63,31 @@ How to work:
 `llm_batch` on the chunks, keep intermediate results in variables, combine them with further sub-calls. \
 To read around a match:
 ```repl
-i = P.lower().find("keyword")
-print(i, P[max(0, i - 300):i + 300])
+{find}
 ```
 3. Submit only from code, after you have seen the output that supports the answer. Never submit in \
 the same response as code whose output you have not seen yet, and never submit a placeholder.
 """
+
+# The two examples above, by the shape of P: small models copy them verbatim, so they must run.
+_TEXT_EXAMPLES = (
+    "print(len(P), P[:500])",
+    'i = P.lower().find("keyword")\nprint(i, P[max(0, i - 300):i + 300])',
+)
+_MAPPING_EXAMPLES = (
+    "print(len(P), list(P)[:20])",
+    "for name, text in P.items():\n"
+    '    i = text.lower().find("keyword")\n'
+    "    if i >= 0:\n"
+    "        print(name, i, text[max(0, i - 300):i + 300])",
+)
+_SEQUENCE_EXAMPLES = (
+    "print(len(P), str(P[0])[:500])",
+    "for n, item in enumerate(P):\n"
+    '    i = str(item).lower().find("keyword")\n'
+    "    if i >= 0:\n"
+    "        print(n, i, str(item)[max(0, i - 300):i + 300])",
+)
 
 _RLM_QUERY_DOC = {
     True: "start a child RLM with its own REPL on `context` (default: the prompt itself); "
@@ -90,7 +109,16 @@ def system_prompt(
     tool_lines = "".join(
         f"\n- `{t.name}{t.signature}`: {t.doc or '(no description)'}" for t in tools
     )
+    look, find = (
+        _TEXT_EXAMPLES
+        if info.type == "str"
+        else _MAPPING_EXAMPLES
+        if info.type in ("Documents", "dict")
+        else _SEQUENCE_EXAMPLES
+    )
     text = SYSTEM_PROMPT.format(
+        look=look,
+        find=find,
         max_output_chars=f"{max_output_chars:,}",
         context_type=_describe_type(info),
         subcall_chars=f"{subcall_chars:,}",
@@ -147,7 +175,7 @@ def _turn_line(question: str, turn: int, max_iterations: int, *, first: bool = F
         f"Turn {turn}/{max_iterations} ({left} left). Question: {question}\n"
         # Small models otherwise state the answer in prose and never submit it.
         "Continue with code, or, once the output above supports the answer, submit it from a repl "
-        "block with FINAL(...) or FINAL_VAR(\"name\")."
+        'block with FINAL(...) or FINAL_VAR("name").'
     )
 
 

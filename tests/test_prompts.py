@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_kernel import describe_context
-from rlm_kernel._prompts import extract_code, metadata_message, prose_final, truncate
+from rlm_kernel import describe_context, load_context
+from rlm_kernel._prompts import extract_code, metadata_message, prose_final, system_prompt, truncate
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,18 @@ def test_metadata_describes_the_context_without_containing_it() -> None:
 def test_metadata_says_how_to_reach_one_item_of_a_list() -> None:
     message = metadata_message("q", describe_context(["a", "bb"]), max_iterations=30)
     assert "`P` is a list of 2 items (`P[i]` is one item)" in message
+
+
+@pytest.mark.parametrize(
+    "context",
+    ["a long text", {"src/a.py": "def a(): pass"}, ["first", "second"]],
+    ids=["str", "dict", "list"],
+)
+def test_the_system_prompts_examples_run_on_the_context_they_describe(context: object) -> None:
+    # Small models copy the examples verbatim: an example that fails on P wastes every turn.
+    P = load_context(context)
+    prompt = system_prompt(describe_context(P), max_output_chars=2_000, recursive=False)
+    examples = [block.split("\n```")[0] for block in prompt.split("```repl\n")[1:]]
+    assert len(examples) == 2
+    for code in examples:
+        exec(code, {"P": P})  # raises if the example does not fit P's type

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 import nbformat
@@ -15,6 +17,23 @@ from nbclient import NotebookClient
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
+# What each notebook must show when its recordings replay: the outcomes its prose explains.
+SHOWS = {
+    "quickstart.ipynb": ["notification-worker"],
+    "how_rlm_works.ipynb": [
+        "P is log: True",
+        "In the recording a person ran their own code here instead",
+        "2 lines mention the keypad:",
+        "answer: 7351 | final",
+        "step 2 by a person: notes = ",
+        "34 reviews were classified DELIVERY, average 2.24 stars",
+        "truth: 15 delivery complaints, average 2.0 stars",
+        "Ended: max_iterations",
+        "direct call: 3 reviews complain about the delivery",
+    ],
+    "codebase_qa.ipynb": [],
+    "export_and_replay.ipynb": ["exported/session.rlm.jsonl", "True"],
+}
 
 
 @pytest.fixture
@@ -43,6 +62,12 @@ def test_example_notebook_runs_offline(offline: Path, name: str) -> None:
         for o in c.outputs
     )
     assert "In [rlm 1]:" in html  # a session ran in the notebook
+    shown = "\n".join(
+        [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+        + [unescape(re.sub(r"<[^>]+>", "", html))]
+    )
+    missing = [s for s in SHOWS[name] if s not in shown]
+    assert not missing, missing
 
 
 @pytest.mark.timeout(600)

@@ -31,7 +31,14 @@ SHOWS = {
         "Ended: max_iterations",
         "direct call: 3 reviews complain about the delivery",
     ],
-    "codebase_qa.ipynb": [],
+    "codebase_qa.ipynb": [
+        "<Documents: 11 documents, 59,265 chars from 'python-dotenv'>",
+        "In the recording a person ran their own code here instead",
+        "rlm_query · local",  # the child RLM's panel inside step 2
+        "If you do not specify `override`, the new value will only be set if the variable does not exist",
+        " 105              if k in os.environ and not self.override:",
+        "max_iterations after 6 steps",
+    ],
     "export_and_replay.ipynb": ["exported/session.rlm.jsonl", "True"],
 }
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import fence, settings
+from conftest import fence, record_edited_session, settings
 
 from rlm_kernel import Trajectory
 from rlm_kernel.testing import ScriptedServer
@@ -460,3 +460,28 @@ def test_reload_mid_session_then_the_steps_go_on(
     assert "still here" in all_cells[-1]["source"]
     assert lab.page.locator(".jp-RLM-status").get_attribute("data-rlm-state") == "done"
     lab.screenshot("lab_rlm_reloaded")
+
+
+def test_a_replay_runs_as_real_cells_with_the_persons_edit(
+    lab: LabPage, serve: Serve, tmp_path: Path
+) -> None:
+    recording = record_edited_session(serve, "the vault code is 7781")  # its server is stopped
+    lab.server.write_notebook(
+        "replay.ipynb",
+        [
+            "%load_ext rlm_kernel",
+            f"%config RLM.trajectory_dir = {str(tmp_path / 'sessions')!r}",
+            CONTEXT,
+            f"%rlm replay {recording} ctx",
+        ],
+    )
+    lab.open_notebook("replay.ipynb")
+    lab.run_all()
+    all_cells = wait_answer(lab)
+    steps = of_role(all_cells, "step")
+    # Step 1 runs the code the person wrote in the recorded session, not the model's x = 1.
+    assert [c["source"].splitlines()[1] for c in steps] == ["x = 41 + 1", "y = x * 2", "FINAL(y)"]
+    assert "42" in steps[0]["outputs"]
+    assert "84" in steps[1]["outputs"]
+    assert "84" in all_cells[-1]["source"]
+    lab.screenshot("lab_rlm_replay")

@@ -1,5 +1,6 @@
-"""Re-enact a recorded session offline: the code runs again for real, the model answers come from the
-recording, so a replay needs no API key and spends no tokens."""
+"""Re-enact a recorded session offline: the code runs again for real (at steps a person edited, the
+person's code), the model answers come from the recording, so a replay needs no API key and spends no
+tokens."""
 
 from __future__ import annotations
 

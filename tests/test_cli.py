@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import fence
+from conftest import fence, record_edited_session
 
 from rlm_kernel import ConfigError, Trajectory
 from rlm_kernel._config import parse_assignment
@@ -91,6 +91,16 @@ def test_replay_runs_offline_from_a_recording(
     other = cli("run", "Another question?", str(docs), "--replay", "rec.jsonl", cwd=isolated_env)
     assert other.returncode == 3
     assert "different question" in other.stderr
+
+
+def test_replay_re_enacts_a_persons_edit(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    recording = record_edited_session(serve, "c")
+    (isolated_env / "ctx.txt").write_text("c")
+    replayed = cli("replay", str(recording), "ctx.txt", cwd=isolated_env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout.strip() == "84"  # the model's own step 1 would have given 2
 
 
 def test_exit_codes(serve: Callable[..., ScriptedServer], isolated_env: Path) -> None:

@@ -7,7 +7,7 @@ A mixin of ``Session``: these are the loop's endings and detours, kept apart fro
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import RLM
 from ._context import ContextInfo
@@ -34,18 +34,21 @@ class Endings:
     _question_start: int
     _shared: _Shared
 
-    def _root_call(
-        self, messages: list[Message], on_delta: Callable[[str], None] | None = None
-    ) -> Completion:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Session
 
-    def _finish(
-        self, answer: str | None, reason: str, message: str, forced: dict[str, Any] | None = None
-    ) -> None:
-        raise NotImplementedError
+        def _root_call(
+            self, messages: list[Message], on_delta: Callable[[str], None] | None = None
+        ) -> Completion: ...
 
-    def _record(self, record: dict[str, Any]) -> None:
-        raise NotImplementedError
+        def _finish(
+            self,
+            answer: str | None,
+            reason: str,
+            message: str,
+            forced: dict[str, Any] | None = None,
+        ) -> None: ...
+
+        def _record(self, record: dict[str, Any]) -> None: ...
 
     def _check_limits(self) -> None:
         exceeded = self._shared.budget.exceeded()

@@ -36,39 +36,29 @@ class RecordedSessions:
     ip: Any
     settings: RLM
     sessions: dict[str, NotebookSession]
-
-    # Provided by RLMMagics.
-    def _refuse_while_running(self) -> None:
-        raise NotImplementedError
-
-    def _resolve_context(self, name: str) -> object:
-        raise NotImplementedError
-
-    def _protect_user_names(self) -> None:
-        raise NotImplementedError
-
-    def _remember_helpers(self) -> None:
-        raise NotImplementedError
-
-    def _executor(self, config: RLM) -> Executor | None:
-        raise NotImplementedError
-
-    def _register(self, session: Session) -> NotebookSession:
-        raise NotImplementedError
-
-    def _show_status(self, entry: NotebookSession) -> None:
-        raise NotImplementedError
-
-    def _drive(self, entry: NotebookSession) -> None:
-        raise NotImplementedError
-
-    def _propose_only(self, entry: NotebookSession) -> None:
-        raise NotImplementedError
-
-    def _cells_client(self, config: RLM) -> str | None:
-        raise NotImplementedError
-
     cells: CellsDriver | None
+
+    if TYPE_CHECKING:  # provided by RLMMagics
+
+        def _refuse_while_running(self) -> None: ...
+
+        def _resolve_context(self, name: str) -> object: ...
+
+        def _protect_user_names(self) -> None: ...
+
+        def _remember_helpers(self) -> None: ...
+
+        def _executor(self, config: RLM) -> Executor | None: ...
+
+        def _register(self, session: Session) -> NotebookSession: ...
+
+        def _show_status(self, entry: NotebookSession) -> None: ...
+
+        def _drive(self, entry: NotebookSession) -> None: ...
+
+        def _propose_only(self, entry: NotebookSession) -> None: ...
+
+        def _cells_client(self, config: RLM) -> str | None: ...
 
     def _replay(self, args: argparse.Namespace) -> None:
         if args.context is None:

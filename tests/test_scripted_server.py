@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -145,6 +146,20 @@ def test_latency_is_applied_and_can_be_per_model() -> None:
         start = time.perf_counter()
         ask(client, model="fast")
         assert time.perf_counter() - start >= 0.2
+
+
+def test_timings_record_the_latency_the_server_applied() -> None:
+    with serve(lambda r: "x", latency={"slow": 0.1, "*": 0.0}) as (server, client):
+        start = time.perf_counter()
+        ask(client, model="slow")
+        ask(client, model="fast")
+        elapsed = time.perf_counter() - start
+    slow, fast = server.timings
+    assert (slow.model, slow.latency, fast.model, fast.latency) == ("slow", 0.1, "fast", 0.0)
+    # Counted from the moment the request was in, so the wait covers parsing and rendering.
+    assert slow.applied >= 0.1
+    assert start < slow.received < slow.answered <= fast.received < fast.answered
+    assert slow.applied + fast.applied < elapsed
 
 
 def test_concurrent_requests_are_served_concurrently() -> None:
@@ -301,6 +316,44 @@ def test_keep_alive_reuses_one_connection() -> None:
             response = conn.getresponse()
             assert json.loads(response.read())["choices"][0]["message"]["content"] == "x"
         assert conn.sock is sock
+        conn.close()
+
+
+def test_chunked_bodies_http_1_0_and_connection_close() -> None:
+    with ScriptedServer(lambda r: f"got {r.prompt}") as server:
+        host, port = server.base_url.split("//")[1].split("/")[0].split(":")
+        body = json.dumps({"model": "m", "messages": USER}).encode()
+        conn = http.client.HTTPConnection(host, int(port))
+        pieces = iter([body[:10], body[10:]])
+        conn.request("POST", "/v1/chat/completions", pieces, encode_chunked=True)
+        response = conn.getresponse()
+        assert json.loads(response.read())["choices"][0]["message"]["content"] == "got hi"
+        conn.request("POST", "/v1/chat/completions", body, {"Connection": "close"})
+        response = conn.getresponse()
+        assert response.getheader("Connection") == "close"
+        response.read()
+        assert response.will_close
+        conn.close()
+        with socket.create_connection((host, int(port))) as raw:
+            raw.sendall(b"GET /v1/models HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := raw.recv(4096):  # HTTP/1.0 without keep-alive: closed after the answer
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["object"] == "list"
+
+
+def test_a_malformed_request_is_a_400_and_an_unknown_route_a_404() -> None:
+    with ScriptedServer(lambda r: "x") as server:
+        host, port = server.base_url.split("//")[1].split("/")[0].split(":")
+        with socket.create_connection((host, int(port))) as raw:
+            raw.sendall(b"NONSENSE\r\n\r\n")
+            assert raw.recv(4096).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        conn = http.client.HTTPConnection(host, int(port))
+        conn.request("DELETE", "/v1/chat/completions")
+        response = conn.getresponse()
+        assert response.status == 404
+        assert "no route for DELETE" in json.loads(response.read())["error"]["message"]
         conn.close()
 
 

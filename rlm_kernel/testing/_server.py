@@ -18,12 +18,12 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeAlias
 
-__all__ = ["ChatRequest", "Fault", "Reply", "Responder", "Script", "ScriptedServer"]
+__all__ = ["ChatRequest", "Fault", "Reply", "Responder", "Script", "ScriptedServer", "Timing"]
 
 _FAULT_KINDS = frozenset({"status", "timeout", "malformed", "empty_choices", "disconnect"})
 # What a client that gave up on a timeout fault would have received; answering this instead of
@@ -31,6 +31,7 @@ _FAULT_KINDS = frozenset({"status", "timeout", "malformed", "empty_choices", "di
 _LATE_REPLY = "scripted server: late answer after a timeout fault"
 _STREAM_PIECE = 20
 _CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+_JSON_TYPE = {"Content-Type": "application/json"}
 
 
 def _text_of(content: Any) -> str:
@@ -75,6 +76,24 @@ class Reply:
     cached_tokens: int = 0
     cost: float | None = None
     finish_reason: str = "stop"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When the server had a request in full and when its answer was written (``time.perf_counter()``).
+
+    ``answered - received`` is the latency the server actually applied: the configured ``latency``
+    plus however late the timer fired and the write took.
+    """
+
+    model: str
+    received: float
+    answered: float
+    latency: float  # configured (including a timeout fault's delay)
+
+    @property
+    def applied(self) -> float:
+        return self.answered - self.received
 
 
 @dataclass(frozen=True)
@@ -176,70 +195,187 @@ def _error_body(message: str, status: int, code: str | None) -> bytes:
     return json.dumps({"error": {"message": message, "type": kind, "code": code}}).encode()
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-    owner: ScriptedServer
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up (timeouts, disconnect faults, stop()) is expected, not an error.
-        if not isinstance(sys.exc_info()[1], _CONNECTION_ERRORS):
-            super().handle_error(request, client_address)
+
+_PR_SET_TIMERSLACK = 29
+_PRCTL: Any = None
+if sys.platform == "linux":
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        _PRCTL = ctypes.CDLL(None).prctl
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Without TCP_NODELAY, Nagle plus delayed ACKs can add 40 ms to a keep-alive round trip.
-    disable_nagle_algorithm = True
-    server: _HTTPServer
+def _precise_timers() -> None:
+    """Ask Linux to fire this thread's timers on time: the default slack lets a sleep run 50 µs long."""
+    if _PRCTL is not None:
+        with contextlib.suppress(Exception):
+            _PRCTL(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
 
-    def setup(self) -> None:
-        super().setup()
-        with self.server.owner._lock:
-            self.server.owner._connections.add(self.connection)
 
-    def finish(self) -> None:
-        with contextlib.suppress(OSError):
-            super().finish()
-        with self.server.owner._lock:
-            self.server.owner._connections.discard(self.connection)
+class _BadRequest(Exception):
+    pass
 
-    def handle(self) -> None:
-        with contextlib.suppress(*_CONNECTION_ERRORS):
-            super().handle()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+@dataclass
+class _Parsed:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    keep_alive: bool
 
-    def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
-        # Status line, headers and body in one write: one syscall and one packet per answer.
-        phrase = self.responses.get(status, ("Unknown",))[0]
-        lines = [f"HTTP/1.1 {status} {phrase}", f"Content-Length: {len(body)}"]
-        lines += [
-            f"{k}: {v}" for k, v in {"Content-Type": "application/json", **(headers or {})}.items()
-        ]
+
+class _Connection:
+    """One client connection on its own thread: HTTP/1.1 requests answered in turn (keep-alive).
+
+    A small hand-written HTTP/1.1 reader, because the standard library's ``BaseHTTPRequestHandler``
+    parses headers with the ``email`` package (~40 µs a request) and the answer then waits for it.
+    """
+
+    def __init__(self, owner: ScriptedServer, sock: socket.socket) -> None:
+        self.owner = owner
+        self.sock = sock
+        self.rfile = sock.makefile("rb")
+        self.close_connection = False
+
+    def serve(self) -> None:
+        _precise_timers()
+        try:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                while not self.close_connection:
+                    try:
+                        parsed = self._read_request()
+                    except _BadRequest as exc:
+                        self.close_connection = True
+                        self._error(
+                            400, f"scripted server: malformed request: {exc}", "bad_request"
+                        )
+                        break
+                    if parsed is None:
+                        break
+                    self.close_connection = not parsed.keep_alive
+                    self._dispatch(parsed)
+        except Exception:  # a bug in the server itself: show it, as socketserver would
+            if not self.owner._stopping.is_set():
+                traceback.print_exc()
+        finally:
+            self.owner._forget(self.sock)
+            with contextlib.suppress(OSError):
+                self.rfile.close()
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+    def _readline(self) -> bytes:
+        line = self.rfile.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise _BadRequest("line too long")
+        return line
+
+    def _read_request(self) -> _Parsed | None:
+        line = self._readline()
+        while line in (b"\r\n", b"\n"):  # tolerated before a request line (RFC 9112 §2.2)
+            line = self._readline()
+        if not line:
+            return None  # the client closed the connection
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            raise _BadRequest(f"request line {line[:80]!r}")
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for _ in range(_MAX_HEADERS + 1):
+            raw = self._readline()
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, colon, value = raw.decode("latin-1").partition(":")
+            if not colon:
+                raise _BadRequest(f"header line {raw[:80]!r}")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            raise _BadRequest("too many headers")
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._read_chunked()
+        else:
+            try:
+                length = int(headers.get("content-length") or 0)
+            except ValueError:
+                raise _BadRequest("Content-Length is not a number") from None
+            body = self.rfile.read(length) if length > 0 else b""
+            if len(body) < length:
+                return None  # the client went away mid-body
+        connection = headers.get("connection", "").lower()
+        keep_alive = (
+            "keep-alive" in connection if version == "HTTP/1.0" else "close" not in connection
+        )
+        return _Parsed(method, target.split("?", 1)[0], headers, body, keep_alive)
+
+    def _read_chunked(self) -> bytes:
+        pieces: list[bytes] = []
+        while True:
+            size_line = self._readline().split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise _BadRequest("bad chunk size") from None
+            if size == 0:
+                while self._readline() not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return b"".join(pieces)
+            pieces.append(self.rfile.read(size))
+            self._readline()
+
+    # Answers. Each is built in full first, then sent in one write (status line, headers and body).
+
+    def _message(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> bytes:
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+        lines.append(f"Content-Length: {len(body)}")
+        lines += [f"{k}: {v}" for k, v in {**_JSON_TYPE, **(headers or {})}.items()]
         if self.close_connection:
             lines.append("Connection: close")
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     def _error(self, status: int, message: str, code: str | None) -> None:
-        self._send(status, _error_body(message, status, code))
+        self.sock.sendall(self._message(status, _error_body(message, status, code)))
 
-    def do_GET(self) -> None:
-        if self.path.rstrip("/") != "/v1/models":
-            self._error(404, f"scripted server: no route for GET {self.path}", "not_found")
+    def _dispatch(self, parsed: _Parsed) -> None:
+        received = time.perf_counter()
+        route = parsed.path.rstrip("/")
+        if parsed.method == "GET" and route == "/v1/models":
+            names = self.owner._model_names or ["scripted"]
+            data = [
+                {"id": n, "object": "model", "created": 0, "owned_by": "scripted"} for n in names
+            ]
+            self.sock.sendall(
+                self._message(200, json.dumps({"object": "list", "data": data}).encode())
+            )
             return
-        names = self.server.owner._model_names or ["scripted"]
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "scripted"} for n in names]
-        self._send(200, json.dumps({"object": "list", "data": data}).encode())
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.rstrip("/") != "/v1/chat/completions":
-            self._error(404, f"scripted server: no route for POST {self.path}", "not_found")
+        if parsed.method != "POST" or route != "/v1/chat/completions":
+            what = f"no route for {parsed.method} {parsed.path}"
+            self._error(404, f"scripted server: {what}", "not_found")
             return
         try:
-            body = json.loads(raw)
+            body = json.loads(parsed.body)
             if not isinstance(body, dict):
                 raise ValueError("the request body is not a JSON object")
         except ValueError as exc:
@@ -250,9 +386,9 @@ class _Handler(BaseHTTPRequestHandler):
             messages=list(body.get("messages") or []),
             stream=bool(body.get("stream", False)),
             params={k: v for k, v in body.items() if k not in ("model", "messages", "stream")},
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=parsed.headers,
         )
-        owner = self.server.owner
+        owner = self.owner
         owner.requests.append(request)
         try:
             answer = owner._answer_for(request)
@@ -262,34 +398,40 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a responder bug must reach the test as a readable 500
             self._error(500, f"scripted server: the responder raised {exc!r}", "responder_error")
             return
-        owner._sleep(owner._latency_for(request.model))
-        self._answer(request, answer)
+        delay = owner._latency_for(request.model)
+        if isinstance(answer, Fault) and answer.kind == "timeout":
+            delay += answer.delay
+            answer = Reply(_LATE_REPLY)
+        writes = self._render(request, answer)
+        # The model's latency counts from the moment the request was in: parsing it and rendering the
+        # answer happen within that time, as they would on a real server, and only the rest is waited.
+        if not owner._wait_until(received + delay):
+            return  # stop() was called: no late answer
+        for piece in writes:
+            self.sock.sendall(piece)
+        owner._record(request.model, received, delay)
 
-    def _answer(self, request: ChatRequest, answer: Answer) -> None:
+    def _render(self, request: ChatRequest, answer: Answer) -> list[bytes]:
         if isinstance(answer, str):
             answer = Reply(answer)
         if isinstance(answer, Reply):
-            self._reply(request, answer)
-            return
+            return self._reply(request, answer)
         if answer.kind == "disconnect":
-            self.close_connection = True  # finish() then closes the socket without a byte sent
-        elif answer.kind == "status":
+            self.close_connection = True  # the connection is then closed without a byte sent
+            return []
+        if answer.kind == "status":
             retry = {} if answer.retry_after is None else {"Retry-After": f"{answer.retry_after:g}"}
             message = f"scripted server: injected HTTP {answer.status}"
-            self._send(answer.status, _error_body(message, answer.status, "injected_fault"), retry)
-        elif answer.kind == "timeout":
-            self.server.owner._sleep(answer.delay)
-            self._reply(request, Reply(_LATE_REPLY))
-        elif answer.kind == "malformed":
+            body = _error_body(message, answer.status, "injected_fault")
+            return [self._message(answer.status, body, retry)]
+        if answer.kind == "malformed":
             if request.stream:
-                self._stream_events(['{"id": "chatcmpl-broken", "choices": [{'])
-            else:
-                self._send(200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, ')
-        else:  # empty_choices
-            self._reply(request, Reply(""), empty=True)
+                return self._stream_events(['{"id": "chatcmpl-broken", "choices": [{'])
+            return [self._message(200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, ')]
+        return self._reply(request, Reply(""), empty=True)  # empty_choices
 
-    def _reply(self, request: ChatRequest, reply: Reply, *, empty: bool = False) -> None:
-        cid = self.server.owner._next_id()
+    def _reply(self, request: ChatRequest, reply: Reply, *, empty: bool = False) -> list[bytes]:
+        cid = self.owner._next_id()
         head: dict[str, Any] = {"id": cid, "created": int(time.time()), "model": request.model}
         usage = _usage(request, reply)
         if not request.stream:
@@ -297,8 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
             choice = {"index": 0, "message": message, "finish_reason": reply.finish_reason}
             completion = {**head, "object": "chat.completion", "usage": usage}
             completion["choices"] = [] if empty else [choice]
-            self._send(200, json.dumps(completion).encode())
-            return
+            return [self._message(200, json.dumps(completion).encode())]
         head["object"] = "chat.completion.chunk"
         size = _STREAM_PIECE
         pieces = [{"content": reply.text[i : i + size]} for i in range(0, len(reply.text), size)]
@@ -310,17 +451,20 @@ class _Handler(BaseHTTPRequestHandler):
         options = request.params.get("stream_options")
         if empty or (isinstance(options, dict) and options.get("include_usage")):
             chunks.append({**head, "choices": [], "usage": usage})
-        self._stream_events([json.dumps(c) for c in chunks])
+        return self._stream_events([json.dumps(c) for c in chunks])
 
-    def _stream_events(self, events: Sequence[str]) -> None:
+    def _stream_events(self, events: Sequence[str]) -> list[bytes]:
         head = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream", "Cache-Control: no-cache"]
         head.append("Transfer-Encoding: chunked")
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        # One HTTP chunk per event, so a client can see the text arrive piece by piece.
+        if self.close_connection:
+            head.append("Connection: close")
+        writes = [("\r\n".join(head) + "\r\n\r\n").encode("latin-1")]
+        # One HTTP chunk per event, each its own write, so a client can see the text arrive piece by piece.
         for event in [*events, "[DONE]"]:
             data = f"data: {event}\n\n".encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.write(b"0\r\n\r\n")
+            writes.append(b"%x\r\n%s\r\n" % (len(data), data))
+        writes.append(b"0\r\n\r\n")
+        return writes
 
 
 class ScriptedServer:
@@ -328,6 +472,11 @@ class ScriptedServer:
 
     ``script`` is a callable ``ChatRequest -> str | Reply | Fault``; or a list consumed one item per
     request; or a mapping from model name to either, where the key ``"*"`` catches other models.
+
+    ``latency`` (seconds, or a mapping from model name to seconds with ``"*"`` as the fallback) is how
+    long after a request has arrived in full its answer is sent: the server's own work on the request
+    happens within that time. ``timings`` records, per answered request, when it arrived and when the
+    answer was written, so a benchmark can see the latency actually applied.
     """
 
     def __init__(
@@ -346,38 +495,60 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._connections: set[socket.socket] = set()
+        self.timings: list[Timing] = []
         self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
+        self._listener: socket.socket | None = None
+        self._port = 0
         self._thread: threading.Thread | None = None
 
     def start(self) -> ScriptedServer:
-        if self._httpd is not None:
+        if self._listener is not None:
             return self
         self._stopping.clear()
-        httpd = _HTTPServer((self.host, 0), _Handler)
-        httpd.owner = self
-        self._httpd = httpd
-        # A short poll interval keeps stop() quick; new connections still wake select() at once.
-        self._thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+        listener = socket.create_server((self.host, 0), backlog=128)
+        self._listener = listener
+        self._port = listener.getsockname()[1]
+        self._thread = threading.Thread(
+            target=self._accept, args=(listener,), name="scripted-server", daemon=True
+        )
         self._thread.start()
         return self
 
+    def _accept(self, listener: socket.socket) -> None:
+        # A blocking accept() with no poll interval: the thread sleeps until a client connects, and
+        # stop() wakes it by shutting the listening socket down.
+        while not self._stopping.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            if self._stopping.is_set():
+                conn.close()
+                return
+            # Without TCP_NODELAY, Nagle plus delayed ACKs can add 40 ms to a keep-alive round trip.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self._connections.add(conn)
+            handler = _Connection(self, conn)
+            threading.Thread(target=handler.serve, name="scripted-server-conn", daemon=True).start()
+
     def stop(self) -> None:
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
+        listener, thread = self._listener, self._thread
+        if listener is None:
             return
-        self._httpd = self._thread = None
-        self._stopping.set()  # wakes handlers sleeping on latency or a timeout fault
-        httpd.shutdown()
-        httpd.server_close()
+        self._listener = self._thread = None
+        self._stopping.set()  # wakes handlers waiting out a latency or a timeout fault
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        listener.close()
+        if thread is not None:
+            thread.join()
         # Pooled keep-alive connections would otherwise keep being served after stop().
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if thread is not None:
-            thread.join()
 
     def __enter__(self) -> ScriptedServer:
         return self.start()
@@ -387,9 +558,9 @@ class ScriptedServer:
 
     @property
     def base_url(self) -> str:
-        if self._httpd is None:
+        if self._listener is None:
             raise RuntimeError("the scripted server is not running; call start() first")
-        return f"http://{self.host}:{self._httpd.server_address[1]}/v1"
+        return f"http://{self.host}:{self._port}/v1"
 
     def inject(self, fault: Fault, *, times: int = 1, model: str | None = None) -> None:
         """Answer the next ``times`` requests for ``model`` (any model when None) with ``fault``."""
@@ -401,6 +572,7 @@ class ScriptedServer:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.timings.clear()
             self._faults.clear()
 
     # Internals used by the handler threads.
@@ -425,9 +597,19 @@ class ScriptedServer:
             return float(latency.get(model, latency.get("*", 0.0)))
         return float(latency)
 
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
+    def _wait_until(self, deadline: float) -> bool:
+        """Wait until ``time.perf_counter()`` reaches ``deadline``; False when stop() came first."""
+        remaining = deadline - time.perf_counter()
+        if remaining > 0:
+            return not self._stopping.wait(remaining)
+        return not self._stopping.is_set()
+
+    def _record(self, model: str, received: float, latency: float) -> None:
+        self.timings.append(Timing(model, received, time.perf_counter(), latency))
+
+    def _forget(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(conn)
 
     def _next_id(self) -> str:
         return f"chatcmpl-scripted-{next(self._ids)}"

@@ -497,6 +497,11 @@ class ScriptedServer:
         self._connections: set[socket.socket] = set()
         self.timings: list[Timing] = []
         self._stopping = threading.Event()
+        # Held while the server runs; handlers wait out latencies by trying to take it with a timeout
+        # (a plain C-level timed wait, ~60 µs closer to the deadline than Event.wait's Condition), and
+        # stop() releases it to wake them all at once (each waiter that gets it passes it on).
+        self._gate = threading.Lock()
+        self._gate.acquire()
         self._listener: socket.socket | None = None
         self._port = 0
         self._thread: threading.Thread | None = None
@@ -504,7 +509,9 @@ class ScriptedServer:
     def start(self) -> ScriptedServer:
         if self._listener is not None:
             return self
-        self._stopping.clear()
+        if self._stopping.is_set():  # restarted after stop(): hold the gate again
+            self._gate.acquire()
+            self._stopping.clear()
         listener = socket.create_server((self.host, 0), backlog=128)
         self._listener = listener
         self._port = listener.getsockname()[1]
@@ -537,7 +544,8 @@ class ScriptedServer:
         if listener is None:
             return
         self._listener = self._thread = None
-        self._stopping.set()  # wakes handlers waiting out a latency or a timeout fault
+        self._stopping.set()
+        self._gate.release()  # wakes handlers waiting out a latency or a timeout fault
         with contextlib.suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
         listener.close()
@@ -600,8 +608,9 @@ class ScriptedServer:
     def _wait_until(self, deadline: float) -> bool:
         """Wait until ``time.perf_counter()`` reaches ``deadline``; False when stop() came first."""
         remaining = deadline - time.perf_counter()
-        if remaining > 0:
-            return not self._stopping.wait(remaining)
+        if remaining > 0 and self._gate.acquire(timeout=min(remaining, threading.TIMEOUT_MAX)):
+            self._gate.release()  # stop() opened the gate: pass it on to the next waiter
+            return False
         return not self._stopping.is_set()
 
     def _record(self, model: str, received: float, latency: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import ssl
 import string
 from collections.abc import Callable
 from typing import Any
@@ -391,6 +392,24 @@ def test_the_client_reads_text_finish_reason_and_usage_with_cached_tokens_and_co
     )
     assert (second.text, second.finish_reason) == ("cut", "length")
     assert (second.usage.completion_tokens, second.usage.cost) == (1, None)
+
+
+def test_both_sdk_clients_are_built_at_set_up_around_one_shared_tls_context(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    from rlm_kernel.models import openai as sdk_clients
+
+    servers = [serve(["x"]), serve(["y"])]
+    clients = [OpenAIClient(rlm_kernel.RLM().with_overrides(settings(s))) for s in servers]
+    for client in clients:  # the async one too, so the first llm_batch does not build it
+        assert client._key in sdk_clients._SYNC
+        assert client._key in sdk_clients._ASYNC
+    context = sdk_clients._tls_context()
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    answers = [c.complete([{"role": "user", "content": "hi"}], model="m").text for c in clients]
+    assert answers == ["x", "y"]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ into an ``RLMError`` that names the endpoint and the setting to change.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -58,18 +59,42 @@ def missing_credentials_error(config: RLM) -> ConfigError:
 
 
 # SDK clients are shared by every session with the same endpoint settings, for the life of the process.
-# Building one loads the CA bundle (~20 ms), and an async client dropped while its connections live on
-# the shared sub-call loop closes them late: asyncio has by then reused the file descriptors for a new
-# batch's connections, whose readers the late close unregisters, and those requests hang.
+# An async client dropped while its connections live on the shared sub-call loop closes them late:
+# asyncio has by then reused the file descriptors for a new batch's connections, whose readers the late
+# close unregisters, and those requests hang.
 _ClientKey = tuple[str, str, str, str, float, int]
 _SYNC: dict[_ClientKey, openai.OpenAI] = {}
 _ASYNC: dict[_ClientKey, openai.AsyncOpenAI] = {}
 _LOCK = threading.Lock()
+# One TLS context for all of them. Left to itself, every SDK client loads the CA bundle into a context
+# of its own (~20 ms, even for an http:// endpoint): twice per endpoint, and the async client was built
+# inside the first llm_batch. The context is made the way the SDK's HTTP library makes its default one
+# (its own create_ssl_context(), which honours SSL_CERT_FILE / SSL_CERT_DIR), once per process.
+_TLS: list[Any] = []
+
+
+def _tls_context() -> Any:
+    """The shared ``ssl.SSLContext``, or None when the SDK's HTTP library does not offer one."""
+    if not _TLS:
+        context = None
+        try:
+            roots = {c.__module__.partition(".")[0] for c in openai.DefaultHttpxClient.__mro__}
+            library = next(sys.modules[r] for r in ("httpx2", "httpx") if r in roots)
+            context = library.create_ssl_context()
+        except Exception:  # an SDK laid out differently: let each client make its own
+            context = None
+        _TLS.append(context)
+    return _TLS[0]
 
 
 def _build(key: _ClientKey, asynchronous: bool) -> Any:
     provider, url, api_key, version, timeout, retries = key
     common: dict[str, Any] = {"api_key": api_key, "timeout": timeout, "max_retries": retries}
+    context = _tls_context()
+    if context is not None:
+        # The SDK's own defaults (timeouts, connection limits, redirects), with the shared context.
+        http: Any = openai.DefaultAsyncHttpxClient if asynchronous else openai.DefaultHttpxClient
+        common["http_client"] = http(verify=context)
     if provider == "azure":
         cls: Any = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
         return cls(azure_endpoint=url, api_version=version, **common)
@@ -101,8 +126,10 @@ class OpenAIClient:
             config.request_timeout,
             config.max_retries,
         )
-        # Built now (or taken from the cache): it is session set-up, not part of the first call.
+        # Built now (or taken from the cache): it is session set-up, not part of the first call or the
+        # first llm_batch. With the shared TLS context, a client costs well under a millisecond.
         self._sync  # noqa: B018
+        self._async  # noqa: B018
 
     @property
     def _sync(self) -> openai.OpenAI:

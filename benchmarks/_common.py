@@ -17,6 +17,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "MB",
     "REFERENCE",
     "ChatRequest",
+    "OtherLoad",
     "ScriptedServer",
     "Verdicts",
     "banner",
@@ -117,6 +119,43 @@ def banner(title: str, what: str) -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average {load} (other work on the machine inflates every figure)")
     print()
+
+
+def _busy_jiffies() -> int:
+    """CPU time used by every process on the machine since boot, in clock ticks (Linux /proc/stat)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+            int, f.readline().split()[1:9]
+        )
+    return user + nice + system + irq + softirq + steal
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class OtherLoad:
+    """How busy the rest of the machine was while this process measured: the CPU time all processes
+    used (``/proc/stat``) minus this process's own and its finished children's, per second of wall time.
+    Figures measured while other processes used the cores are inflated; this says by how much."""
+
+    def __init__(self) -> None:
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._start = (_busy_jiffies(), _own_seconds(), time.monotonic())
+
+    def cores(self) -> float:
+        """Average number of cores other processes kept busy since this object was made."""
+        jiffies, own, started = self._start
+        other = (_busy_jiffies() - jiffies) / self._tick - (_own_seconds() - own)
+        return max(0.0, other / max(time.monotonic() - started, 1e-9))
+
+    def report(self) -> None:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"Other processes kept {self.cores():.2f} of {os.cpu_count()} cores busy on average while "
+            f"this ran; load average now {load}."
+        )
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

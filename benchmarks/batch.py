@@ -6,7 +6,10 @@ prompt after 200 ms, so with ``subcall_concurrency`` = c the ideal is ceil(64 / 
 printed by the model's code is read back from the trajectory; the span of the sub-call records (first
 start to last finish) is shown as a cross-check. The same 64 requests sent by a bare
 ``openai.AsyncOpenAI`` client under an ``asyncio.Semaphore`` of the same size show what the SDK and the
-in-process server cost on their own.
+in-process server cost on their own, both the way rlm_kernel sends them (``client.post``, the answer
+decoded as plain JSON) and through ``chat.completions.create``. Every run uses a new server, so each
+batch opens its connections afresh. The server records when it actually answered each request
+(``ScriptedServer.timings``); how late its timer fired is shown too.
 
 Finished sessions are kept referenced until the script ends: when a finished session's unclosed
 ``AsyncOpenAI`` client is garbage-collected on rlm_kernel's sub-call loop while a later batch is in flight,
@@ -31,6 +34,7 @@ import openai
 from _common import (
     REFERENCE,
     ChatRequest,
+    OtherLoad,
     Verdicts,
     banner,
     fence,
@@ -72,6 +76,7 @@ class Rep:
     span: float  # first sub-call start to last sub-call finish, from the records
     replies: int
     errors: int
+    late: list[float]  # per sub-call: latency the server applied − the configured 200 ms
 
 
 def prompts() -> list[str]:
@@ -88,6 +93,7 @@ def one_rep(concurrency: int, *, keep: bool = True) -> Rep:
         config = make_config(server, subcall_concurrency=concurrency, **extra)
         session = rlm_kernel.Session("Read every record.", CONTEXT, config=config)
         result = session.run()
+        late = [t.applied - SUB_LATENCY for t in server.timings if t.model == "sub"]
     if keep:
         _FINISHED.append(session)
     if result.reason != "final":
@@ -98,18 +104,22 @@ def one_rep(concurrency: int, *, keep: bool = True) -> Rep:
         raise RuntimeError(f"the batch timing is missing from the output: {first['output']!r}")
     calls = first["subcalls"]
     span = max(c["started"] + c["latency"] for c in calls) - min(c["started"] for c in calls)
-    return Rep(float(match[1]), span, int(match[2]), int(match[3]))
+    return Rep(float(match[1]), span, int(match[2]), int(match[3]), late)
 
 
-async def _bare_batch(base_url: str, concurrency: int) -> float:
+async def _bare_batch(base_url: str, concurrency: int, how: str) -> float:
     client = openai.AsyncOpenAI(base_url=base_url, api_key="not-needed", max_retries=0)
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(prompt: str) -> str:
+        messages = [{"role": "user", "content": prompt}]
         async with semaphore:
-            reply = await client.chat.completions.create(
-                model="sub", messages=[{"role": "user", "content": prompt}]
-            )
+            if how == "post":  # as rlm_kernel sends it
+                data: Any = await client.post(
+                    "/chat/completions", body={"model": "sub", "messages": messages}, cast_to=object
+                )
+                return str(data["choices"][0]["message"]["content"])
+            reply = await client.chat.completions.create(model="sub", messages=messages)  # type: ignore[arg-type]
         return reply.choices[0].message.content or ""
 
     started = time.perf_counter()
@@ -119,10 +129,10 @@ async def _bare_batch(base_url: str, concurrency: int) -> float:
     return elapsed
 
 
-def bare_rep(concurrency: int) -> float:
+def bare_rep(concurrency: int, how: str) -> float:
     """The same 64 requests from a bare AsyncOpenAI client, ``concurrency`` at a time."""
     with serve({"sub": sub_model}, SUB_LATENCY) as server:
-        return asyncio.run(_bare_batch(server.base_url, concurrency))
+        return asyncio.run(_bare_batch(server.base_url, concurrency, how))
 
 
 def main() -> None:
@@ -141,19 +151,23 @@ def main() -> None:
         + ("" if keep else " Finished sessions are dropped (--drop-sessions)."),
     )
 
+    other = OtherLoad()
     one_rep(
         CONCURRENCIES[0], keep=keep
     )  # warm-up: sub-call loop, async client imports; not counted
-    bare_rep(CONCURRENCIES[0])
-    rows = []
+    bare_rep(CONCURRENCIES[0], "post")
+    bare_rep(CONCURRENCIES[0], "create")
+    rows, bare_rows = [], []
     ratios: dict[int, float] = {}
     for concurrency in CONCURRENCIES:
         reps = [one_rep(concurrency, keep=keep) for _ in range(args.reps)]
-        bare = median([bare_rep(concurrency) for _ in range(args.reps)])
+        bare = median([bare_rep(concurrency, "post") for _ in range(args.reps)])
+        bare_create = median([bare_rep(concurrency, "create") for _ in range(args.reps)])
         ideal = math.ceil(PROMPTS / concurrency) * SUB_LATENCY
         elapsed = median([r.elapsed for r in reps])
         ratios[concurrency] = elapsed / ideal
         failed = sum(r.errors + (PROMPTS - r.replies) for r in reps)
+        late = [x for r in reps for x in r.late]
         rows.append(
             [
                 concurrency,
@@ -162,10 +176,18 @@ def main() -> None:
                 f"{ratios[concurrency]:.3f}×",
                 f"{median([r.span for r in reps]) * 1000:.1f}",
                 " ".join(f"{r.elapsed * 1000:.0f}" for r in reps),
+                f"{median(late) * 1000:.2f} / {max(late) * 1000:.2f}",
+                failed,
+            ]
+        )
+        bare_rows.append(
+            [
+                concurrency,
                 f"{bare * 1000:.1f}",
                 f"{bare / ideal:.3f}×",
                 f"{(elapsed - bare) * 1000:+.1f}",
-                failed,
+                f"{bare_create * 1000:.1f}",
+                f"{bare_create / ideal:.3f}×",
             ]
         )
     print_table(
@@ -176,20 +198,33 @@ def main() -> None:
             "vs ideal",
             "sub-call span ms",
             "each run ms",
-            "bare SDK ms",
-            "bare vs ideal",
-            "rlm_kernel extra ms",
+            "server late ms, median / max",
             "failed replies",
         ],
         rows,
     )
+    print_table(
+        [
+            "concurrency",
+            "bare SDK post ms",
+            "vs ideal",
+            "rlm_kernel extra ms",
+            "bare SDK create ms",
+            "vs ideal",
+        ],
+        bare_rows,
+    )
     print(
         "llm_batch ms: median wall of the llm_batch call, timed by the model's code.\n"
         "sub-call span: first sub-call start to last sub-call end, from the trajectory's records.\n"
-        "bare SDK: the same 64 requests from a bare AsyncOpenAI client under asyncio.Semaphore(concurrency).\n"
+        "server late: per sub-call, the latency the server applied (arrival to answer written) − 200 ms.\n"
+        "bare SDK: the same 64 requests from a bare AsyncOpenAI client under asyncio.Semaphore(concurrency),\n"
+        "  sent as rlm_kernel sends them (client.post, cast_to=object) or with chat.completions.create;\n"
+        "  rlm_kernel extra = llm_batch − bare SDK post.\n"
         "The server runs in the same process and shares its GIL and 2 cores with the client.\n"
     )
     print("For reference:", REFERENCE["batch"])
+    other.report()
     print()
 
     verdicts = Verdicts()

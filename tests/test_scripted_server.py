@@ -171,7 +171,8 @@ def test_concurrent_requests_are_served_concurrently() -> None:
         start = time.perf_counter()
         answers = list(pool.map(lambda i: ask(client, content=str(i)), range(64)))
         elapsed = time.perf_counter() - start
-    assert elapsed < 0.6
+    # One at a time would take 64 × 0.2 = 12.8 s; the bound leaves room for a loaded machine.
+    assert elapsed < 2.0
     assert [a.choices[0].message.content for a in answers] == [f"answer {i}" for i in range(64)]
     assert len(server.requests) == 65
 

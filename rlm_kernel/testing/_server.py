@@ -13,186 +13,36 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import math
 import socket
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
+
+from ._script import (
+    LATE_REPLY,
+    Answer,
+    ChatRequest,
+    Fault,
+    Injected,
+    Reply,
+    Responder,
+    Script,
+    ScriptError,
+    Source,
+    Timing,
+    error_body,
+    usage_of,
+)
 
 __all__ = ["ChatRequest", "Fault", "Reply", "Responder", "Script", "ScriptedServer", "Timing"]
 
-_FAULT_KINDS = frozenset({"status", "timeout", "malformed", "empty_choices", "disconnect"})
-# What a client that gave up on a timeout fault would have received; answering this instead of
-# consulting the script keeps the script's order independent of when the late answer goes out.
-_LATE_REPLY = "scripted server: late answer after a timeout fault"
 _STREAM_PIECE = 20
 _CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 _JSON_TYPE = {"Content-Type": "application/json"}
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = [p for p in content if isinstance(p, dict) and p.get("type") == "text"]
-        return "".join(str(p.get("text", "")) for p in parts)
-    return ""  # None, e.g. an assistant message that only carries tool calls
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """One chat-completion request as the server received it."""
-
-    model: str
-    messages: list[dict[str, Any]]
-    stream: bool
-    params: dict[str, Any]
-    headers: dict[str, str]
-
-    @property
-    def prompt(self) -> str:
-        """Text of the last user message, or "" when there is none."""
-        for message in reversed(self.messages):
-            if message.get("role") == "user":
-                return _text_of(message.get("content"))
-        return ""
-
-    @property
-    def prompt_chars(self) -> int:
-        return sum(len(_text_of(m.get("content"))) for m in self.messages)
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A successful answer; token counts left as None are estimated at four characters a token."""
-
-    text: str
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    cached_tokens: int = 0
-    cost: float | None = None
-    finish_reason: str = "stop"
-
-
-@dataclass(frozen=True)
-class Timing:
-    """When the server had a request in full and when its answer was written (``time.perf_counter()``).
-
-    ``answered - received`` is the latency the server actually applied: the configured ``latency``
-    plus however late the timer fired and the write took.
-    """
-
-    model: str
-    received: float
-    answered: float
-    latency: float  # configured (including a timeout fault's delay)
-
-    @property
-    def applied(self) -> float:
-        return self.answered - self.received
-
-
-@dataclass(frozen=True)
-class Fault:
-    """Something going wrong on the server side, answered instead of a reply."""
-
-    kind: str
-    status: int = 500
-    retry_after: float | None = None
-    delay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in _FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}, not in {sorted(_FAULT_KINDS)}")
-
-    @classmethod
-    def status_code(cls, code: int, retry_after: float | None = None) -> Fault:
-        return cls("status", status=code, retry_after=retry_after)
-
-    @classmethod
-    def timeout(cls, delay: float) -> Fault:
-        return cls("timeout", delay=delay)
-
-    @classmethod
-    def malformed(cls) -> Fault:
-        return cls("malformed")
-
-    @classmethod
-    def empty_choices(cls) -> Fault:
-        return cls("empty_choices")
-
-    @classmethod
-    def disconnect(cls) -> Fault:
-        return cls("disconnect")
-
-
-Answer: TypeAlias = str | Reply | Fault
-Responder: TypeAlias = Callable[[ChatRequest], Answer]
-Script: TypeAlias = Responder | Sequence[Answer] | Mapping[str, Responder | Sequence[Answer]]
-
-
-@dataclass
-class _Injected:
-    fault: Fault
-    times: int
-    model: str | None  # None matches every model
-
-
-class _ScriptError(Exception):
-    def __init__(self, status: int, message: str, code: str) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code = status, message, code
-
-
-class _Source:
-    """One model's script: a callable, or a list read through a cursor shared by all threads."""
-
-    def __init__(self, script: Responder | Sequence[Answer]) -> None:
-        if isinstance(script, str | bytes) or not (
-            callable(script) or isinstance(script, Sequence)
-        ):
-            raise TypeError(f"a script must be a callable or a list of answers, not {script!r}")
-        self._responder = script if callable(script) else None
-        self._items: tuple[Answer, ...] = () if callable(script) else tuple(script)
-        self._cursor = 0
-        self._lock = threading.Lock()
-
-    def next(self, request: ChatRequest) -> Answer:
-        if self._responder is not None:
-            return self._responder(request)
-        with self._lock:
-            self._cursor += 1
-            if self._cursor <= len(self._items):
-                return self._items[self._cursor - 1]
-        what = f"the script for model '{request.model}' ran out after {len(self._items)} responses"
-        raise _ScriptError(500, f"scripted server: {what}", "script_exhausted")
-
-
-def _usage(request: ChatRequest, reply: Reply) -> dict[str, Any]:
-    prompt = reply.prompt_tokens
-    prompt = max(1, math.ceil(request.prompt_chars / 4)) if prompt is None else prompt
-    completion = reply.completion_tokens
-    completion = max(1, math.ceil(len(reply.text) / 4)) if completion is None else completion
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
-    }
-    if reply.cost is not None:
-        usage["cost"] = reply.cost  # OpenRouter reports the price of the call here
-    return usage
-
-
-def _error_body(message: str, status: int, code: str | None) -> bytes:
-    kind = {401: "authentication_error", 429: "rate_limit_error"}.get(
-        status, "server_error" if status >= 500 else "invalid_request_error"
-    )
-    return json.dumps({"error": {"message": message, "type": kind, "code": code}}).encode()
 
 
 _REASONS = {
@@ -356,7 +206,7 @@ class _Connection:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     def _error(self, status: int, message: str, code: str | None) -> None:
-        self.sock.sendall(self._message(status, _error_body(message, status, code)))
+        self.sock.sendall(self._message(status, error_body(message, status, code)))
 
     def _dispatch(self, parsed: _Parsed) -> None:
         received = time.perf_counter()
@@ -392,7 +242,7 @@ class _Connection:
         owner.requests.append(request)
         try:
             answer = owner._answer_for(request)
-        except _ScriptError as exc:
+        except ScriptError as exc:
             self._error(exc.status, exc.message, exc.code)
             return
         except Exception as exc:  # a responder bug must reach the test as a readable 500
@@ -401,7 +251,7 @@ class _Connection:
         delay = owner._latency_for(request.model)
         if isinstance(answer, Fault) and answer.kind == "timeout":
             delay += answer.delay
-            answer = Reply(_LATE_REPLY)
+            answer = Reply(LATE_REPLY)
         writes = self._render(request, answer)
         # The model's latency counts from the moment the request was in: parsing it and rendering the
         # answer happen within that time, as they would on a real server, and only the rest is waited.
@@ -422,7 +272,7 @@ class _Connection:
         if answer.kind == "status":
             retry = {} if answer.retry_after is None else {"Retry-After": f"{answer.retry_after:g}"}
             message = f"scripted server: injected HTTP {answer.status}"
-            body = _error_body(message, answer.status, "injected_fault")
+            body = error_body(message, answer.status, "injected_fault")
             return [self._message(answer.status, body, retry)]
         if answer.kind == "malformed":
             if request.stream:
@@ -433,7 +283,7 @@ class _Connection:
     def _reply(self, request: ChatRequest, reply: Reply, *, empty: bool = False) -> list[bytes]:
         cid = self.owner._next_id()
         head: dict[str, Any] = {"id": cid, "created": int(time.time()), "model": request.model}
-        usage = _usage(request, reply)
+        usage = usage_of(request, reply)
         if not request.stream:
             message = {"role": "assistant", "content": reply.text}
             choice = {"index": 0, "message": message, "finish_reason": reply.finish_reason}
@@ -483,15 +333,15 @@ class ScriptedServer:
         self, script: Script, *, latency: float | Mapping[str, float] = 0.0, host: str = "127.0.0.1"
     ) -> None:
         if isinstance(script, Mapping):
-            self._routes = {str(k): _Source(v) for k, v in script.items()}
+            self._routes = {str(k): Source(v) for k, v in script.items()}
             self._model_names = [k for k in self._routes if k != "*"]
         else:
-            self._routes = {"*": _Source(script)}
+            self._routes = {"*": Source(script)}
             self._model_names = []
         self.latency = latency
         self.host = host
         self.requests: list[ChatRequest] = []
-        self._faults: list[_Injected] = []  # FIFO
+        self._faults: list[Injected] = []  # FIFO
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._connections: set[socket.socket] = set()
@@ -575,7 +425,7 @@ class ScriptedServer:
         if times < 1:
             raise ValueError("times must be at least 1")
         with self._lock:
-            self._faults.append(_Injected(fault, times, model))
+            self._faults.append(Injected(fault, times, model))
 
     def reset(self) -> None:
         with self._lock:
@@ -596,7 +446,7 @@ class ScriptedServer:
         source = self._routes.get(request.model) or self._routes.get("*")
         if source is None:
             what = f"the model '{request.model}' does not exist; scripted: {self._model_names}"
-            raise _ScriptError(404, f"scripted server: {what}", "model_not_found")
+            raise ScriptError(404, f"scripted server: {what}", "model_not_found")
         return source.next(request)
 
     def _latency_for(self, model: str) -> float:

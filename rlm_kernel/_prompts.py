@@ -72,19 +72,19 @@ the same response as code whose output you have not seen yet, and never submit a
 # The two examples above, by the shape of P: small models copy them verbatim, so they must run.
 _TEXT_EXAMPLES = (
     "print(len(P), P[:500])",
-    'i = P.lower().find("keyword")\nprint(i, P[max(0, i - 300):i + 300])',
+    'i = P.lower().find("keyword")  # a word from the question\nprint(i, P[max(0, i - 300):i + 300])',
 )
 _MAPPING_EXAMPLES = (
     "print(len(P), list(P)[:20])",
     "for name, text in P.items():\n"
-    '    i = text.lower().find("keyword")\n'
+    '    i = text.lower().find("keyword")  # a word from the question\n'
     "    if i >= 0:\n"
     "        print(name, i, text[max(0, i - 300):i + 300])",
 )
 _SEQUENCE_EXAMPLES = (
     "print(len(P), str(P[0])[:500])",
     "for n, item in enumerate(P):\n"
-    '    i = str(item).lower().find("keyword")\n'
+    '    i = str(item).lower().find("keyword")  # a word from the question\n'
     "    if i >= 0:\n"
     "        print(n, i, str(item)[max(0, i - 300):i + 300])",
 )

@@ -28,7 +28,6 @@ from ..models import ModelClient, OpenAIClient
 from . import _html
 
 if TYPE_CHECKING:
-    from .cells import CellsDriver
     from .magics import NotebookSession
 
 
@@ -36,7 +35,6 @@ class RecordedSessions:
     ip: Any
     settings: RLM
     sessions: dict[str, NotebookSession]
-    cells: CellsDriver | None
 
     if TYPE_CHECKING:  # provided by RLMMagics
 
@@ -50,15 +48,13 @@ class RecordedSessions:
 
         def _executor(self, config: RLM) -> Executor | None: ...
 
-        def _register(self, session: Session) -> NotebookSession: ...
+        def _register(self, session: Session, *, step_mode: bool = False) -> NotebookSession: ...
 
         def _show_status(self, entry: NotebookSession) -> None: ...
 
         def _drive(self, entry: NotebookSession) -> None: ...
 
-        def _propose_only(self, entry: NotebookSession) -> None: ...
-
-        def _cells_client(self, config: RLM) -> str | None: ...
+        def _launch(self, entry: NotebookSession) -> None: ...
 
     def _replay(self, args: argparse.Namespace) -> None:
         if args.context is None:
@@ -84,17 +80,7 @@ class RecordedSessions:
         except RLMError as exc:
             raise UsageError(f"%rlm replay: {exc}") from None
         self._remember_helpers()
-        entry = self._register(session)
-        entry.step_mode = args.step
-        client = self._cells_client(session.config)
-        if client is not None and self.cells is not None:
-            self.cells.start(entry, client)
-            return
-        self._show_status(entry)
-        if args.step:
-            self._propose_only(entry)
-        else:
-            self._drive(entry)
+        self._launch(self._register(session, step_mode=args.step))
 
     def _live_fallback(self) -> ModelClient:
         try:

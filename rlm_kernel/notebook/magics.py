@@ -153,15 +153,16 @@ class RLMMagics(RecordedSessions, Magics):
         except RLMError as exc:
             raise UsageError(f"%rlm: {exc}") from None
         self._remember_helpers()
-        entry = NotebookSession(session, args.step)
-        self.sessions[session.id] = entry
-        self.current = entry
-        client = self._cells_client(config)
+        self._launch(self._register(session, step_mode=args.step))
+
+    def _launch(self, entry: NotebookSession) -> None:
+        """Drive a new session: as cells where the front end can insert them, else in this cell."""
+        client = self._cells_client(entry.session.config)
         if client is not None and self.cells is not None:
             self.cells.start(entry, client)
             return
         self._show_status(entry)
-        if args.step:
+        if entry.step_mode:
             self._propose_only(entry)
         else:
             self._drive(entry)
@@ -381,8 +382,8 @@ class RLMMagics(RecordedSessions, Magics):
         print(f"Wrote {written}")
 
     # --- plumbing -------------------------------------------------------------------------------------
-    def _register(self, session: Session) -> NotebookSession:
-        entry = NotebookSession(session, step_mode=False)
+    def _register(self, session: Session, *, step_mode: bool = False) -> NotebookSession:
+        entry = NotebookSession(session, step_mode=step_mode)
         self.sessions[session.id] = entry
         self.current = entry
         return entry

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from rlm_kernel import RLM, Session
 from rlm_kernel.testing import ChatRequest, ScriptedServer
 from rlm_kernel.testing._server import Script
 
@@ -73,8 +74,6 @@ def record_edited_session(serve: Callable[..., ScriptedServer], context: str) ->
     """A finished recording in which a person replaced the model's step 1 (x = 1) with EDITED_STEP
     before it ran; the model then doubled x. Its answer is 84; re-running the model's own step 1
     instead would give 2. The server is stopped: a replay must need no model."""
-    from rlm_kernel import RLM, Session
-
     server = serve(
         {"root": [fence("x = 1\nprint(x)"), fence("y = x * 2\nprint(y)"), fence("FINAL(y)")]}
     )

@@ -31,6 +31,12 @@ def serve(script: Any, **kwargs: Any) -> Iterator[tuple[ScriptedServer, openai.O
         yield server, client
 
 
+def address(server: ScriptedServer) -> tuple[str, int]:
+    """(host, port) of the server, for raw HTTP clients."""
+    host, _, port = server.base_url.split("//")[1].split("/")[0].partition(":")
+    return host, int(port)
+
+
 def ask(client: openai.OpenAI, model: str = "m", content: str = "hi", **kwargs: Any) -> Any:
     messages: Any = [{"role": "user", "content": content}]
     return client.chat.completions.create(model=model, messages=messages, **kwargs)
@@ -306,8 +312,8 @@ def test_requests_record_headers_and_params() -> None:
 
 def test_keep_alive_reuses_one_connection() -> None:
     with ScriptedServer(lambda r: "x") as server:
-        host, port = server.base_url.split("//")[1].split("/")[0].split(":")
-        conn = http.client.HTTPConnection(host, int(port))
+        host, port = address(server)
+        conn = http.client.HTTPConnection(host, port)
         body = json.dumps({"model": "m", "messages": USER})
         conn.request("POST", "/v1/chat/completions", body)
         conn.getresponse().read()
@@ -322,9 +328,9 @@ def test_keep_alive_reuses_one_connection() -> None:
 
 def test_chunked_bodies_http_1_0_and_connection_close() -> None:
     with ScriptedServer(lambda r: f"got {r.prompt}") as server:
-        host, port = server.base_url.split("//")[1].split("/")[0].split(":")
+        host, port = address(server)
         body = json.dumps({"model": "m", "messages": USER}).encode()
-        conn = http.client.HTTPConnection(host, int(port))
+        conn = http.client.HTTPConnection(host, port)
         pieces = iter([body[:10], body[10:]])
         conn.request("POST", "/v1/chat/completions", pieces, encode_chunked=True)
         response = conn.getresponse()
@@ -335,7 +341,7 @@ def test_chunked_bodies_http_1_0_and_connection_close() -> None:
         response.read()
         assert response.will_close
         conn.close()
-        with socket.create_connection((host, int(port))) as raw:
+        with socket.create_connection((host, port)) as raw:
             raw.sendall(b"GET /v1/models HTTP/1.0\r\n\r\n")
             answer = b""
             while chunk := raw.recv(4096):  # HTTP/1.0 without keep-alive: closed after the answer
@@ -346,11 +352,11 @@ def test_chunked_bodies_http_1_0_and_connection_close() -> None:
 
 def test_a_malformed_request_is_a_400_and_an_unknown_route_a_404() -> None:
     with ScriptedServer(lambda r: "x") as server:
-        host, port = server.base_url.split("//")[1].split("/")[0].split(":")
-        with socket.create_connection((host, int(port))) as raw:
+        host, port = address(server)
+        with socket.create_connection((host, port)) as raw:
             raw.sendall(b"NONSENSE\r\n\r\n")
             assert raw.recv(4096).startswith(b"HTTP/1.1 400 Bad Request\r\n")
-        conn = http.client.HTTPConnection(host, int(port))
+        conn = http.client.HTTPConnection(host, port)
         conn.request("DELETE", "/v1/chat/completions")
         response = conn.getresponse()
         assert response.status == 404

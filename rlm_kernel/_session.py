@@ -51,7 +51,14 @@ from ._subcalls import Budget, SubcallCache, SubcallEngine
 from ._trajectory import SCHEMA_VERSION, Trajectory, TrajectoryWriter
 from ._version import __version__
 from .executors import Executor, admitted_tools, executor_note, make_executor, release_executor
-from .models import Completion, Message, ModelClient, OpenAIClient, UsageSummary, request_key
+from .models import (
+    Completion,
+    ConversationKeys,
+    Message,
+    ModelClient,
+    OpenAIClient,
+    UsageSummary,
+)
 
 Tools = Mapping[str, Callable[..., Any]] | list[Callable[..., Any]] | None
 
@@ -117,6 +124,7 @@ class Session(Endings):
         self._root_model = self.config.model if _depth == 0 else self.config.effective_sub_model()
         self._slot = FinalSlot()
         self._pending: Proposal | None = None
+        self._request_key = ConversationKeys()
         # Code that runs in place of the model's at these iterations: a replay re-enacting the
         # edits a person made in the recorded session. ``step()`` and the cells driver honour it.
         self.edits: dict[int, str] = {}
@@ -264,7 +272,7 @@ class Session(Endings):
         completion = self._root_call(messages, on_delta)
         blocks = tuple(extract_code(completion.text))
         self._pending = Proposal(
-            n, completion.text, blocks, completion, request_key(completion.model, messages)
+            n, completion.text, blocks, completion, self._request_key(completion.model, messages)
         )
         self._emit(CodeReady(self.id, self.depth, n, completion.text, blocks))
         return self._pending

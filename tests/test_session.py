@@ -18,6 +18,7 @@ from rlm_kernel._events import (
     SubcallFinished,
     SubcallStarted,
 )
+from rlm_kernel.models import ConversationKeys, Message, request_key
 from rlm_kernel.testing import ScriptedServer
 
 
@@ -88,6 +89,14 @@ def test_rewind_reruns_an_earlier_step_and_supersedes_later_ones(
     assert kinds.count("iteration") == 5  # the superseded ones stay in the record
     # The model's history after the rewind holds the edited step, not the superseded one.
     assert "print(b * 10)" not in str(server.requests[-1].messages)
+    # Each record's replay key is the key of a request the model really got, across the rewind.
+    sent = {request_key(r.model, r.messages) for r in server.requests}
+    recorded = [
+        r["model_call"]["request_key"]
+        for r in session.trajectory.records
+        if r["type"] == "iteration"
+    ]
+    assert set(recorded) == sent
 
 
 def test_rewind_after_done_reopens_the_session(serve: Callable[..., ScriptedServer]) -> None:
@@ -207,3 +216,26 @@ def test_the_context_object_is_bound_without_a_copy(serve: Callable[..., Scripte
     ns: dict[str, Any] = {}
     Session("q", context, config=RLM().with_overrides(settings(serve({"root": []}))), namespace=ns)
     assert ns["P"] is context
+
+
+def test_conversation_keys_are_request_keys_for_any_change_of_history() -> None:
+    keys = ConversationKeys()
+    history: list[Message] = [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "q"},
+    ]
+    assert keys("root", history) == request_key("root", history)
+    for turn in range(3):  # the usual case: the history grows by appending
+        history += [
+            {"role": "assistant", "content": f"```repl\nprint({turn})\n```"},
+            {"role": "user", "content": f"{turn} ✓ «output»"},
+        ]
+        assert keys("root", history) == request_key("root", history)
+    assert keys("other-model", history) == request_key("other-model", history)
+    shorter = history[:4]  # a rewind
+    assert keys("root", shorter) == request_key("root", shorter)
+    replaced = [{"role": "system", "content": "a new system prompt"}, *history[1:]]
+    assert keys("root", replaced) == request_key("root", replaced)
+    replaced[3]["content"] = "changed in place"
+    assert keys("root", replaced) == request_key("root", replaced)
+    assert keys("root", []) == request_key("root", [])

@@ -142,17 +142,48 @@ class ModelClient(Protocol):
     async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion: ...
 
 
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def request_key(
     model: str, messages: Sequence[Message], params: Mapping[str, Any] | None = None
 ) -> str:
     """A stable digest of one request: the sub-call cache key and the replay lookup key."""
-    payload = json.dumps(
-        {"model": model, "messages": list(messages), "params": dict(params or {})},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    payload = _canonical({"model": model, "messages": list(messages), "params": dict(params or {})})
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class ConversationKeys:
+    """``request_key`` for the root model's requests, hashing only the messages added since the last.
+
+    The root conversation grows by appending, so hashing it whole every turn grows with the session.
+    The canonical payload sorts keys, which puts ``"messages"`` first: the digest of the messages seen
+    so far is kept and only the new ones and the closing fields are added to a copy of it. Anything
+    other than an append (a rewind, a compaction, a replaced system prompt) starts over. The keys are
+    exactly those of ``request_key``.
+    """
+
+    def __init__(self) -> None:
+        self._start()
+
+    def _start(self) -> None:
+        self._seen: list[dict[str, Any]] = []  # copies: a message changed in place is noticed
+        self._digest = hashlib.sha256(b'{"messages":[')
+
+    def __call__(self, model: str, messages: Sequence[Message]) -> str:
+        known = len(self._seen)
+        # The history hands back the very same strings each turn, so this compares mostly by identity.
+        if known > len(messages) or any(a != b for a, b in zip(self._seen, messages, strict=False)):
+            self._start()
+            known = 0
+        for message in messages[known:]:
+            separator = "," if self._seen else ""
+            self._digest.update((separator + _canonical(message)).encode("utf-8"))
+            self._seen.append(dict(message))
+        digest = self._digest.copy()
+        digest.update(f'],"model":{_canonical(model)},"params":{{}}}}'.encode())
+        return digest.hexdigest()
 
 
 def estimate_tokens(text: str) -> int:

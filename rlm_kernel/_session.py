@@ -129,6 +129,7 @@ class Session(Endings):
         # edits a person made in the recorded session. ``step()`` and the cells driver honour it.
         self.edits: dict[int, str] = {}
         self._pause = threading.Event()
+        self._children: list[Session] = []  # child RLMs running now (rlm_query)
         self._stop = threading.Event()
         self._started = time.monotonic()
         self._engine = SubcallEngine(
@@ -295,6 +296,9 @@ class Session(Endings):
             previous=tuple(standing[-1]["blocks"]) if standing else None,
         )
         if outcome.interrupted:
+            # A sandboxed step's thread is abandoned, not unwound: a child RLM in it would go on.
+            for child in list(self._children):
+                child.stop()
             self._engine.take_records()
             self._set_state("paused", "interrupted")
             self.message = (
@@ -336,6 +340,8 @@ class Session(Endings):
         except KeyboardInterrupt:
             self._set_state("paused", "interrupted")
             self.message = "Interrupted; resuming continues from here."
+            if self.depth > 0:
+                raise  # a child's interrupt stops the step of the parent that started it, too
         return self.result()
 
     def begin(self) -> None:
@@ -375,7 +381,9 @@ class Session(Endings):
             self._set_state("paused", "paused on request")
 
     def stop(self) -> None:
-        """End the session at the next safe point, without an answer."""
+        """End the session at the next safe point, without an answer (its running children too)."""
+        for child in list(self._children):
+            child.stop()
         if self.state == "running":
             self._stop.set()
         elif self.state in ("idle", "paused"):
@@ -548,7 +556,11 @@ class Session(Endings):
         child = Session(
             prompt, context, _shared=self._shared, _depth=self.depth + 1, _parent_call=call_id
         )
-        result = child.run()
+        self._children.append(child)
+        try:
+            result = child.run()
+        finally:
+            self._children.remove(child)
         if result.answer is None:
             answer = (
                 f"Error: the child RLM ended without an answer ({result.reason}: {result.message})"

@@ -292,7 +292,13 @@ class SubcallEngine:
             )
         else:
             child_context = prompt if context is None else context
-            answer, child, usage = self._child_runner(prompt, child_context, record["id"])
+            try:
+                answer, child, usage = self._child_runner(prompt, child_context, record["id"])
+            except BaseException:
+                # Interrupted: the step this call belongs to is dropped, but its panel must close.
+                record["error"] = "interrupted"
+                self._end(record, started)
+                raise
             self.usage.merge(usage)
             record.update(response=answer, child=child, usage=usage.total.to_dict())
         return self._end(record, started)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import _thread
 import math
 import random
 import ssl
 import string
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,8 +16,9 @@ import pytest
 from conftest import child_rlm_sub, fence, settings
 
 import rlm_kernel
-from rlm_kernel import Trajectory
+from rlm_kernel import RLM, Trajectory
 from rlm_kernel._aio import run_sync
+from rlm_kernel._events import SubcallFinished, SubcallStarted
 from rlm_kernel.models import Message, Usage
 from rlm_kernel.models.openai import OpenAIClient
 from rlm_kernel.testing import ChatRequest, Reply, ScriptedServer
@@ -149,6 +153,75 @@ def test_rlm_query_runs_a_child_rlm_at_depth_2(
     assert result.usage.total.prompt_tokens == expected_prompt_tokens(server.requests)
     assert call["usage"]["calls"] == 3
     assert result.usage.by_model["sub"].calls == 3
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_an_interrupt_during_a_child_rlm_stops_it_and_pauses_the_parent(
+    serve: Callable[..., ScriptedServer], executor: str
+) -> None:
+    attempts: list[int] = []
+
+    def child(request: ChatRequest) -> str:
+        turn = sum(m["role"] == "assistant" for m in request.messages) + 1
+        if turn == 1:
+            attempts.append(1)
+        # The first child never finishes on its own; the one started again after resuming does.
+        if len(attempts) > 1 and turn == 3:
+            return fence("FINAL('from the child')")
+        return fence(f"print('child turn {turn}')")
+
+    root = [fence("r = rlm_query('dig', 'ctx')\nprint(r)"), fence("FINAL(r)")]
+    server = serve({"root": root, "sub": child}, latency={"sub": 0.1, "*": 0.0})
+    config = RLM().with_overrides(settings(server, max_depth=2, executor=executor))
+    session = rlm_kernel.Session("q", "ctx", config=config)
+    panels: dict[str, list[str]] = {"started": [], "finished": []}
+
+    def watch(event: object) -> None:
+        if isinstance(event, SubcallStarted | SubcallFinished) and event.depth == 0:
+            panels["started" if isinstance(event, SubcallStarted) else "finished"].append(
+                event.call_id
+            )
+
+    session.subscribe(watch)
+    timer = threading.Timer(0.5, _thread.interrupt_main)  # a kernel interrupt mid-child
+    timer.start()
+    result = session.run()
+    timer.join()
+
+    assert (session.state, result.reason) == ("paused", "paused")
+    assert "was interrupted" in session.message
+    assert session.trajectory.iterations == []  # the parent's step is not kept
+    time.sleep(0.3)  # a sandboxed child ends at its next safe point, after the call it is in
+    asked = len(server.requests)
+    time.sleep(0.5)  # a child left running would ask its model again within 0.1 s
+    assert len(server.requests) == asked
+    assert len(panels["started"]) == 1
+    assert panels["finished"] == panels["started"]  # the rlm_query panel does not spin forever
+
+    result = session.run()  # resuming runs the step again, with a new child
+    assert (result.reason, result.answer) == ("final", "from the child")
+    assert len(attempts) == 2
+
+
+def test_stop_during_a_child_rlm_ends_both_at_their_next_safe_point(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    forever = fence("print('still digging')")  # the child never answers on its own
+    root = [fence("r = rlm_query('dig', 'ctx')\nprint(r)"), fence("FINAL(r)")]
+    server = serve({"root": root, "sub": lambda _: forever}, latency={"sub": 0.1, "*": 0.0})
+    config = RLM().with_overrides(settings(server, max_depth=2, max_iterations=50))
+    session = rlm_kernel.Session("q", "ctx", config=config)
+    timer = threading.Timer(0.5, session.stop)  # %rlm stop, from another thread
+    timer.start()
+    result = session.run()
+    timer.join()
+
+    assert (result.reason, result.answer) == ("stopped", None)
+    [step] = result.trajectory.iterations  # the step that was running finished, and was kept
+    [call] = step["subcalls"]
+    assert Trajectory.from_dict(call["child"]).records[-1]["reason"] == "stopped"
+    assert "child RLM ended without an answer (stopped" in step["output"]
+    assert len(server.requests) < 10  # not the 50 turns the child was allowed
 
 
 def test_rlm_query_at_max_depth_1_is_a_plain_call(serve: Callable[..., ScriptedServer]) -> None:

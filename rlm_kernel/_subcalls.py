@@ -202,6 +202,11 @@ class SubcallEngine:
             completion = await self._complete(messages, model, key)
         except RLMError as exc:
             record["error"] = str(exc)
+        except asyncio.CancelledError:
+            # The wait for it was interrupted: the step is dropped, but its panel must close.
+            record["error"] = "interrupted"
+            self._end(record, started)
+            raise
         else:
             record.update(
                 response=completion.text,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import _thread
 import math
+import os
 import random
+import signal
 import ssl
 import string
 import threading
@@ -67,6 +68,11 @@ def needle_script(finisher: str) -> list[str]:
         ),
         fence(FINISHERS[finisher]),
     ]
+
+
+def kernel_interrupt() -> None:
+    """What the kernel's interrupt does: a real SIGINT, which also cuts short a blocking wait."""
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def expected_prompt_tokens(requests: list[ChatRequest]) -> int:
@@ -183,7 +189,7 @@ def test_an_interrupt_during_a_child_rlm_stops_it_and_pauses_the_parent(
             )
 
     session.subscribe(watch)
-    timer = threading.Timer(0.5, _thread.interrupt_main)  # a kernel interrupt mid-child
+    timer = threading.Timer(0.5, kernel_interrupt)  # mid-child
     timer.start()
     result = session.run()
     timer.join()
@@ -201,6 +207,32 @@ def test_an_interrupt_during_a_child_rlm_stops_it_and_pauses_the_parent(
     result = session.run()  # resuming runs the step again, with a new child
     assert (result.reason, result.answer) == ("final", "from the child")
     assert len(attempts) == 2
+
+
+def test_an_interrupt_during_llm_batch_cancels_the_calls_and_closes_their_panels(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    root = [fence("r = llm_batch(['a', 'b', 'c'])\nprint(r)"), fence("FINAL(r[0])")]
+    server = serve({"root": root, "sub": ["x"] * 6}, latency={"sub": 5.0, "*": 0.0})
+    config = RLM().with_overrides(settings(server))
+    session = rlm_kernel.Session("q", "ctx", config=config)
+    events: list[object] = []
+    session.subscribe(events.append)
+    timer = threading.Timer(0.5, kernel_interrupt)
+    timer.start()
+    started = time.monotonic()
+    session.run()
+    timer.join()
+
+    assert session.state == "paused"
+    assert time.monotonic() - started < 4  # not the 5 s the sub-model takes
+    time.sleep(0.2)  # the cancellations land on the sub-call loop
+    opened = {e.call_id for e in events if isinstance(e, SubcallStarted)}
+    closed = {e.call_id: e.record for e in events if isinstance(e, SubcallFinished)}
+    assert len(opened) == 3
+    assert set(closed) == opened
+    assert {r["error"] for r in closed.values()} == {"interrupted"}
+    assert session.subcalls_in_flight == 0
 
 
 def test_stop_during_a_child_rlm_ends_both_at_their_next_safe_point(

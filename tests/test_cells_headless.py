@@ -191,3 +191,36 @@ def test_a_replay_inserts_real_cells_and_re_enacts_a_persons_edit(
     assert "42" in text(steps[0])
     [answer] = run.cells("answer")
     assert "84" in answer.source
+
+
+def test_a_replay_edited_past_its_recording_holds_and_can_be_stopped(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    path = record_edited_session(serve, "the vault code is 7781")
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("ctx = 'the vault code is 7781'"),
+            nbformat.v4.new_code_cell(f"%rlm replay {path} ctx"),
+        ]
+    )
+    run = Run(nb, "rlm", env)
+    with run.client.setup_kernel():
+        run.run_pending()
+        sid = run.cells("step")[0].metadata["rlm"]["session"]
+        # A person changes step 2: the recording has no answer for what the model is asked next.
+        run.add(f"%%rlm_step {sid} 2\ny = x * 3\nprint(y)")
+        edited = nb.cells[-1]
+        assert "126" in text(edited)
+        assert "The recording holds no response" in text(edited)
+        assert "--live-fallback" in text(edited)
+        run.add("%rlm status")
+        assert "paused" in text(nb.cells[-1])
+        wrong = nbformat.v4.new_code_cell(f"%%rlm_step {sid} 9\nprint(1)")
+        wrong.metadata["tags"] = ["raises-exception"]  # a UsageError fails the cell, by design
+        nb.cells.append(wrong)
+        run.run_pending()
+        assert "UsageError: %%rlm_step" in text(wrong)
+        assert "step 9 does not exist" in text(wrong)
+        assert "Traceback" not in text(wrong)
+        run.add("%rlm stop")
+        assert f"Session {sid} is done (stopped)" in text(nb.cells[-1])

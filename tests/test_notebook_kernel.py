@@ -150,14 +150,39 @@ def test_pause_and_stop_from_magics(kernel: Kernel, serve: Callable[..., Scripte
     configure(kernel, server)
     kernel.run("ctx = 'c'")
     kernel.run('%rlm "q" ctx --step')
-    paused = kernel.run("%rlm pause")
-    assert "paused" in paused.stdout
+    paused = kernel.run("%rlm pause")  # already paused by --step: it stays so
+    assert "is paused; `%rlm resume` continues it" in paused.stdout
     stopped = kernel.run("%rlm stop")
     assert "done (stopped)" in stopped.stdout
+    late = kernel.run("%rlm pause")
+    assert "has already ended (stopped)" in late.stdout
+    assert "resume" not in late.stdout  # it cannot be resumed, so it must not say so
     again = kernel.run("%rlm step")  # a notebook stepping through may reach the end: no error
     assert not again.errors, again.errors
     assert "has finished (stopped): nothing left to step" in again.stdout
     assert "not paused" in kernel.run("%rlm resume").stderr
+
+
+def test_questions_are_taken_verbatim_and_mistakes_get_one_line_errors(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    server = serve({"root": [fence("print(len(P))"), fence("FINAL('ok')")]})
+    configure(kernel, server)
+    kernel.run("ctx = 'c'\nx = 42")
+    run = kernel.run('%rlm "What is {x} in $x, in USD ($)?" ctx')
+    assert answer_of(run) == "ok"
+    asked = server.requests[0].messages[1]["content"]
+    assert "What is {x} in $x, in USD ($)?" in asked  # not expanded by IPython
+
+    for line, message in [
+        ("%rlm edit 7", "has iterations 1–2; step 7 does not exist"),
+        ("%%rlm_step 9\nprint(1)", "has iterations 1–2; step 9 does not exist"),
+        ("%rlm export out.bogus", "Cannot tell the export format from"),
+        ("%rlm export out.json --format bogus", "Unknown trajectory format 'bogus'"),
+    ]:
+        wrong = kernel.run(line)
+        assert not wrong.errors, (line, wrong.errors)  # a usage error, not a traceback
+        assert message in wrong.stderr, (line, wrong.stderr)
 
 
 def test_an_edited_step_rewinds_and_continues(

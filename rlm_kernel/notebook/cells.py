@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.display import HTML
 from IPython.core.display_functions import display
 
-from .._errors import ModelError, RLMError
+from .._errors import ModelError, ReplayMissError, RLMError
 from .._events import Event, Finished, IterationFinished, IterationStarted, StateChanged
 from .._session import Session
 from . import _html
@@ -158,9 +158,21 @@ class CellsDriver:
             return
         try:
             proposal = session.propose()
-        except ModelError as exc:
+        except (ModelError, ReplayMissError) as exc:
             session.hold(exc)
             display(HTML(_html.error_block(f"{exc}\nFix it, then `%rlm resume`.")))
+            return
+        except KeyboardInterrupt:
+            session.pause()
+            session.checkpoint()
+            display(
+                HTML(
+                    _html.notice(
+                        "⏸ interrupted while asking the model; `%rlm resume` asks again.",
+                        color="#ef6c00",
+                    )
+                )
+            )
             return
         n = proposal.iteration
         run = not entry.step_mode

@@ -17,7 +17,7 @@ from typing import Any
 from IPython.core.display import HTML
 from IPython.core.display_functions import display
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class, no_var_expand
 
 from .._config import RLM
 from .._errors import RLMError
@@ -89,6 +89,9 @@ class RLMMagics(RecordedSessions, Magics):
         )
 
     # --- magics --------------------------------------------------------------------------------------
+    # No $name / {expr} expansion: questions and code often hold both, and the context argument is
+    # already evaluated as an expression.
+    @no_var_expand
     @line_cell_magic
     def rlm(self, line: str, cell: str | None = None) -> None:
         tokens = _args.split(line)
@@ -106,6 +109,7 @@ class RLMMagics(RecordedSessions, Magics):
 
     rlm.__doc__ = HELP
 
+    @no_var_expand
     @cell_magic
     def rlm_step(self, line: str, cell: str) -> None:
         """Run iteration N of SESSION with this cell's code: ``%%rlm_step [SESSION] N``.
@@ -121,6 +125,7 @@ class RLMMagics(RecordedSessions, Magics):
             )
         entry = self._lookup(tokens[0] if len(tokens) == 2 else None)
         n = int(tokens[-1])
+        _check_step(entry.session, n)
         client = self._cells_client(entry.session.config)
         if client is not None and self.cells is not None:
             self.cells.step_cell(entry, n, cell, client)
@@ -232,15 +237,6 @@ class RLMMagics(RecordedSessions, Magics):
             raise UsageError(f"%%rlm_step: session {session.id} is running; pause it first")
         pending = session.pending
         if pending is None or pending.iteration != n:
-            if not 1 <= n <= session.iteration:
-                have = (
-                    f"iterations 1–{session.iteration}"
-                    if session.iteration
-                    else "no iterations yet"
-                )
-                raise UsageError(
-                    f"%%rlm_step: session {session.id} has {have}; step {n} does not exist"
-                )
             session.rewind(n)
         renderer = InlineRenderer(session)
         try:
@@ -270,12 +266,18 @@ class RLMMagics(RecordedSessions, Magics):
             return
         entry = self._lookup(getattr(args, "session", None))
         session = entry.session
-        if name == "pause":
-            session.pause()
-            print(f"Session {session.id} is {session.state}; `%rlm resume` continues it.")
-        elif name == "stop":
-            session.stop()
-            print(f"Session {session.id} is {session.state} ({session.reason or 'stopping'}).")
+        if name in ("pause", "stop"):
+            if session.state in ("done", "failed"):
+                print(f"Session {session.id} has already ended ({session.reason}).")
+                return
+            session.pause() if name == "pause" else session.stop()
+            # A magic runs between cells, so no step of this session is running now (a cells-mode
+            # session is "running" while it waits for its next step cell): apply it at once.
+            session.checkpoint()
+            if session.state == "paused":
+                print(f"Session {session.id} is paused; `%rlm resume` continues it.")
+            else:
+                print(f"Session {session.id} is {session.state} ({session.reason}).")
         elif name == "resume":
             if session.state != "paused":
                 raise UsageError(
@@ -329,16 +331,12 @@ class RLMMagics(RecordedSessions, Magics):
 
     def _edit(self, entry: NotebookSession, n: int) -> None:
         session = entry.session
+        _check_step(session, n, "%rlm edit")
         pending = session.pending
         if pending is not None and pending.iteration == n:
             code = pending.code
         else:
-            standing = session.trajectory.iterations
-            if not 1 <= n <= len(standing):
-                raise UsageError(
-                    f"%rlm edit: session {session.id} has iterations 1–{len(standing)}"
-                )
-            code = standing[n - 1]["code"]
+            code = session.trajectory.iterations[n - 1]["code"]
         source = f"%%rlm_step {session.id} {n}\n{code}"
         self.ip.set_next_input(source, replace=False)
         display(
@@ -378,7 +376,10 @@ class RLMMagics(RecordedSessions, Magics):
 
     def _export(self, entry: NotebookSession, args: argparse.Namespace) -> None:
         path = Path(args.path).expanduser()
-        written = entry.session.trajectory.export(path, args.format)
+        try:
+            written = entry.session.trajectory.export(path, args.format)
+        except RLMError as exc:
+            raise UsageError(f"%rlm export: {exc}") from None
         print(f"Wrote {written}")
 
     # --- plumbing -------------------------------------------------------------------------------------
@@ -528,3 +529,13 @@ class RLMMagics(RecordedSessions, Magics):
                 else:
                     entry.step_mode = False
                     self._drive(entry)
+
+
+def _check_step(session: Session, n: int, magic: str = "%%rlm_step") -> None:
+    """A step cell may run the waiting step or re-run an earlier one, nothing else."""
+    pending = session.pending
+    if (pending is not None and pending.iteration == n) or 1 <= n <= session.iteration:
+        return
+    have = f"iterations 1–{session.iteration}" if session.iteration else "no iterations yet"
+    waiting = f", and step {pending.iteration} is waiting" if pending is not None else ""
+    raise UsageError(f"{magic}: session {session.id} has {have}{waiting}; step {n} does not exist")

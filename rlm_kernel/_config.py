@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, default
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, default, observe
 from traitlets.config import Configurable
 
 from ._errors import ConfigError
@@ -67,6 +67,9 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+_FROM_ENV = ("model", "sub_model", "base_url")
 
 
 class RLM(Configurable):
@@ -260,6 +263,12 @@ class RLM(Configurable):
         "(~/.local/share/rlm_kernel).",
     ).tag(config=True)
 
+    # Settings whose default comes from the environment: a copy reads the environment again unless
+    # the setting was given, so a variable set after the first %rlm (`%env`, .env) is seen.
+    @observe(*_FROM_ENV)
+    def _given(self, change: Mapping[str, Any]) -> None:
+        self.__dict__.setdefault("_given_names", set()).add(change["name"])
+
     @default("model")
     def _default_model(self) -> str:
         return env_value("RLM_MODEL") or ""
@@ -300,8 +309,10 @@ class RLM(Configurable):
         """A copy with some settings changed; unknown names raise a ConfigError with suggestions."""
         names = setting_names()
         clone = RLM(config=self.config)
+        given = self.__dict__.get("_given_names", set())
         for name in names:
-            setattr(clone, name, getattr(self, name))
+            if name not in _FROM_ENV or name in given:
+                setattr(clone, name, getattr(self, name))
         for key, value in overrides.items():
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=3)

@@ -67,6 +67,23 @@ def test_config_beats_environment_and_call_options_beat_config(
     assert cfg.model == "from-config"  # the original is untouched
 
 
+def test_copies_read_the_environment_again_unless_the_setting_was_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RLM_MODEL", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    c = Config()
+    c.RLM.base_url = "http://from-config/v1"
+    cfg = RLM(config=c)
+    assert (cfg.model, cfg.base_url) == ("", "http://from-config/v1")
+    monkeypatch.setenv("RLM_MODEL", "set-later")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://set-later/v1")
+    copy = cfg.with_overrides({})
+    assert (copy.model, copy.base_url) == ("set-later", "http://from-config/v1")
+    cfg.model = "given"
+    assert cfg.with_overrides({}).model == "given"
+
+
 def test_with_overrides_rejects_unknown_names_with_a_suggestion() -> None:
     with pytest.raises(ConfigError, match="sub_model"):
         RLM().with_overrides({"submodel": "x"})

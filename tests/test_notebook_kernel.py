@@ -97,6 +97,20 @@ def test_settings_precedence(serve: Callable[..., ScriptedServer], tmp_path: Pat
         k.shutdown()
 
 
+def test_an_endpoint_set_after_a_failed_start_is_used(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    server = serve({"root": [fence("print(len(P))"), fence("FINAL('reached')")]})
+    kernel.run("ctx = 'c'")
+    failed = kernel.run('%rlm "q" ctx')  # no key, no endpoint: the error says what to set
+    assert "OPENAI_BASE_URL" in failed.text + failed.stderr
+    # Doing what it says, in the same kernel, is enough: the environment is read again.
+    kernel.run(f"%env OPENAI_BASE_URL={server.base_url}\n%env RLM_MODEL=root")
+    run = kernel.run('%rlm "q" ctx --set max_retries=0')
+    assert answer_of(run) == "reached", run.text + run.stderr
+    assert server.requests[0].model == "root"
+
+
 def test_interrupt_pauses_and_resume_finishes(
     kernel: Kernel, serve: Callable[..., ScriptedServer]
 ) -> None:

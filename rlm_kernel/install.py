@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,9 @@ def install(*, user: bool = False, prefix: str | None = None) -> str:
     """Install the kernelspec; returns where it went."""
     with tempfile.TemporaryDirectory() as tmp:
         spec = json.loads(_SPEC.read_text(encoding="utf-8"))
+        # This Python, by full path, as `ipykernel install` does: Jupyter replaces a bare "python"
+        # with its own interpreter, which may be another environment without rlm_kernel.
+        spec["argv"][0] = sys.executable
         (Path(tmp) / "kernel.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
         return str(
             KernelSpecManager().install_kernel_spec(tmp, KERNEL_NAME, user=user, prefix=prefix)

@@ -279,3 +279,12 @@ def test_parse_assignment() -> None:
         parse_assignment("max_tokens")
     with pytest.raises(ConfigError, match="is not NAME=VALUE"):
         parse_assignment("=3")
+
+
+def test_install_writes_a_kernelspec_that_starts_this_python(tmp_path: Path) -> None:
+    done = cli("install", "--prefix", str(tmp_path / "env"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    spec = json.loads((tmp_path / "env/share/jupyter/kernels/rlm/kernel.json").read_text())
+    # By full path: Jupyter would replace a bare "python" with its own, maybe elsewhere.
+    assert spec["argv"][:3] == [sys.executable, "-m", "rlm_kernel"]
+    assert spec["display_name"] == "RLM (Python 3)"

@@ -7,9 +7,7 @@ from typing import Any
 from ipykernel.ipkernel import IPythonKernel
 
 from ._version import __version__
-
-# Bumped when the comm protocol between kernel and JupyterLab extension changes.
-PROTOCOL_VERSION = 1
+from .notebook._protocol import PROTOCOL_VERSION
 
 
 class RLMKernel(IPythonKernel):

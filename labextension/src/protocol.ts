@@ -111,9 +111,9 @@ export interface IHelloMsg {
   /** kernel.clientId: the parent_header.session of this frontend's requests. */
   session: string;
   /**
-   * The clientId this browser tab had on the same kernel before a page reload. An extra field
-   * (not in the validation tables yet): the kernel re-sends what it sent the old client that the
-   * old page never applied, and addresses that client's later messages here.
+   * The clientId this browser tab had on the same kernel before a page reload: the kernel re-sends
+   * what it sent the old client that the old page never applied, and addresses that client's later
+   * messages here.
    */
   replaces?: string | null;
 }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +97,36 @@ def test_settings_precedence(serve: Callable[..., ScriptedServer], tmp_path: Pat
         assert "max_iterations" in config_help.stdout
     finally:
         k.shutdown()
+
+
+def test_terminal_ipython_shows_every_block_as_text(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    root = [
+        fence("a = len(P)\nprint(a)"),
+        fence("b = llm_query('double it')\nprint(b)"),
+        fence("FINAL(b)"),
+    ]
+    server = serve({"root": root, "sub": ["22"]})
+    script = tmp_path / "session.ipy"
+    setup = "\n".join(f"%config RLM.{k} = {v!r}" for k, v in settings(server).items())
+    script.write_text(
+        f'%load_ext rlm_kernel\n{setup}\nctx = "hello world"\n%rlm "How long, doubled?" ctx\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", str(script)],
+        env=kernel_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "In [rlm 1]:\na = len(P)\nprint(a)\n11\n" in out
+    assert "llm_query · sub · " in out  # the sub-call panel's entry
+    assert "Answer (Answered by FINAL)\n22\n" in out
+    assert "object>" not in out  # no Python reprs of display objects
+    assert "VBox(" not in out
 
 
 def test_an_endpoint_set_after_a_failed_start_is_used(

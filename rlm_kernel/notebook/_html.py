@@ -10,6 +10,7 @@ import html
 import re
 from typing import Any
 
+from IPython.core import display as _display
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
@@ -20,6 +21,31 @@ _FENCE = re.compile(r"```[a-zA-Z]*[ \t]*\r?\n.*?```", re.DOTALL)
 
 PREVIEW_CHARS = 600
 MONO = "font-family: var(--jp-code-font-family, monospace); font-size: 12px"
+
+
+class Markup(str):
+    """An HTML block that also knows how it reads as plain text."""
+
+    text: str
+
+    def __new__(cls, markup: str, text: str) -> Markup:
+        made = super().__new__(cls, markup)
+        made.text = text
+        return made
+
+
+class HTML(_display.HTML):
+    """``IPython.display.HTML`` with a readable ``text/plain`` twin, for terminal IPython and logs."""
+
+    def __init__(self, data: str) -> None:
+        super().__init__(data)
+        self._text = data.text if isinstance(data, Markup) else _TAG.sub("", data)
+
+    def __repr__(self) -> str:
+        return self._text
+
+
+_TAG = re.compile(r"<[^>]+>")
 
 
 def esc(text: object) -> str:
@@ -47,39 +73,45 @@ def prose_of(response: str) -> str:
     return _FENCE.sub("", response).strip()
 
 
-def iteration_header(label: str, code: str, prose: str) -> str:
+def iteration_header(label: str, code: str, prose: str) -> Markup:
     reasoning = (
         "<details><summary style='color:#666'>model's notes</summary>"
         f"{long_text(prose, color='#555')}</details>"
         if prose
         else ""
     )
-    return (
+    markup = (
         '<div style="border-left: 3px solid #7b61ff; padding: 2px 8px; margin: 6px 0 2px 0">'
         f'<div style="color:#7b61ff; {MONO}">In [{esc(label)}]:</div>'
         f'<pre style="margin: 2px 0; white-space: pre-wrap; {MONO}">{code_html(code) if code else "<i>(no code)</i>"}</pre>'
         f"{reasoning}</div>"
     )
+    notes = f"\n(model's notes) {prose}" if prose else ""
+    return Markup(markup, f"In [{label}]:\n{code or '(no code)'}{notes}")
 
 
-def notice(text: str, *, color: str = "#666") -> str:
-    return f'<div style="color:{color}; {MONO}; margin: 2px 0 2px 11px">{esc(text)}</div>'
-
-
-def error_block(text: str) -> str:
-    return (
-        f'<div style="margin: 2px 0 2px 11px">{long_text(text, limit=4_000, color="#c0392b")}</div>'
+def notice(text: str, *, color: str = "#666") -> Markup:
+    return Markup(
+        f'<div style="color:{color}; {MONO}; margin: 2px 0 2px 11px">{esc(text)}</div>', text
     )
 
 
-def answer_block(answer: str | None, reason: str, message: str) -> str:
+def error_block(text: str) -> Markup:
+    return Markup(
+        f'<div style="margin: 2px 0 2px 11px">{long_text(text, limit=4_000, color="#c0392b")}</div>',
+        text,
+    )
+
+
+def answer_block(answer: str | None, reason: str, message: str) -> Markup:
     title = "Answer" if reason in ("final", "baseline") else f"Ended: {reason}"
     body = long_text(answer, limit=4_000) if answer is not None else ""
-    return (
+    markup = (
         '<div style="border-left: 3px solid #2e7d32; padding: 4px 8px; margin: 8px 0">'
         f'<b style="color:#2e7d32">{esc(title)}</b>'
         f'<div style="color:#666; font-size: 12px">{esc(message)}</div>{body}</div>'
     )
+    return Markup(markup, "\n".join(x for x in (f"{title} ({message})", answer) if x))
 
 
 def subcall_title(record: dict[str, Any]) -> str:

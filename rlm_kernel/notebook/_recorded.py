@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from IPython.core.display import HTML
 from IPython.core.display_functions import display
 from IPython.core.error import UsageError
 
@@ -26,6 +25,7 @@ from .._trajectory import Trajectory
 from ..executors import Executor, NamespaceExecutor
 from ..models import ModelClient, OpenAIClient
 from . import _html
+from ._html import HTML
 
 if TYPE_CHECKING:
     from .magics import NotebookSession

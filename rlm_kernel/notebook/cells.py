@@ -13,7 +13,6 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from IPython.core.display import HTML
 from IPython.core.display_functions import display
 
 from .._errors import ModelError, ReplayMissError, RLMError
@@ -21,6 +20,7 @@ from .._events import Event, Finished, IterationFinished, IterationStarted, Stat
 from .._session import Session
 from . import _html
 from ._frontend import FrontendLink
+from ._html import HTML
 from .inline import InlineRenderer
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ import threading
 from typing import Any
 
 import ipywidgets as widgets
-from IPython.core.display import HTML
 from IPython.core.display_functions import DisplayHandle, display
 
 from .._events import (
@@ -26,6 +25,7 @@ from .._events import (
 from .._records import Result
 from .._session import Session
 from . import _html
+from ._html import HTML
 from .panels import IterationPanel
 
 

@@ -14,7 +14,6 @@ from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from IPython.core.display import HTML
 from IPython.core.display_functions import display
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class, no_var_expand
@@ -26,6 +25,7 @@ from .._session import Session
 from ..executors import Executor, NamespaceExecutor
 from . import _args, _html
 from ._frontend import FrontendLink
+from ._html import HTML
 from ._recorded import RecordedSessions
 from .cells import CellsDriver
 from .inline import InlineRenderer, run_inline

@@ -20,19 +20,17 @@ from IPython.core.display_functions import DisplayHandle
 from . import _html
 
 
-def show(
-    widget: widgets.Widget, fallback_html: str, display_id: str | None = None
-) -> DisplayHandle:
-    """Display ``widget`` with an HTML fallback in the same mime bundle; returns its handle."""
-    handle = DisplayHandle(display_id) if display_id else DisplayHandle()
-    handle.display(bundle(widget, fallback_html), raw=True)
+def show(widget: widgets.Widget, fallback_html: str, text: str) -> DisplayHandle:
+    """Display ``widget`` with HTML and plain-text fallbacks in the same bundle; returns its handle."""
+    handle = DisplayHandle()
+    handle.display(bundle(widget, fallback_html, text), raw=True)
     return handle
 
 
-def bundle(widget: widgets.Widget, fallback_html: str) -> dict[str, Any]:
+def bundle(widget: widgets.Widget, fallback_html: str, text: str) -> dict[str, Any]:
     data: dict[str, Any] = dict(widget._repr_mimebundle_() or {})
     data["text/html"] = fallback_html
-    data.setdefault("text/plain", "RLM panel (open in Jupyter to interact)")
+    data["text/plain"] = text  # the widget's own is its repr: VBox(children=(HBox(…
     return data
 
 
@@ -61,7 +59,7 @@ class IterationPanel:
             self.accordion.children = (*self.accordion.children, body)
             self.accordion.set_title(index, f"{title} · …")
             if self._handle is None:
-                self._handle = show(self.accordion, self.fallback())
+                self._handle = show(self.accordion, self.fallback(), self.text())
 
     def finished(self, record: dict[str, Any], nested: widgets.Widget | None = None) -> None:
         with self._lock:
@@ -81,8 +79,15 @@ class IterationPanel:
         records = [self._records[i] for i in self._order if i in self._records]
         return _html.subcalls_fallback(records, pending=len(self._order) - len(records))
 
+    def text(self) -> str:
+        records = [self._records[i] for i in self._order if i in self._records]
+        lines = [f"  {_html.subcall_title(r)}" for r in records]
+        if len(records) < len(self._order):
+            lines.append(f"  {len(self._order) - len(records)} in flight…")
+        return "\n".join(lines)
+
     def close(self) -> None:
         """Refresh the HTML twin with the finished sub-calls."""
         with self._lock:
             if self._handle is not None:
-                self._handle.update(bundle(self.accordion, self.fallback()), raw=True)
+                self._handle.update(bundle(self.accordion, self.fallback(), self.text()), raw=True)

@@ -56,7 +56,7 @@ class StatusBar:
 
     def display(self) -> None:
         self.draw(force=True)
-        self._handle = show(self.widget, self.text_html())
+        self._handle = show(self.widget, self.text_html(), self.plain())
 
     def on_event(self, event: Event) -> None:
         self._counts.update(event)
@@ -78,6 +78,9 @@ class StatusBar:
             parts.append(f"{self._counts.in_flight} sub-calls in flight")
         parts.append(f"{time.monotonic() - self._started:.1f} s")
         return " · ".join(parts)
+
+    def plain(self) -> str:
+        return f"RLM {self._session.id} · {self.text()}"
 
     def text_html(self) -> str:
         color = _COLORS.get(self._session.state, "#666")
@@ -106,4 +109,4 @@ class StatusBar:
     def close(self) -> None:
         self.draw(force=True)
         if self._handle is not None:
-            self._handle.update(bundle(self.widget, self.text_html()), raw=True)
+            self._handle.update(bundle(self.widget, self.text_html(), self.plain()), raw=True)

@@ -90,6 +90,21 @@ def load_context(source: object, *, encoding: str = "utf-8") -> Context:
     raise ContextError(what, fix=fix)
 
 
+def context_value(source: object) -> Context:
+    """A context handed over by code (``rlm_query``): a value, never a path to read.
+
+    The code may be sandboxed: a string naming a host file must stay that string.
+    """
+    if isinstance(source, os.PathLike):
+        raise ContextError(
+            "rlm_query takes the context itself, not a path",
+            fix="Read the file first and pass its text",
+        )
+    if isinstance(source, str):
+        return source
+    return load_context(source)
+
+
 def _load_str(source: str, encoding: str) -> Context:
     if len(source) > _MAX_PATH_CHARS or "\n" in source or "\0" in source:
         return source

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._config import RLM
-from ._context import ContextInfo, describe_context, load_context
+from ._context import ContextInfo, context_value, describe_context, load_context
 from ._endings import Endings
 from ._errors import ModelError, ReplayMissError, RLMError, SessionStateError
 from ._events import (
@@ -112,7 +112,8 @@ class Session(Endings):
             )
         self._shared = _shared
         self.config = _shared.config
-        self.context = load_context(context)
+        # A child's context comes from the model's code: a value, never a host path to read.
+        self.context = load_context(context) if _depth == 0 else context_value(context)
         self.context_info: ContextInfo = describe_context(self.context)
         self.state: StateName = "idle"
         self.answer: str | None = None

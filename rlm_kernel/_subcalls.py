@@ -177,6 +177,9 @@ class SubcallEngine:
         """Start a child RLM on ``context`` (default: the prompt) to answer ``prompt``."""
         text = self._text(prompt)
         if self._child_runner is None or self.depth + 1 >= self.config.max_depth:
+            # At the depth limit a plain call answers: it must see the context it was given.
+            if context is not None:
+                text = f"{text}\n\n{self._text(context)}"
             return _aio.run_sync(self._one(text, self._model(None), "rlm_query", None))
         return self._child(text, context)
 

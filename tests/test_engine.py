@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -11,6 +12,7 @@ import string
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -264,6 +266,41 @@ def test_rlm_query_at_max_depth_1_is_a_plain_call(serve: Callable[..., ScriptedS
     [call] = result.trajectory.iterations[1]["subcalls"]
     assert call["child"] is None
     assert call["response"] == "hi"
+
+
+def test_rlm_query_at_the_depth_limit_still_shows_its_context(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    root = [
+        fence("print(P)"),
+        fence("r = rlm_query('Find the code', P)\nprint(r)"),
+        fence("FINAL(r)"),
+    ]
+    server = serve({"root": root, "sub": sub_reader})
+    result = rlm_kernel.run("q", f"The vault code is {NEEDLE}.", **settings(server))
+    assert result.answer == NEEDLE
+    [sub] = [r for r in server.requests if r.model == "sub"]
+    assert sub.prompt.startswith("Find the code\n\nThe vault code is")
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_child_rlm_context_is_a_value_never_a_host_path(
+    serve: Callable[..., ScriptedServer], executor: str, tmp_path: Path
+) -> None:
+    secret = tmp_path / "host-only.txt"
+    secret.write_text("HOST-ONLY launch code 0000")
+
+    def child(request: ChatRequest) -> str:
+        if sum(m["role"] == "assistant" for m in request.messages) == 0:
+            return fence("print(P)")
+        return fence("FINAL(P)")
+
+    code = f"r = rlm_query('Return the text', {str(secret)!r})\nprint(r)"
+    root = [fence("print(len(P))"), fence(code), fence("FINAL(r)")]
+    server = serve({"root": root, "sub": child})
+    result = rlm_kernel.run("q", "ctx", **settings(server, max_depth=2, executor=executor))
+    assert result.answer == str(secret)  # the child's P was the string, not the file
+    assert "launch code" not in json.dumps(result.trajectory.to_dict())
 
 
 def test_code_runs_before_a_final_line_in_the_same_response(

@@ -18,12 +18,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, default, observe
 from traitlets.config import Configurable
 
 from ._errors import ConfigError
+from ._secrets import redact_url
 
 # Names a user may set in the environment or a .env file; anything else in .env is ignored.
 ENV_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RLM_MODEL", "RLM_SUB_MODEL")
@@ -54,19 +54,6 @@ def env_value(name: str) -> str | None:
     if value:
         return value
     return read_dotenv(Path.cwd() / ".env").get(name) or None
-
-
-def redact_url(url: str) -> str:
-    """Drop ``user:password@`` from a URL so it can be logged and recorded."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 _FROM_ENV = ("model", "sub_model", "base_url")

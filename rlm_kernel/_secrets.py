@@ -1,7 +1,10 @@
 """Keep secrets out of everything rlm_kernel writes or sends to a model.
 
 The model's code runs with the process environment, so it can print an API key. Every observation sent
-back to the model and every trajectory line passes through ``Redactor.scrub``.
+back to the model and every trajectory line passes through ``Redactor.scrub``. Secrets are the values
+given, the values of variables whose names say they are secret (environment and ``./.env``), and the
+credentials inside any URL among them (``https://user:pw@host``, ``?api-key=…``), such as a
+``base_url`` or a proxy.
 """
 
 from __future__ import annotations
@@ -9,19 +12,50 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|SIG|AUTH)", re.IGNORECASE)
 REDACTED = "[redacted]"
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The credentials in a URL: user, password, and secret-named query values."""
+    if not url or "://" not in url:
+        return []
+    try:
+        parts = urlsplit(url)
+        found = [parts.username or "", parts.password or ""]
+    except ValueError:
+        return []
+    found += [v for k, v in parse_qsl(parts.query) if _SECRET_NAME.search(k)]
+    return [s for s in found if s]
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its credentials (user, password, secret-named query values), to log or record."""
+    if not url_secrets(url):
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    query = urlencode(
+        [(k, REDACTED if _SECRET_NAME.search(k) else v) for k, v in parse_qsl(parts.query)]
+    )
+    return urlunsplit((parts.scheme, host, parts.path, query, parts.fragment))
 
 
 class Redactor:
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        found = {s for s in secrets if s and len(s) >= 8}
-        found.update(
-            value
-            for name, value in os.environ.items()
-            if _SECRET_NAME.search(name) and len(value) >= 8
-        )
+        from ._config import read_dotenv  # the settings module imports this one
+
+        found = {s for s in secrets if s}
+        variables = {**read_dotenv(Path.cwd() / ".env"), **os.environ}
+        found.update(value for name, value in variables.items() if _SECRET_NAME.search(name))
+        for given in list(found) + list(variables.values()):
+            found.update(url_secrets(given))
+        found = {s for s in found if len(s) >= 8}
         # Longest first, so a secret that contains another is replaced whole.
         self._secrets = sorted(found, key=len, reverse=True)
 

@@ -46,7 +46,7 @@ from ._prompts import (
     truncate,
 )
 from ._records import Proposal, Result, model_call, now, render_output, unified_diff
-from ._secrets import Redactor
+from ._secrets import Redactor, url_secrets
 from ._subcalls import Budget, SubcallCache, SubcallEngine
 from ._trajectory import SCHEMA_VERSION, Trajectory, TrajectoryWriter
 from ._version import __version__
@@ -108,7 +108,7 @@ class Session(Endings):
                 budget=Budget(cfg),
                 cache=SubcallCache(cfg.cache, cfg.resolved_cache_dir()),
                 emitter=Emitter(),
-                redactor=Redactor([cfg.resolve_api_key()]),
+                redactor=Redactor([cfg.resolve_api_key(), *url_secrets(cfg.base_url)]),
             )
         self._shared = _shared
         self.config = _shared.config

@@ -98,15 +98,19 @@ class Trajectory:
         return cls(records)
 
     def save(self, path: str | Path) -> Path:
+        """Write it as JSON (JSON Lines for a ``.jsonl`` name), with secrets scrubbed as in every export."""
+        from .exporters._common import scrubbed  # the exporters import this module
+
+        clean = scrubbed(self)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.suffix == ".jsonl":
             with target.open("w", encoding="utf-8") as f:
-                for record in self.records:
+                for record in clean.records:
                     f.write(dumps(record) + "\n")
         else:
             target.write_text(
-                json.dumps(self.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8"
+                json.dumps(clean.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8"
             )
         return target
 

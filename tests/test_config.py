@@ -8,7 +8,8 @@ import pytest
 from traitlets.config import Config
 
 from rlm_kernel import RLM, ConfigError
-from rlm_kernel._config import redact_url, setting_names
+from rlm_kernel._config import setting_names
+from rlm_kernel._secrets import redact_url
 
 
 def test_every_setting_is_documented() -> None:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import SECRET, fence, settings
 
 import rlm_kernel
-from rlm_kernel import ConfigError, Trajectory
+from rlm_kernel import RLM, ConfigError, Trajectory
 from rlm_kernel._errors import (
     ModelConnectionError,
     ModelRateLimitError,
     ModelResponseError,
     ModelServerError,
 )
+from rlm_kernel._secrets import redact_url, url_secrets
 from rlm_kernel.testing import Fault, ScriptedServer
 
 TWO_TURNS = [fence("print(len(P))"), fence("FINAL('done')")]
@@ -145,3 +147,52 @@ def test_api_keys_never_reach_the_model_or_the_trajectory(
     assert result.path is not None
     assert SECRET not in result.path.read_text()
     assert "[redacted]" in result.path.read_text()
+
+
+def test_credentials_in_the_endpoint_url_or_dotenv_never_reach_the_model_or_a_file(
+    serve: Callable[..., ScriptedServer],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    password, token = "hunter2-very-secret-pw", "tok-from-dotenv-0123456789"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"SERVICE_TOKEN={token}\n")
+    root = [
+        fence("import os\nprint(os.environ['OPENAI_BASE_URL'], open('.env').read())"),
+        fence("FINAL(os.environ['OPENAI_BASE_URL'])"),
+    ]
+    server = serve({"root": root})
+    url = server.base_url.replace("http://", f"http://proxyuser:{password}@")
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    result = rlm_kernel.run("q", "ctx", model="root", max_retries=0)
+    assert result.reason == "final", result.message
+    assert result.path is not None
+    written = result.path.read_text() + result.trajectory.save(tmp_path / "run.json").read_text()
+    for secret in (password, token):
+        assert all(secret not in json.dumps(r.messages) for r in server.requests)
+        assert secret not in written
+    assert "[redacted]" in server.requests[-1].messages[-1]["content"]
+
+
+def test_redact_url_drops_every_credential() -> None:
+    url = "https://me:pw-12345678@host.example/v1?api-version=2024-10-21&api-key=k-12345678"
+    assert redact_url(url) == (
+        "https://host.example/v1?api-version=2024-10-21&api-key=%5Bredacted%5D"
+    )
+    assert url_secrets(url) == ["me", "pw-12345678", "k-12345678"]
+
+
+def test_a_key_typed_into_an_edit_is_scrubbed_from_a_saved_trajectory(
+    serve: Callable[..., ScriptedServer], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server = serve({"root": [fence("print(1)"), fence("FINAL('done')")]})
+    session = rlm_kernel.Session("q", "ctx", config=RLM().with_overrides(settings(server)))
+    session.propose()
+    session.execute(f"key = {SECRET!r}  # pasted by mistake\nprint(len(key))")
+    session.run()
+    assert SECRET in json.dumps(session.trajectory.records)  # kept as typed, in memory only
+    for name in ("run.json", "run.jsonl"):
+        saved = session.trajectory.save(tmp_path / name).read_text()
+        assert SECRET not in saved
+        assert "[redacted]" in saved

@@ -10,17 +10,16 @@ from pathlib import Path
 
 from .._errors import TrajectoryError
 from .._trajectory import Trajectory
-from ._common import scrubbed
 
 
 def write_json(trajectory: Trajectory, path: Path) -> None:
     _check_suffix(path, "json")
-    scrubbed(trajectory).save(path)
+    trajectory.save(path)  # scrubs
 
 
 def write_jsonl(trajectory: Trajectory, path: Path) -> None:
     _check_suffix(path, "jsonl")
-    scrubbed(trajectory).save(path)
+    trajectory.save(path)  # scrubs
 
 
 def read_json(path: Path) -> Trajectory:

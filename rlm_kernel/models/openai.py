@@ -18,7 +18,7 @@ import openai
 from openai import Stream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .._config import RLM, redact_url
+from .._config import RLM
 from .._errors import (
     ConfigError,
     ModelAuthError,
@@ -28,6 +28,7 @@ from .._errors import (
     ModelResponseError,
     ModelServerError,
 )
+from .._secrets import redact_url
 from ._base import Completion, DeltaCallback, Message, Usage, estimated_usage
 
 # The request goes through the SDK's client (auth, retries, Retry-After, Azure routing, errors) but not

@@ -562,6 +562,8 @@ class Session(Endings):
             result = child.run()
         finally:
             self._children.remove(child)
+            if child.state != "done":  # paused or cut short: nobody will take it up again
+                release_executor(child.executor)
         if result.answer is None:
             answer = (
                 f"Error: the child RLM ended without an answer ({result.reason}: {result.message})"

@@ -302,9 +302,11 @@ class SubcallEngine:
             child_context = prompt if context is None else context
             try:
                 answer, child, usage = self._child_runner(prompt, child_context, record["id"])
-            except BaseException:
-                # Interrupted: the step this call belongs to is dropped, but its panel must close.
-                record["error"] = "interrupted"
+            except BaseException as exc:
+                # Interrupted or timed out: the step it belongs to stops, but its panel must close.
+                record["error"] = (
+                    "interrupted" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__
+                )
                 self._end(record, started)
                 raise
             self.usage.merge(usage)

@@ -22,6 +22,7 @@ import rlm_kernel
 from rlm_kernel import RLM, Trajectory
 from rlm_kernel._aio import run_sync
 from rlm_kernel._events import SubcallFinished, SubcallStarted
+from rlm_kernel._timeout import IterationTimeout, time_limit
 from rlm_kernel.models import Message, Usage
 from rlm_kernel.models.openai import OpenAIClient
 from rlm_kernel.testing import ChatRequest, Reply, ScriptedServer
@@ -402,6 +403,87 @@ def test_runaway_code_is_stopped_and_the_session_goes_on(
     first = result.trajectory.iterations[0]
     assert first["results"][0]["timed_out"]
     assert "RLM.iteration_timeout" in server.requests[1].prompt
+
+
+SWALLOWING = [
+    "while True:\n    try:\n        time.sleep(1)\n    except:\n        pass",
+    "while True:\n    try:\n        pass\n    except BaseException:\n        continue",
+    "for i in range(100):\n    try:\n        time.sleep(1)\n    except:\n        try:\n            time.sleep(1)\n        except:\n            pass",
+]
+
+
+@pytest.mark.parametrize(
+    ("code", "thread"),
+    [
+        *[(code, "main") for code in SWALLOWING],
+        # Off the main thread a watchdog raises asynchronously: it stops loops, not a swallower.
+        ("while True:\n    pass", "worker"),
+    ],
+    ids=["bare-except", "except-continue", "nested", "worker-thread"],
+)
+def test_code_that_swallows_the_timeout_is_still_stopped(
+    serve: Callable[..., ScriptedServer], code: str, thread: str
+) -> None:
+    server = serve({"root": [fence("import time\n" + code), fence("FINAL('recovered')")]})
+    config = RLM().with_overrides(settings(server, iteration_timeout=0.5))
+    session = rlm_kernel.Session("q", "c", config=config)
+    took: list[float] = []
+
+    def first_step() -> None:
+        started = time.monotonic()
+        session.step()
+        took.append(time.monotonic() - started)
+
+    if thread == "main":  # SIGALRM
+        first_step()
+    else:  # the watchdog thread
+        worker = threading.Thread(target=first_step)
+        worker.start()
+        worker.join(timeout=30)
+    assert took, "the step never ended"
+    assert took[0] < 3
+    assert session.trajectory.iterations[0]["results"][0]["timed_out"]
+    assert session.run().answer == "recovered"
+
+
+def test_an_alarm_armed_before_an_iteration_is_kept_and_handed_back() -> None:
+    """A test runner's or a host's own SIGALRM: the iteration limit nests inside it."""
+    fired: list[float] = []
+    outer = signal.signal(signal.SIGALRM, lambda *_: fired.append(time.monotonic()))
+    try:
+        started = time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, 0.6)
+        with pytest.raises(IterationTimeout), time_limit(0.2) as limit:
+            time.sleep(5)
+        assert limit.fired
+        assert time.monotonic() - started < 0.4
+        assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 0.45  # the outer one, re-armed
+        time.sleep(0.6)
+        assert len(fired) == 1
+        assert 0.55 < fired[0] - started < 0.8  # at its own deadline
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, outer)
+
+
+def test_a_parents_timeout_is_not_taken_by_its_child_rlm(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    def child(request: ChatRequest) -> str:
+        turn = sum(m["role"] == "assistant" for m in request.messages) + 1
+        return fence("FINAL('late')") if turn > 3 else fence("import time\ntime.sleep(0.6)")
+
+    root = [fence("r = rlm_query('q', 'abc')\nprint(r)"), fence("FINAL('parent went on')")]
+    server = serve({"root": root, "sub": child})
+    config = RLM().with_overrides(settings(server, max_depth=2, iteration_timeout=1.0))
+    session = rlm_kernel.Session("q", "c", config=config)
+    started = time.monotonic()
+    record = session.step()
+    assert time.monotonic() - started < 1.5  # not the child's 4 turns of 0.6 s
+    assert record["results"][0]["timed_out"]
+    [call] = record["subcalls"]
+    assert call["error"] == "IterationTimeout"
+    assert session.run().answer == "parent went on"
 
 
 def test_output_sent_back_is_truncated_head_and_tail(serve: Callable[..., ScriptedServer]) -> None:

@@ -16,7 +16,7 @@ from collections.abc import MutableMapping
 from contextlib import redirect_stderr, redirect_stdout
 from typing import Any, TextIO
 
-from .._timeout import IterationTimeout, time_limit
+from .._timeout import IterationTimeout, Limit, time_limit
 from ._base import ExecResult
 
 
@@ -67,9 +67,10 @@ class NamespaceExecutor:
         out, err = _Tee(self._echo_stdout), _Tee(self._echo_stderr)
         result = ExecResult()
         started = time.perf_counter()
+        limit: Limit | None = None
         try:
             body, last = _split_last_expression(code, filename)
-            with redirect_stdout(out), redirect_stderr(err), time_limit(timeout):
+            with redirect_stdout(out), redirect_stderr(err), time_limit(timeout) as limit:
                 ns: dict[str, Any] = self._namespace  # type: ignore[assignment]
                 if body is not None:
                     exec(body, ns)
@@ -78,6 +79,8 @@ class NamespaceExecutor:
                     if value is not None:
                         result.value = _safe_repr(value)
         except IterationTimeout:
+            if limit is None or not limit.fired:
+                raise  # an outer iteration's limit (this is a child RLM's code): not ours to report
             result.timed_out = True
             result.error_type = "IterationTimeout"
             result.error = (

@@ -165,6 +165,7 @@ class RLM(Configurable):
     ).tag(config=True)
     max_output_chars = Int(
         20_000,
+        min=100,
         help="Characters of an iteration's output sent back to the model; the head and tail are kept "
         "around a marker that says how much was cut.",
     ).tag(config=True)

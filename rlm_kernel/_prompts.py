@@ -17,7 +17,8 @@ from ._context import ContextInfo
 
 _FENCE = re.compile(r"```(?:repl|python|py)[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)
 _BARE_FENCE = re.compile(r"```[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)
-_PROSE_FINAL = re.compile(r"^\s*(FINAL_VAR|FINAL)\((.*)\)\s*$", re.MULTILINE | re.DOTALL)
+# Up to the first ")" that ends a line: an answer may span lines, the prose after it is not part of it.
+_PROSE_FINAL = re.compile(r"^\s*(FINAL_VAR|FINAL)\((.*?)\)\s*$", re.MULTILINE | re.DOTALL)
 
 
 @dataclass(frozen=True)

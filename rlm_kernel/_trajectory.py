@@ -125,28 +125,32 @@ class Trajectory:
     def load(cls, path: str | Path) -> Trajectory:
         source = Path(path)
         try:
-            text = source.read_text(encoding="utf-8")
+            data = source.read_bytes()
         except OSError as exc:
             raise TrajectoryError(
                 f"Cannot read trajectory {source}: {exc.strerror}", fix="Check the path"
             ) from exc
         if source.suffix != ".jsonl":
             try:
-                return cls.from_dict(json.loads(text))
-            except json.JSONDecodeError as exc:
+                return cls.from_dict(json.loads(data.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise TrajectoryError(
                     f"{source} is not valid JSON: {exc}", fix="Check the file"
                 ) from exc
         records: list[dict[str, Any]] = []
-        lines = text.splitlines()
+        # Split on newline bytes only: str.splitlines() would also split inside a record's text at
+        # characters JSON leaves unescaped (U+2028, U+0085, ...).
+        lines = data.split(b"\n")
+        while lines and not lines[-1].strip():
+            lines.pop()
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
+                records.append(json.loads(line.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 if number == len(lines):
-                    break  # the last line was being written when the process died
+                    break  # the last line was being written when the process died (even mid-character)
                 raise TrajectoryError(
                     f"{source}, line {number}, is not valid JSON: {exc}", fix="Check the file"
                 ) from exc

@@ -36,6 +36,8 @@ def test_extract_code(response: str, blocks: list[str]) -> None:
         ("Reasoning...\nFINAL(the answer (with parens))", ("FINAL", "the answer (with parens)")),
         ('FINAL_VAR("result")', ("FINAL_VAR", "result")),
         ("I will call FINAL(x) later", None),  # not at the start of a line
+        ("FINAL(17)\n\nComputed with len(P)", ("FINAL", "17")),  # the prose after it is not in it
+        ("FINAL(two\nlines)", ("FINAL", "two\nlines")),
         ("nothing", None),
     ],
 )
@@ -50,6 +52,7 @@ def test_truncate_keeps_head_and_tail() -> None:
     assert cut.endswith("T" * 400)
     assert "characters cut" in cut
     assert truncate("short", 100) == "short"
+    assert truncate("x" * 100, 3) == "xx\n… [97 characters cut; print smaller slices] …\nx"
 
 
 def test_metadata_describes_the_context_without_containing_it() -> None:

@@ -190,6 +190,23 @@ def test_a_json_export_and_a_torn_last_line(
     ]
 
 
+def test_a_line_torn_mid_character_and_unicode_line_separators_in_records(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    # U+2028 and U+0085 are line breaks to str.splitlines(); JSON leaves them unescaped.
+    server = serve({"root": [fence("s = 'a\u2028b\x85c'\nprint(s)"), fence("FINAL(len(s))")]})
+    crashed = Session("q", "ctx", config=config(server), namespace={})
+    crashed.step()
+    assert crashed.path is not None
+    with crashed.path.open("ab") as f:
+        f.write('{"type": "iteration", "output": "dé'.encode()[:-1])  # died inside the "é"
+    loaded = Trajectory.load(crashed.path)
+    assert [r["type"] for r in loaded.records] == ["session", "iteration"]
+    assert loaded.iterations[0]["results"][0]["stdout"] == "a\u2028b\x85c\n"
+    session = Session.load(crashed.path, "ctx", config=config(server), namespace={})
+    assert session.run().answer == "5"
+
+
 # --- a real kernel, killed ----------------------------------------------------------------------------
 
 WAIT = "import os, time\nwhile not os.path.exists('never'):\n    time.sleep(0.05)"

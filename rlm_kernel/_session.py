@@ -612,6 +612,8 @@ class Session(Endings):
 
     def _set_state(self, new: StateName, reason: str = "") -> None:
         old, self.state = self.state, new
+        if self.depth == 0:
+            self._shared.budget.clock(new == "running")
         if old != new:
             self._emit(StateChanged(self.id, self.depth, old, new, reason))
 

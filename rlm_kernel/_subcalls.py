@@ -32,7 +32,9 @@ class Budget:
 
     def __init__(self, config: RLM) -> None:
         self.config = config
-        self.started = time.monotonic()
+        # wall_timeout counts time spent running, not time a session sat paused or finished.
+        self._ran = 0.0
+        self._since: float | None = None
         self.tokens = 0
         self.cost = 0.0
         self.subcalls = 0
@@ -51,6 +53,21 @@ class Budget:
             self.subcalls += 1
             return True
 
+    def clock(self, running: bool) -> None:
+        """Start or stop counting wall time (the root session enters or leaves ``running``)."""
+        with self._lock:
+            now = time.monotonic()
+            if running and self._since is None:
+                self._since = now
+            elif not running and self._since is not None:
+                self._ran += now - self._since
+                self._since = None
+
+    @property
+    def elapsed(self) -> float:
+        with self._lock:
+            return self._ran + (time.monotonic() - self._since if self._since is not None else 0.0)
+
     def exceeded(self) -> tuple[str, str] | None:
         """The first limit that has been reached, as (reason, sentence naming the setting)."""
         cfg = self.config
@@ -58,7 +75,7 @@ class Budget:
             return "max_tokens", f"{self.tokens:,} tokens used, RLM.max_tokens = {cfg.max_tokens:,}"
         if cfg.max_cost is not None and self.cost >= cfg.max_cost:
             return "max_cost", f"${self.cost:.4f} spent, RLM.max_cost = ${cfg.max_cost:g}"
-        elapsed = time.monotonic() - self.started
+        elapsed = self.elapsed
         if cfg.wall_timeout is not None and elapsed >= cfg.wall_timeout:
             return (
                 "wall_timeout",
@@ -202,7 +219,7 @@ class SubcallEngine:
         record = self._start(kind, model, prompt, key, batch)
         started = time.perf_counter()
         try:
-            completion = await self._complete(messages, model, key)
+            completion = await self._complete(messages, model)
         except RLMError as exc:
             record["error"] = str(exc)
         except asyncio.CancelledError:
@@ -255,16 +272,32 @@ class SubcallEngine:
         self.emitter.emit(SubcallFinished(self.session_id, self.depth, record["id"], record))
         return f"Error: {record['error']}" if record["error"] else str(record["response"])
 
-    async def _complete(self, messages: list[Message], model: str, key: str) -> Completion:
+    async def _complete(self, messages: list[Message], model: str) -> Completion:
         limit = self._limit_error()
         if limit is not None:
             raise limit
+        # The replay key names model and messages; a cached answer must also match where it came
+        # from and the sampling settings.
+        cfg = self.config
+        key = request_key(
+            model,
+            messages,
+            {
+                "endpoint": self.client.endpoint,
+                "temperature": cfg.temperature,
+                "max_completion_tokens": cfg.max_completion_tokens,
+            },
+        )
         cached = self.cache.get(key)
         if cached is not None:
             return Completion(cached.text, cached.model, Usage(), 0.0, cached.finish_reason, True)
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(max(1, self.config.subcall_concurrency))
         async with self._semaphore:
+            # Checked again once a slot is free: the calls ahead of this one may have used it up.
+            exceeded = self.budget.exceeded()
+            if exceeded is not None:
+                raise RLMError(f"Budget exhausted: {exceeded[1]}", fix="Answer with what you have")
             with self._lock:
                 self._in_flight += 1
             try:

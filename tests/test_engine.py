@@ -517,6 +517,33 @@ def test_max_tokens_is_shared_with_sub_calls(serve: Callable[..., ScriptedServer
     assert result.answer == "best"
 
 
+def test_a_batch_stops_at_the_token_limit_instead_of_sending_every_prompt(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    root = [fence("x = llm_batch(['a' * 400] * 40)\nprint(sum(a == 'ok' for a in x))"), "best"]
+    server = serve({"root": root, "sub": lambda r: "ok"})
+    result = rlm_kernel.run("q", "c", **settings(server, max_tokens=2000, subcall_concurrency=2))
+    assert result.reason == "max_tokens"
+    sent = len([r for r in server.requests if r.model == "sub"])
+    assert sent < 20  # ~110 tokens each: the limit is reached long before the 40th
+    calls = result.trajectory.iterations[0]["subcalls"]
+    assert sum("Budget exhausted" in (c["error"] or "") for c in calls) == 40 - sent
+
+
+def test_wall_timeout_counts_running_time_only(serve: Callable[..., ScriptedServer]) -> None:
+    slow = fence("import time\ntime.sleep(0.4)\nprint('step')")
+    server = serve({"root": [slow, fence("FINAL(1)"), slow, slow, slow, "best"]})
+    config = RLM().with_overrides(settings(server, wall_timeout=1.0))
+    session = rlm_kernel.Session("q", "c", config=config)
+    assert session.run().answer == "1"
+    time.sleep(1.2)  # the notebook sat idle: that is not the session's time
+    session.follow_up("and again?")
+    result = session.run()
+    assert result.reason == "wall_timeout", result.message  # 3 steps of 0.4 s: over 1 s running
+    assert "RLM.wall_timeout = 1 s" in result.message
+    assert len(session.trajectory.iterations) == 4
+
+
 def test_max_subcalls_turns_further_calls_into_error_strings(
     serve: Callable[..., ScriptedServer],
 ) -> None:
@@ -572,6 +599,25 @@ def test_sub_call_cache_answers_identical_calls_once(serve: Callable[..., Script
     assert len([r for r in server.requests if r.model == "sub"]) == 1
     calls = result.trajectory.iterations[0]["subcalls"]
     assert [c["cached"] for c in calls] == [False, True]
+
+
+def test_the_disk_cache_does_not_answer_for_another_endpoint_or_temperature(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    root = [fence("a = llm_query('same')\nprint(a)"), fence("FINAL(a)")]
+    servers = {n: serve({"root": root * 3, "sub": lambda r, n=n: f"from {n}"}) for n in "AB"}
+    answers = []
+    for name, temperature in [("A", 0.0), ("B", 0.0), ("B", 1.5), ("B", 1.5)]:
+        server = servers[name]
+        overrides = {"cache": "disk", "cache_dir": str(tmp_path), "temperature": temperature}
+        result = rlm_kernel.run("q", "c", **settings(server, **overrides))
+        answers.append((result.answer, result.trajectory.iterations[0]["subcalls"][0]["cached"]))
+    assert answers == [
+        ("from A", False),
+        ("from B", False),  # another endpoint
+        ("from B", False),  # another temperature
+        ("from B", True),  # the same call again
+    ]
 
 
 def test_streaming_emits_deltas_and_counts_usage(serve: Callable[..., ScriptedServer]) -> None:

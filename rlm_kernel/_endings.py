@@ -1,22 +1,28 @@
-"""How a session calls its root model other than for a step: the best-answer call that ends a run at a
-limit, the single direct call of baseline mode, and compaction of the root's own history.
+"""How a session ends, and how it calls its root model other than for a step: finishing (the final
+record), holding on a model error, failing; the best-answer call that ends a run at a limit, the
+single direct call of baseline mode, and compaction of the root's own history.
 
 A mixin of ``Session``: these are the loop's endings and detours, kept apart from the loop itself.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import RLM
 from ._context import ContextInfo
 from ._errors import ModelError, RLMError
+from ._events import Event, Finished, StateName
 from ._history import History
 from ._prompts import BASELINE_SYSTEM, BEST_ANSWER_PROMPT, context_text, prose_final
-from ._records import model_call
+from ._records import Proposal, model_call, now
 from ._subcalls import Budget
-from .models import Completion, Message
+from ._trajectory import TrajectoryWriter
+from .executors import Executor, release_executor
+from .models import Completion, Message, UsageSummary
 
 
 class _Shared(Protocol):
@@ -24,31 +30,78 @@ class _Shared(Protocol):
 
 
 class Endings:
+    id: str
     config: RLM
     question: str
     context: object
     context_info: ContextInfo
     depth: int
+    answer: str | None
+    reason: str
+    message: str
     error: RLMError | None
     history: History
+    executor: Executor
+    _pending: Proposal | None
     _question_start: int
     _shared: _Shared
+    _started: float
+    _writer: TrajectoryWriter | None
 
     if TYPE_CHECKING:  # provided by Session
+
+        @property
+        def usage(self) -> UsageSummary: ...
+
+        @property
+        def path(self) -> Path | None: ...
+
+        def _emit(self, event: Event) -> None: ...
+
+        def _set_state(self, new: StateName, reason: str = "") -> None: ...
 
         def _root_call(
             self, messages: list[Message], on_delta: Callable[[str], None] | None = None
         ) -> Completion: ...
 
-        def _finish(
-            self,
-            answer: str | None,
-            reason: str,
-            message: str,
-            forced: dict[str, Any] | None = None,
-        ) -> None: ...
-
         def _record(self, record: dict[str, Any]) -> None: ...
+
+    def _finish(
+        self, answer: str | None, reason: str, message: str, forced: dict[str, Any] | None = None
+    ) -> None:
+        self.answer, self.reason, self.message = answer, reason, message
+        self._pending = None
+        self._record(
+            {
+                "type": "final",
+                "answer": answer,
+                "reason": reason,
+                "message": message,
+                "forced": forced,
+                "usage": self.usage.to_dict(),
+                "duration": time.monotonic() - self._started,
+                "finished": now(),
+                "error": self.error.to_dict() if self.error else None,
+            }
+        )
+        self._set_state("done", reason)
+        # A sandbox gives its worker back; a follow-up or rewind restores it from its last dump.
+        release_executor(self.executor)
+        self._emit(Finished(self.id, self.depth, answer, reason, message))
+        if self._writer is not None:
+            self._writer.close()
+
+    def hold(self, exc: RLMError) -> None:
+        """Pause on a model error, keeping it as the reason: fix the setting, then resume."""
+        self.error, self.reason, self.message = exc, "error", str(exc)
+        self._set_state("paused", type(exc).__name__)
+
+    def fail(self, exc: Exception) -> None:
+        """End in ``failed`` on an error nothing can resume from (a bug, a full disk)."""
+        where = f" The trajectory so far is in {self.path}." if self.path else ""
+        self.reason = "failed"
+        self.message = f"Stopped by an unexpected error: {exc!r}.{where}"
+        self._set_state("failed", type(exc).__name__)
 
     def _check_limits(self) -> None:
         exceeded = self._shared.budget.exceeded()

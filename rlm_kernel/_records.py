@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import RLMError
 from ._trajectory import Trajectory
 from .executors import ExecResult
 from .models import Completion, Message, Usage, UsageSummary, request_key
+
+if TYPE_CHECKING:
+    from ._iteration import Outcome
 
 
 @dataclass(frozen=True)
@@ -96,3 +99,40 @@ def unified_diff(before: str, after: str) -> str:
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def iteration_record(
+    proposal: Proposal,
+    root_model: str,
+    *,
+    executed: str,
+    edited: bool,
+    outcome: Outcome,
+    output: str,
+    observation: str,
+    subcalls: list[dict[str, Any]],
+    ran_for: float,
+) -> dict[str, Any]:
+    """The trajectory record of one executed step (DESIGN §6)."""
+    completion = proposal.completion
+    submission = outcome.submission
+    return {
+        "type": "iteration",
+        "iteration": proposal.iteration,
+        "started": now(),
+        "duration": ran_for + (completion.latency if completion else 0.0),
+        "model_call": model_call(completion, proposal.request_key, root_model),
+        "response": proposal.response,
+        "blocks": list(proposal.blocks),
+        "code": executed,
+        "edited_by_user": edited,
+        "diff": unified_diff(proposal.code, executed) if edited else None,
+        "results": [r.to_dict() for r in outcome.results],
+        "output": output,
+        "notes": outcome.notes,
+        "observation": observation,
+        "subcalls": subcalls,
+        "final": None
+        if submission is None
+        else {"value": submission.value, "source": submission.source},
+    }

@@ -26,7 +26,6 @@ from ._events import (
     CodeReady,
     Emitter,
     Event,
-    Finished,
     IterationFinished,
     IterationStarted,
     Listener,
@@ -45,7 +44,7 @@ from ._prompts import (
     system_prompt,
     truncate,
 )
-from ._records import Proposal, Result, model_call, now, render_output, unified_diff
+from ._records import Proposal, Result, iteration_record, now, render_output
 from ._secrets import Redactor, url_secrets
 from ._subcalls import Budget, SubcallCache, SubcallEngine
 from ._trajectory import SCHEMA_VERSION, Trajectory, TrajectoryWriter
@@ -343,6 +342,9 @@ class Session(Endings):
             self.message = "Interrupted; resuming continues from here."
             if self.depth > 0:
                 raise  # a child's interrupt stops the step of the parent that started it, too
+        except Exception as exc:
+            self.fail(exc)
+            raise
         return self.result()
 
     def begin(self) -> None:
@@ -463,8 +465,8 @@ class Session(Endings):
         outcome: Outcome,
         started: float,
     ) -> dict[str, Any]:
-        results, notes, submission = outcome.results, outcome.notes, outcome.submission
-        output = truncate(render_output(results, len(blocks)), self.config.max_output_chars)
+        notes = outcome.notes
+        output = truncate(render_output(outcome.results, len(blocks)), self.config.max_output_chars)
         if edited:
             notes.insert(
                 0,
@@ -485,27 +487,17 @@ class Session(Endings):
             else self._shared.redactor.scrub(f"```repl\n{executed}\n```")
         )
         self.history.add(assistant, observation)
-        completion = proposal.completion
-        record: dict[str, Any] = {
-            "type": "iteration",
-            "iteration": proposal.iteration,
-            "started": now(),
-            "duration": time.perf_counter() - started + (completion.latency if completion else 0.0),
-            "model_call": model_call(completion, proposal.request_key, self._root_model),
-            "response": proposal.response,
-            "blocks": list(proposal.blocks),
-            "code": executed,
-            "edited_by_user": edited,
-            "diff": unified_diff(proposal.code, executed) if edited else None,
-            "results": [r.to_dict() for r in results],
-            "output": output,
-            "notes": notes,
-            "observation": observation,
-            "subcalls": self._engine.take_records(),
-            "final": None
-            if submission is None
-            else {"value": submission.value, "source": submission.source},
-        }
+        record = iteration_record(
+            proposal,
+            self._root_model,
+            executed=executed,
+            edited=edited,
+            outcome=outcome,
+            output=output,
+            observation=observation,
+            subcalls=self._engine.take_records(),
+            ran_for=time.perf_counter() - started,
+        )
         self._record(record)
         self._emit(IterationFinished(self.id, self.depth, proposal.iteration, record))
         return record
@@ -520,36 +512,6 @@ class Session(Endings):
         self._root_usage.add(completion.model, completion.usage)
         self._shared.budget.charge(completion.usage)
         return completion
-
-    def _finish(
-        self, answer: str | None, reason: str, message: str, forced: dict[str, Any] | None = None
-    ) -> None:
-        self.answer, self.reason, self.message = answer, reason, message
-        self._pending = None
-        self._record(
-            {
-                "type": "final",
-                "answer": answer,
-                "reason": reason,
-                "message": message,
-                "forced": forced,
-                "usage": self.usage.to_dict(),
-                "duration": time.monotonic() - self._started,
-                "finished": now(),
-                "error": self.error.to_dict() if self.error else None,
-            }
-        )
-        self._set_state("done", reason)
-        # A sandbox gives its worker back; a follow-up or rewind restores it from its last dump.
-        release_executor(self.executor)
-        self._emit(Finished(self.id, self.depth, answer, reason, message))
-        if self._writer is not None:
-            self._writer.close()
-
-    def hold(self, exc: RLMError) -> None:
-        """Pause on a model error, keeping it as the reason: fix the setting, then resume."""
-        self.error, self.reason, self.message = exc, "error", str(exc)
-        self._set_state("paused", type(exc).__name__)
 
     def _run_child(
         self, prompt: str, context: object, call_id: str

@@ -114,6 +114,28 @@ def test_step_mode_inserts_the_next_cell_unrun(
         assert "skip-execution" in later[-1].metadata["tags"]
 
 
+def test_step_runs_the_waiting_step_cell_and_inserts_the_next_unrun(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    server = serve({"root": [fence("x = 41\nprint(x)"), fence("FINAL(x + 1)")]})
+    run = Run(make_notebook(server, "rlm", '%rlm "q" ctx --step'), "rlm", env)
+    with run.client.setup_kernel():
+        run.run_pending()
+        run.add("%rlm step")  # what the toolbar's Step button asks for
+        steps = run.cells("step")
+        ran = [c for c in steps if c.get("outputs")]
+        assert [c.metadata["rlm"]["iteration"] for c in ran] == [1]
+        assert "41" in text(ran[0])
+        [waiting] = [c for c in steps if c.metadata["rlm"]["iteration"] == 2]
+        assert "skip-execution" in waiting.metadata["tags"]
+        assert len(server.requests) == 2
+        assert "waiting in its cell" not in text(nb_cell(run, "%rlm step"))
+
+
+def nb_cell(run: Run, source: str) -> Any:
+    return next(c for c in run.nb.cells if c.source == source)
+
+
 def test_an_edited_step_rewinds_marks_later_steps_stale_and_continues(
     serve: Callable[..., ScriptedServer], env: Path
 ) -> None:

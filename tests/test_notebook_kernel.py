@@ -212,15 +212,26 @@ def test_pause_and_stop_from_magics(kernel: Kernel, serve: Callable[..., Scripte
 def test_questions_are_taken_verbatim_and_mistakes_get_one_line_errors(
     kernel: Kernel, serve: Callable[..., ScriptedServer]
 ) -> None:
-    server = serve({"root": [fence("print(len(P))"), fence("FINAL('ok')")]})
+    server = serve({"root": [fence("print(len(P))"), fence("FINAL('ok')")] * 2})
     configure(kernel, server)
-    kernel.run("ctx = 'c'\nx = 42")
+    kernel.run("ctx = 'c'\nx = 42\ndocs = {'a b': 'the text'}")
     run = kernel.run('%rlm "What is {x} in $x, in USD ($)?" ctx')
     assert answer_of(run) == "ok"
     asked = server.requests[0].messages[1]["content"]
     assert "What is {x} in $x, in USD ($)?" in asked  # not expanded by IPython
+    # A question that is a subcommand's name, and a context expression with its own quotes.
+    run = kernel.run('%rlm "status" docs["a b"]')
+    assert answer_of(run) == "ok", run.stderr
+    assert "Question: status\n" in server.requests[-1].messages[1]["content"]
+    assert "str with 8 characters" in server.requests[-1].messages[1]["content"]
 
     for line, message in [
+        (
+            '%rlm "q" ctx --session abc',
+            "--session names the session a follow-up (--continue) goes to",
+        ),
+        ('%rlm "q" ctx --continue', "a context cannot be given with it"),
+        ('%rlm "q" --continue --step', "--step cannot be given with it"),
         ("%rlm edit 7", "has iterations 1–2; step 7 does not exist"),
         ("%%rlm_step 9\nprint(1)", "has iterations 1–2; step 9 does not exist"),
         ("%rlm export out.bogus", "Cannot tell the export format from"),

@@ -239,3 +239,26 @@ def test_conversation_keys_are_request_keys_for_any_change_of_history() -> None:
     replaced[3]["content"] = "changed in place"
     assert keys("root", replaced) == request_key("root", replaced)
     assert keys("root", []) == request_key("root", [])
+
+
+def test_an_unexpected_error_ends_the_session_failed_not_running(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve({"root": [fence("print(1)"), fence("print(2)")]})
+    session = make(server)
+    session.step()
+
+    class FullDisk:
+        path = session.path
+
+        def write(self, record: dict[str, Any]) -> None:
+            raise OSError(28, "No space left on device")
+
+    session._writer = FullDisk()  # type: ignore[assignment]  # the disk fills up mid-run
+    with pytest.raises(OSError, match="No space left"):
+        session.run()
+    assert (session.state, session.reason) == ("failed", "failed")
+    assert "No space left on device" in session.message
+    assert str(session.path) in session.message  # where the trajectory so far is
+    with pytest.raises(SessionStateError):
+        session.step()  # nothing resumes a failed session; a new %rlm may start

@@ -51,16 +51,76 @@ def split(line: str) -> list[str]:
         raise UsageError(f"%rlm: cannot parse {line!r}: {exc}. Check the quotes.") from exc
 
 
-def parse_start(tokens: list[str], *, question_from_body: bool = False) -> argparse.Namespace:
+def is_subcommand(line: str, tokens: list[str]) -> bool:
+    """``%rlm status`` is a subcommand; ``%rlm "status" docs`` asks a question."""
+    return bool(tokens) and tokens[0] in SUBCOMMANDS and not line.lstrip().startswith(("'", '"'))
+
+
+def parse_start(
+    tokens: list[str], *, line: str = "", question_from_body: bool = False
+) -> argparse.Namespace:
     if question_from_body:
-        return _start_parser("%%rlm", question=False, context=True).parse_args(tokens)
-    if len(tokens) == 1 and not tokens[0].startswith("-"):
-        close = difflib.get_close_matches(tokens[0], SUBCOMMANDS, n=1, cutoff=0.6)
-        if close:
+        args = _start_parser("%%rlm", question=False, context=True).parse_args(tokens)
+    else:
+        if len(tokens) == 1 and not tokens[0].startswith("-"):
+            close = difflib.get_close_matches(tokens[0], SUBCOMMANDS, n=1, cutoff=0.6)
+            if close:
+                raise UsageError(
+                    f"%rlm: unknown subcommand {tokens[0]!r}. Did you mean `%rlm {close[0]}`?"
+                )
+        args = _start_parser("%rlm", question=True, context=True).parse_args(tokens)
+    args.context = _as_written(args.context, line)
+    _check_follow_up(args)
+    return args
+
+
+def _as_written(context: str | None, line: str) -> str | None:
+    """The context expression with its own quotes: shlex turns ``docs["a"]`` into ``docs[a]``."""
+    if context is None or not line:
+        return context
+    try:
+        raw = shlex.split(line, posix=False)
+    except ValueError:
+        return context
+    for token in raw:
+        try:
+            same = token != context and shlex.split(token) == [context]
+        except ValueError:  # a piece of a quoted string that holds spaces
+            continue
+        if same:
+            quoted = len(token) >= 2 and token[0] == token[-1] and token[0] in "'\""
+            return context if quoted else token
+    return context
+
+
+_NOT_FOR_FOLLOW_UP = {
+    "context": "a context",
+    "step": "--step",
+    "model": "--model",
+    "sub_model": "--sub-model",
+    "max_iterations": "--max-iterations",
+    "max_depth": "--max-depth",
+    "executor": "--executor",
+    "mode": "--mode",
+    "tools": "--tools",
+    "set": "--set",
+}
+
+
+def _check_follow_up(args: argparse.Namespace) -> None:
+    if not args.follow_up:
+        if args.session is not None:
             raise UsageError(
-                f"%rlm: unknown subcommand {tokens[0]!r}. Did you mean `%rlm {close[0]}`?"
+                "%rlm: --session names the session a follow-up (--continue) goes to; "
+                'to ask a new question, leave it out: %rlm "question" ctx'
             )
-    return _start_parser("%rlm", question=True, context=True).parse_args(tokens)
+        return
+    given = [flag for name, flag in _NOT_FOR_FOLLOW_UP.items() if getattr(args, name, None)]
+    if given:
+        raise UsageError(
+            f"%rlm --continue asks the same session a new question, on its context and with its "
+            f"settings: {', '.join(given)} cannot be given with it (a new %rlm starts a session with others)"
+        )
 
 
 def parse_sub(name: str, tokens: list[str]) -> argparse.Namespace:

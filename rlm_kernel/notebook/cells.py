@@ -58,15 +58,7 @@ class CellsDriver:
         waiting = self._steps.get((session.id, pending.iteration)) if pending is not None else None
         if waiting is not None:
             # The step's cell is already in the notebook, unrun: run that one rather than add a copy.
-            if entry.step_mode:
-                display(
-                    HTML(
-                        _html.notice(
-                            f"Step {waiting['iteration']} is waiting in its cell: run it (Shift+Enter)."
-                        )
-                    )
-                )
-                return
+            # In step mode (Step, %rlm step) it runs alone; the next one is then inserted unrun.
             session.begin()
             self._auto.add((session.id, waiting["iteration"]))
             self._send(entry, {**waiting, "request_id": self.link.request_id(), "run": True})
@@ -126,6 +118,9 @@ class CellsDriver:
         except RLMError as exc:
             display(HTML(_html.error_block(str(exc))))
             return
+        except Exception as exc:
+            session.fail(exc)  # never left "running" with no step to come
+            raise
         finally:
             renderer.detach()
         if record.get("type") == "iteration":
@@ -162,6 +157,9 @@ class CellsDriver:
             session.hold(exc)
             display(HTML(_html.error_block(f"{exc}\nFix it, then `%rlm resume`.")))
             return
+        except Exception as exc:
+            session.fail(exc)
+            raise
         except KeyboardInterrupt:
             session.pause()
             session.checkpoint()

@@ -35,13 +35,16 @@ HELP = """Run a Recursive Language Model over a context held in a notebook varia
 
   %rlm "question" ctx [options]      answer a question about the variable `ctx` (bound as P)
   %%rlm ctx [options]                the same, with the question as the cell body
-  %rlm "follow-up" --continue        ask again in the same session: same namespace, history kept
+  %rlm "follow-up" --continue [--session S]
+                                     ask again in the same session (the current one, or S): same
+                                     namespace, context, settings and history
   %rlm pause | resume | step | stop [session]
   %rlm resume --from PATH ctx        take a session up again from its trajectory file after a
-                                     kernel crash or restart (its code re-runs, no tokens spent)
+                                     kernel crash or restart (its code re-runs, no tokens spent;
+                                     it runs in this cell, also in JupyterLab)
   %rlm status [session] | list
-  %rlm edit N                        put iteration N's code in a new cell to correct and re-run
-  %rlm export PATH [--format json|jsonl|rlm-jsonl|ipynb|sft]
+  %rlm edit N [--session S]          put iteration N's code in a new cell to correct and re-run
+  %rlm export PATH [--format json|jsonl|rlm-jsonl|ipynb|sft] [--session S]
   %rlm replay PATH ctx [--speed X] [--step] [--live-fallback]
                                      re-enact a recorded session offline (no API key needed);
                                      --live-fallback asks the model what the recording lacks
@@ -96,16 +99,16 @@ class RLMMagics(RecordedSessions, Magics):
     def rlm(self, line: str, cell: str | None = None) -> None:
         tokens = _args.split(line)
         if cell is not None:
-            args = _args.parse_start(tokens, question_from_body=True)
+            args = _args.parse_start(tokens, line=line, question_from_body=True)
             args.question = cell.strip()
             self._start(args)
             return
         if not tokens:
             raise UsageError('%rlm needs a question and a context, e.g. %rlm "What changed?" ctx')
-        if tokens[0] in _args.SUBCOMMANDS:
+        if _args.is_subcommand(line, tokens):
             self._subcommand(tokens[0], _args.parse_sub(tokens[0], tokens[1:]))
         else:
-            self._start(_args.parse_start(tokens))
+            self._start(_args.parse_start(tokens, line=line))
 
     rlm.__doc__ = HELP
 

@@ -161,13 +161,14 @@ class RLM(Configurable):
     wall_timeout = Float(
         None,
         allow_none=True,
-        help="Seconds the whole session may take before it asks for a best answer; None means no limit.",
+        help="Seconds the whole session may spend running (paused or idle time does not count) before "
+        "it asks for a best answer; None means no limit.",
     ).tag(config=True)
     max_output_chars = Int(
         20_000,
         min=100,
-        help="Characters of an iteration's output sent back to the model; the head and tail are kept "
-        "around a marker that says how much was cut.",
+        help="Characters of an iteration's output sent back to the model (at least 100); the head and "
+        "tail are kept around a marker that says how much was cut.",
     ).tag(config=True)
     subcall_concurrency = Int(16, help="llm_batch / rlm_query calls in flight at once.").tag(
         config=True
@@ -175,8 +176,8 @@ class RLM(Configurable):
     cache = CaselessStrEnum(
         ["off", "memory", "disk"],
         default_value="off",
-        help="Cache identical sub-calls (same model, prompt and parameters): 'memory' for this "
-        "process, 'disk' under cache_dir across sessions.",
+        help="Cache identical sub-calls (same endpoint, model, prompt, temperature and token limit): "
+        "'memory' for this process, 'disk' under cache_dir across sessions.",
     ).tag(config=True)
     cache_dir = Unicode(help="Directory of the disk cache; empty means <data_dir>/cache.").tag(
         config=True

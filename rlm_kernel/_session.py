@@ -510,7 +510,7 @@ class Session(Endings):
             messages, model=self._root_model, on_delta=on_delta
         )
         self._root_usage.add(completion.model, completion.usage)
-        self._shared.budget.charge(completion.usage)
+        self._shared.budget.charge(completion.usage, completion.model)
         return completion
 
     def _run_child(

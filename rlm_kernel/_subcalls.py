@@ -13,6 +13,7 @@ import itertools
 import json
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,13 +38,27 @@ class Budget:
         self._since: float | None = None
         self.tokens = 0
         self.cost = 0.0
+        self._cost_warned = False
         self.subcalls = 0
         self._lock = threading.Lock()
 
-    def charge(self, usage: Usage) -> None:
+    def charge(self, usage: Usage, model: str) -> None:
         with self._lock:
             self.tokens += usage.total_tokens
             self.cost += usage.cost or 0.0
+            unpriced = usage.cost is None and self.config.max_cost is not None
+            warn, self._cost_warned = (
+                unpriced and not self._cost_warned,
+                self._cost_warned or unpriced,
+            )
+        if warn:
+            warnings.warn(
+                f"RLM.max_cost cannot hold: the endpoint reports no cost for {model!r} and RLM.prices "
+                f"has no price for it. Add one (USD per million tokens), e.g. %config RLM.prices = "
+                f"{{{model!r}: {{'input': 1.25, 'output': 10.0}}}}, or limit RLM.max_tokens instead.",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def take_subcall(self) -> bool:
         with self._lock:
@@ -306,7 +321,7 @@ class SubcallEngine:
                 with self._lock:
                     self._in_flight -= 1
         self.usage.add(completion.model, completion.usage)
-        self.budget.charge(completion.usage)
+        self.budget.charge(completion.usage, completion.model)
         self.cache.put(key, completion)
         return completion
 

@@ -11,6 +11,7 @@ import ssl
 import string
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -528,6 +529,25 @@ def test_a_batch_stops_at_the_token_limit_instead_of_sending_every_prompt(
     assert sent < 20  # ~110 tokens each: the limit is reached long before the 40th
     calls = result.trajectory.iterations[0]["subcalls"]
     assert sum("Budget exhausted" in (c["error"] or "") for c in calls) == 40 - sent
+
+
+def test_max_cost_is_enforced_with_prices_and_says_so_without(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    root = [fence("print(1)"), fence("print(2)"), fence("print(3)"), "best"]
+    server = serve({"root": root})
+    with pytest.warns(UserWarning, match="RLM.max_cost cannot hold") as caught:
+        unpriced = rlm_kernel.run("q", "c", **settings(server, max_cost=0.0001, max_iterations=2))
+    assert len(caught) == 1  # once, not per call
+    assert unpriced.reason == "max_iterations"
+
+    server = serve({"root": root})
+    prices = {"root": {"input": 10.0, "output": 10.0}}  # USD per million tokens
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        priced = rlm_kernel.run("q", "c", **settings(server, max_cost=0.001, prices=prices))
+    assert priced.reason == "max_cost", priced.message
+    assert "RLM.max_cost" in priced.message
 
 
 def test_wall_timeout_counts_running_time_only(serve: Callable[..., ScriptedServer]) -> None:

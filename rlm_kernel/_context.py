@@ -116,7 +116,23 @@ def _load_str(source: str, encoding: str) -> Context:
         # "What is 2*3?" has glob magic too; only path-like strings are taken as patterns.
         if not any(c.isspace() for c in source) or (base and os.path.isdir(base)):
             return _load_glob(source, base, encoding)
+    if _looks_like_a_path(source):
+        raise ContextError(
+            f"The context {source!r} looks like a path, but there is no such file or directory",
+            fix=f"Check the spelling (relative paths start at {os.getcwd()}); to use the text itself "
+            "as the context, pass it in a list: [text]",
+        )
     return source
+
+
+_FILE_SUFFIXES = {".txt", ".md", ".json", ".jsonl", ".csv", ".tsv", ".log", ".py", ".html", ".xml"}
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """One word that ends like a directory or a text file ("logs/", "data/report.txt")."""
+    if not text or any(c.isspace() for c in text):
+        return False
+    return text.endswith(("/", os.sep)) or PurePath(text).suffix.lower() in _FILE_SUFFIXES
 
 
 def _load_glob(pattern: str, base: str, encoding: str) -> Documents:

@@ -176,8 +176,14 @@ def test_missing_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ContextError, match="does not exist") as info:
         load_context(tmp_path / "nope.txt")
     assert info.value.fix
-    # A str that names nothing is just text, not an error.
-    assert load_context(str(tmp_path / "nope.txt")) == str(tmp_path / "nope.txt")
+    # A str that looks like a path and names nothing is a mistyped path, not the text to read...
+    for typo in (str(tmp_path / "nope.txt"), "logs/", "data/report.csv"):
+        with pytest.raises(ContextError, match="looks like a path") as info:
+            load_context(typo)
+        assert "[text]" in (info.value.fix or "")
+    # ...while text that merely holds a slash or a dot is text.
+    for text in ("What is 2/3?", "3/4", "e.g.", "see notes.txt for details"):
+        assert load_context(text) == text
 
 
 # --- load_context: in-memory values ----------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import io
 import shlex
 from typing import Any, NoReturn
 
@@ -75,21 +76,23 @@ def parse_start(
 
 
 def _as_written(context: str | None, line: str) -> str | None:
-    """The context expression with its own quotes: shlex turns ``docs["a"]`` into ``docs[a]``."""
+    """The context expression with its own quotes: shlex turns ``docs["a b"]`` into ``docs[a b]``."""
     if context is None or not line:
         return context
+    stream = io.StringIO(line)
+    lexer = shlex.shlex(stream, posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    start = 0
     try:
-        raw = shlex.split(line, posix=False)
-    except ValueError:
-        return context
-    for token in raw:
-        try:
-            same = token != context and shlex.split(token) == [context]
-        except ValueError:  # a piece of a quoted string that holds spaces
-            continue
-        if same:
-            quoted = len(token) >= 2 and token[0] == token[-1] and token[0] in "'\""
-            return context if quoted else token
+        while (token := lexer.get_token()) not in (lexer.eof, None):
+            end = stream.tell()
+            raw, start = line[start:end].strip(), end
+            quoted = len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\""
+            if token == context and not quoted:
+                return raw
+    except ValueError:  # split() already accepted the line; be safe anyway
+        pass
     return context
 
 

@@ -15,7 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|SIG|AUTH)", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+# Query parameters that carry credentials: api-key=, access_token=, sig= (signed URLs), auth=.
+_SECRET_PARAM = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|SIG|AUTH)", re.IGNORECASE)
 REDACTED = "[redacted]"
 
 
@@ -28,7 +30,7 @@ def url_secrets(url: str | None) -> list[str]:
         found = [parts.username or "", parts.password or ""]
     except ValueError:
         return []
-    found += [v for k, v in parse_qsl(parts.query) if _SECRET_NAME.search(k)]
+    found += [v for k, v in parse_qsl(parts.query) if _SECRET_PARAM.search(k)]
     return [s for s in found if s]
 
 
@@ -41,7 +43,7 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     query = urlencode(
-        [(k, REDACTED if _SECRET_NAME.search(k) else v) for k, v in parse_qsl(parts.query)]
+        [(k, REDACTED if _SECRET_PARAM.search(k) else v) for k, v in parse_qsl(parts.query)]
     )
     return urlunsplit((parts.scheme, host, parts.path, query, parts.fragment))
 

@@ -130,7 +130,7 @@ _FILE_SUFFIXES = {".txt", ".md", ".json", ".jsonl", ".csv", ".tsv", ".log", ".py
 
 def _looks_like_a_path(text: str) -> bool:
     """One word that ends like a directory or a text file ("logs/", "data/report.txt")."""
-    if not text or any(c.isspace() for c in text):
+    if not text or any(c.isspace() for c in text) or "://" in text:
         return False
     return text.endswith(("/", os.sep)) or PurePath(text).suffix.lower() in _FILE_SUFFIXES
 

@@ -7,6 +7,7 @@ A mixin of ``Session``: these are the loop's endings and detours, kept apart fro
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,29 +68,37 @@ class Endings:
         def _record(self, record: dict[str, Any]) -> None: ...
 
     def _finish(
-        self, answer: str | None, reason: str, message: str, forced: dict[str, Any] | None = None
+        self,
+        answer: str | None,
+        reason: str,
+        message: str,
+        forced: dict[str, Any] | None = None,
+        *,
+        state: StateName = "done",
     ) -> None:
         self.answer, self.reason, self.message = answer, reason, message
         self._pending = None
-        self._record(
-            {
-                "type": "final",
-                "answer": answer,
-                "reason": reason,
-                "message": message,
-                "forced": forced,
-                "usage": self.usage.to_dict(),
-                "duration": time.monotonic() - self._started,
-                "finished": now(),
-                "error": self.error.to_dict() if self.error else None,
-            }
-        )
-        self._set_state("done", reason)
-        # A sandbox gives its worker back; a follow-up or rewind restores it from its last dump.
-        release_executor(self.executor)
-        self._emit(Finished(self.id, self.depth, answer, reason, message))
-        if self._writer is not None:
-            self._writer.close()
+        try:
+            self._record(
+                {
+                    "type": "final",
+                    "answer": answer,
+                    "reason": reason,
+                    "message": message,
+                    "forced": forced,
+                    "usage": self.usage.to_dict(),
+                    "duration": time.monotonic() - self._started,
+                    "finished": now(),
+                    "error": self.error.to_dict() if self.error else None,
+                }
+            )
+        finally:  # ended even when the record cannot be written
+            self._set_state(state, reason)
+            # A sandbox gives its worker back; a follow-up or rewind restores it from its last dump.
+            release_executor(self.executor)
+            self._emit(Finished(self.id, self.depth, answer, reason, message))
+            if self._writer is not None:
+                self._writer.close()
 
     def hold(self, exc: RLMError) -> None:
         """Pause on a model error, keeping it as the reason: fix the setting, then resume."""
@@ -99,9 +108,9 @@ class Endings:
     def fail(self, exc: Exception) -> None:
         """End in ``failed`` on an error nothing can resume from (a bug, a full disk)."""
         where = f" The trajectory so far is in {self.path}." if self.path else ""
-        self.reason = "failed"
-        self.message = f"Stopped by an unexpected error: {exc!r}.{where}"
-        self._set_state("failed", type(exc).__name__)
+        message = f"Stopped by an unexpected error: {exc!r}.{where}"
+        with contextlib.suppress(Exception):  # writing the record may be what fails
+            self._finish(None, "failed", message, state="failed")
 
     def _check_limits(self) -> None:
         exceeded = self._shared.budget.exceeded()

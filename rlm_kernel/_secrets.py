@@ -13,29 +13,37 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
 # Query parameters that carry credentials: api-key=, access_token=, sig= (signed URLs), auth=.
 _SECRET_PARAM = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|SIG|AUTH)", re.IGNORECASE)
 REDACTED = "[redacted]"
+_MIN_URL_SECRET = 6  # a URL password is a secret even when short; 8 for values named as secrets
 
 
 def url_secrets(url: str | None) -> list[str]:
-    """The credentials in a URL: user, password, and secret-named query values."""
+    """The credentials in a URL, as written and decoded: its password and secret-named query values.
+
+    A user name is not a secret ("postgres"), and scrubbing it would blank the word everywhere.
+    """
     if not url or "://" not in url:
         return []
     try:
         parts = urlsplit(url)
-        found = [parts.username or "", parts.password or ""]
+        found = [parts.password or ""]
     except ValueError:
         return []
-    found += [v for k, v in parse_qsl(parts.query) if _SECRET_PARAM.search(k)]
-    return [s for s in found if s]
+    for pair in parts.query.split("&"):
+        name, _, value = pair.partition("=")
+        if _SECRET_PARAM.search(unquote_plus(name)):
+            found.append(value)
+    found += [unquote_plus(s) for s in found]
+    return list(dict.fromkeys(s for s in found if s))
 
 
 def redact_url(url: str) -> str:
-    """``url`` without its credentials (user, password, secret-named query values), to log or record."""
+    """``url`` without its credentials (user and password, secret-named query values), to record."""
     if not url_secrets(url):
         return url
     parts = urlsplit(url)
@@ -53,11 +61,14 @@ class Redactor:
         from ._config import read_dotenv  # the settings module imports this one
 
         found = {s for s in secrets if s}
-        variables = {**read_dotenv(Path.cwd() / ".env"), **os.environ}
-        found.update(value for name, value in variables.items() if _SECRET_NAME.search(name))
-        for given in list(found) + list(variables.values()):
-            found.update(url_secrets(given))
+        # Both: a .env value that differs from the environment's is one the code can read too.
+        variables = [*read_dotenv(Path.cwd() / ".env").items(), *os.environ.items()]
+        found.update(value for name, value in variables if _SECRET_NAME.search(name))
         found = {s for s in found if len(s) >= 8}
+        for value in [*found, *(v for _, v in variables)]:
+            in_url = [s for s in url_secrets(value) if len(s) >= _MIN_URL_SECRET]
+            if in_url:  # the whole URL too (DATABASE_URL=postgres://app:pw@db/x), and its password
+                found.update([value, *in_url])
         # Longest first, so a secret that contains another is replaced whole.
         self._secrets = sorted(found, key=len, reverse=True)
 

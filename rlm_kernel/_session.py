@@ -12,7 +12,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +48,7 @@ from ._prompts import (
 from ._records import Proposal, Result, iteration_record, now, render_output
 from ._secrets import Redactor, url_secrets
 from ._subcalls import Budget, SubcallCache, SubcallEngine
+from ._timeout import IterationTimeout
 from ._trajectory import SCHEMA_VERSION, Trajectory, TrajectoryWriter
 from ._version import __version__
 from .executors import Executor, admitted_tools, executor_note, make_executor, release_executor
@@ -259,6 +261,10 @@ class Session(Endings):
         self._require("idle", "paused", "running")
         if self._pending is not None:
             return self._pending
+        with self._counted():
+            return self._propose()
+
+    def _propose(self) -> Proposal:
         n = self.iteration + 1
         self._emit(IterationStarted(self.id, self.depth, n))
         if self.config.compaction:
@@ -281,6 +287,22 @@ class Session(Endings):
     def execute(self, code: str | None = None) -> dict[str, Any]:
         """Run the pending step; ``code`` replaces the model's code (a person's edit)."""
         self._require("idle", "paused", "running")
+        with self._counted():
+            return self._execute(code)
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        """A step taken by hand (not in ``running``) counts toward wall_timeout too."""
+        counting = self.depth == 0 and self.state != "running"
+        if counting:
+            self._shared.budget.clock(True)
+        try:
+            yield
+        finally:
+            if counting and self.state != "running":
+                self._shared.budget.clock(False)
+
+    def _execute(self, code: str | None) -> dict[str, Any]:
         proposal = self._pending or self.propose()
         edited = code is not None and code.strip() != proposal.code.strip()
         blocks = (code,) if code is not None and edited else proposal.blocks
@@ -337,11 +359,13 @@ class Session(Endings):
             # A replay that runs past its recording holds like a failing endpoint: the message says
             # how to go on (a live fallback), and nothing of the session is lost.
             self.hold(exc)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, IterationTimeout) as exc:
             self._set_state("paused", "interrupted")
             self.message = "Interrupted; resuming continues from here."
-            if self.depth > 0:
-                raise  # a child's interrupt stops the step of the parent that started it, too
+            if self.depth > 0 or isinstance(exc, IterationTimeout):
+                # A child's interrupt stops the step of the parent that started it, too; a timeout
+                # that reaches here is an outer iteration's (a parent's), and stops that one.
+                raise
         except Exception as exc:
             self.fail(exc)
             raise
@@ -515,7 +539,9 @@ class Session(Endings):
 
     def _run_child(
         self, prompt: str, context: object, call_id: str
-    ) -> tuple[str, dict[str, Any], UsageSummary]:
+    ) -> tuple[str, dict[str, Any] | None, UsageSummary]:
+        if self._stop.is_set():  # stopping: a new child would run to its own limits
+            return "Error: the session is stopping; no child RLM was started", None, UsageSummary()
         child = Session(
             prompt, context, _shared=self._shared, _depth=self.depth + 1, _parent_call=call_id
         )

@@ -134,7 +134,7 @@ class SubcallCache:
             tmp.replace(self._dir / f"{key}.json")
 
 
-ChildRunner = Callable[[str, object, str], tuple[str, dict[str, Any], UsageSummary]]
+ChildRunner = Callable[[str, object, str], tuple[str, dict[str, Any] | None, UsageSummary]]
 
 
 class SubcallEngine:
@@ -212,6 +212,16 @@ class SubcallEngine:
             # At the depth limit a plain call answers: it must see the context it was given.
             if context is not None:
                 text = f"{text}\n\n{self._text(context)}"
+            window = self.config.context_window * 3  # characters, at about 3 to 4 per token
+            if len(text) > window:
+                record = self._start("rlm_query", self._model(None), text[:2_000], None, None)
+                record["error"] = (
+                    f"rlm_query at RLM.max_depth = {self.config.max_depth} is one plain call, and "
+                    f"this prompt and context are {len(text):,} characters, more than the model's "
+                    f"window (RLM.context_window = {self.config.context_window:,} tokens): pass a "
+                    "smaller slice, or raise RLM.max_depth so that a child RLM can read it"
+                )
+                return self._end(record, time.perf_counter())
             return _aio.run_sync(self._one(text, self._model(None), "rlm_query", None))
         return self._child(text, context)
 

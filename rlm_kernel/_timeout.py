@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import signal
 import sys
 import threading
@@ -33,6 +34,8 @@ from typing import Any
 # After the deadline, how often the limit fires again while the block has not returned.
 REFIRE_SECONDS = 0.05
 _SOON = 1e-4  # setitimer(0) disarms: a deadline already due is armed this far ahead
+_MAX_REFIRES = 1200  # a watchdog gives up after a minute of firings past the deadline
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # Frames of model code: the executors compile it under file names like "<rlm 3f2a step 2.1>".
 _MODEL_CODE = "<rlm "
 
@@ -69,6 +72,19 @@ def time_limit(seconds: float | None) -> Iterator[Limit]:
             yield limit
 
 
+def _in_model_code(frame: FrameType | None) -> bool:
+    """Whether the model's code is running, rather than rlm_kernel's own (its exec machinery, a
+    sub-call, cleanup after a timeout): a repeated firing must land in the former only."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith(_MODEL_CODE):
+            return True
+        if name.startswith(_PACKAGE):
+            return False
+        frame = frame.f_back
+    return False
+
+
 @contextmanager
 def _alarm(limit: Limit) -> Iterator[None]:
     previous_trace = sys.gettrace()
@@ -77,7 +93,7 @@ def _alarm(limit: Limit) -> Iterator[None]:
     deadline = now + limit.seconds
     outer_handler = signal.getsignal(signal.SIGALRM)
     outer_left, outer_interval = signal.getitimer(signal.ITIMER_REAL)
-    outer_deadline = now + outer_left if outer_left > 0 else math.inf
+    outer = [now + outer_left if outer_left > 0 else math.inf]  # the outer alarm's next firing
 
     def again(frame: FrameType, event: str, arg: Any) -> Any:
         if not frame.f_code.co_filename.startswith(_MODEL_CODE):
@@ -90,58 +106,67 @@ def _alarm(limit: Limit) -> Iterator[None]:
         if ended:
             return  # a last firing that arrived while the limit was being taken down
         now = time.monotonic()
-        if now >= outer_deadline and callable(outer_handler):
-            outer_handler(signum, frame)  # the outer limit is due: it acts as it would have
-            return
-        if now < deadline:
+        if now >= outer[0]:
+            # The outer alarm is due: it acts as it would have (and may raise), once per firing.
+            outer[0] = outer[0] + outer_interval if outer_interval > 0 else math.inf
+            if callable(outer_handler):
+                outer_handler(signum, frame)
+        if now < deadline or (limit.fired and not _in_model_code(frame)):
             return
         sys.settrace(again)  # new frames; the running ones get it below
-        while frame is not None:
-            if frame.f_code.co_filename.startswith(_MODEL_CODE):
-                frame.f_trace = again
-            frame = frame.f_back
+        running = frame
+        while running is not None:
+            if running.f_code.co_filename.startswith(_MODEL_CODE):
+                running.f_trace = again
+            running = running.f_back
         raise limit.exception()
 
     signal.signal(signal.SIGALRM, fire)
-    first = max(min(deadline, outer_deadline) - now, _SOON)
-    signal.setitimer(signal.ITIMER_REAL, first, REFIRE_SECONDS)
     try:
+        first = max(min(deadline, outer[0]) - now, _SOON)
+        signal.setitimer(signal.ITIMER_REAL, first, REFIRE_SECONDS)
         yield
     finally:
         ended.append(True)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, outer_handler)
-        if outer_deadline < math.inf:
-            left = max(outer_deadline - time.monotonic(), _SOON)
-            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
-        if limit.fired:
+        if sys.gettrace() is again:  # not an outer limit's, set after ours
             sys.settrace(previous_trace)
+        signal.signal(signal.SIGALRM, outer_handler)
+        if outer[0] < math.inf:
+            left = max(outer[0] - time.monotonic(), _SOON)
+            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
 
 
 @contextmanager
 def _watchdog(limit: Limit) -> Iterator[None]:
     target = threading.get_ident()
+    ended: list[bool] = []
     done = threading.Event()
     lock = threading.Lock()
 
     def fire() -> None:
-        if done.wait(limit.seconds):
-            return
-        while True:
+        wait = limit.seconds
+        for _ in range(_MAX_REFIRES):
+            if done.wait(wait):
+                return
+            wait = REFIRE_SECONDS
             with lock:
-                if done.is_set():
+                if ended:
                     return
+                frame = sys._current_frames().get(target)
+                if limit.fired and not _in_model_code(frame):
+                    continue  # rlm_kernel's own code is running: not there
                 limit.fired = True
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(target), ctypes.py_object(IterationTimeout)
                 )
-            if done.wait(REFIRE_SECONDS):
-                return
 
     watchdog = threading.Thread(target=fire, name="rlm-iteration-watchdog", daemon=True)
     watchdog.start()
     try:
         yield
     finally:
+        ended.append(True)  # first: whatever lands after this is not fired again
+        done.set()
         with lock:
-            done.set()
+            pass  # a firing in progress has finished

@@ -182,7 +182,13 @@ def test_missing_path_is_an_error(tmp_path: Path) -> None:
             load_context(typo)
         assert "[text]" in (info.value.fix or "")
     # ...while text that merely holds a slash or a dot is text.
-    for text in ("What is 2/3?", "3/4", "e.g.", "see notes.txt for details"):
+    for text in (
+        "What is 2/3?",
+        "3/4",
+        "e.g.",
+        "see notes.txt for details",
+        "https://x.org/a.html",
+    ):
         assert load_context(text) == text
 
 

@@ -179,7 +179,9 @@ def test_redact_url_drops_every_credential() -> None:
     assert redact_url(url) == (
         "https://host.example/v1?api-version=2024-10-21&api-key=%5Bredacted%5D"
     )
-    assert url_secrets(url) == ["me", "pw-12345678", "k-12345678"]
+    assert url_secrets(url) == ["pw-12345678", "k-12345678"]  # a user name is no secret
+    encoded = "postgresql://app:p%40ss%21word@db/x?sig=AbC%2Bdef"
+    assert url_secrets(encoded) == ["p%40ss%21word", "AbC%2Bdef", "p@ss!word", "AbC+def"]
 
 
 def test_a_key_typed_into_an_edit_is_scrubbed_from_a_saved_trajectory(

@@ -255,9 +255,12 @@ def test_an_unexpected_error_ends_the_session_failed_not_running(
             raise OSError(28, "No space left on device")
 
     session._writer = FullDisk()  # type: ignore[assignment]  # the disk fills up mid-run
+    ended: list[Finished] = []
+    session.subscribe(lambda e: ended.append(e) if isinstance(e, Finished) else None)
     with pytest.raises(OSError, match="No space left"):
         session.run()
     assert (session.state, session.reason) == ("failed", "failed")
+    assert [e.reason for e in ended] == ["failed"]  # front ends hear of it (panels, status bar)
     assert "No space left on device" in session.message
     assert str(session.path) in session.message  # where the trajectory so far is
     with pytest.raises(SessionStateError):

@@ -66,6 +66,10 @@ class CellsDriver:
         session.begin()
         self._next(entry, after=self.link.cell_id())
 
+    def inserted_to_run(self, session_id: str, n: int) -> bool:
+        """Whether step ``n``'s cell was inserted to run by itself (not run by a person)."""
+        return (session_id, n) in self._auto
+
     # --- a %%rlm_step cell --------------------------------------------------------------------------
     def step_cell(self, entry: NotebookSession, n: int, code: str, client: str) -> None:
         entry.client = client

@@ -128,11 +128,15 @@ class RLMMagics(RecordedSessions, Magics):
             )
         entry = self._lookup(tokens[0] if len(tokens) == 2 else None)
         n = int(tokens[-1])
-        _check_step(entry.session, n)
         client = self._cells_client(entry.session.config)
         if client is not None and self.cells is not None:
+            # A step cell the kernel inserted to run by itself says why it did not (the session was
+            # stopped or paused meanwhile) rather than failing a Run All with a usage error.
+            if not self.cells.inserted_to_run(entry.session.id, n):
+                _check_step(entry.session, n)
             self.cells.step_cell(entry, n, cell, client)
         else:
+            _check_step(entry.session, n)
             self._run_step(entry, n, cell)
 
     # --- start ----------------------------------------------------------------------------------------

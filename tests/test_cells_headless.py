@@ -195,9 +195,8 @@ def test_without_a_front_end_the_same_notebook_runs_inline(
     assert "In [rlm 2]:" in text(nb.cells[-1])
 
 
-def test_a_replay_inserts_real_cells_and_re_enacts_a_persons_edit(
-    serve: Callable[..., ScriptedServer], env: Path
-) -> None:
+def replay_run(serve: Callable[..., ScriptedServer], env: Path) -> Run:
+    """A notebook that replays the recording in which a person edited step 1 (answer 84)."""
     path = record_edited_session(serve, "the vault code is 7781")
     nb = nbformat.v4.new_notebook(
         cells=[
@@ -205,7 +204,13 @@ def test_a_replay_inserts_real_cells_and_re_enacts_a_persons_edit(
             nbformat.v4.new_code_cell(f"%rlm replay {path} ctx"),
         ]
     )
-    run = Run(nb, "rlm", env)
+    return Run(nb, "rlm", env)
+
+
+def test_a_replay_inserts_real_cells_and_re_enacts_a_persons_edit(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    run = replay_run(serve, env)
     with run.client.setup_kernel():
         run.run_pending()
     steps = run.cells("step")
@@ -218,14 +223,8 @@ def test_a_replay_inserts_real_cells_and_re_enacts_a_persons_edit(
 def test_a_replay_edited_past_its_recording_holds_and_can_be_stopped(
     serve: Callable[..., ScriptedServer], env: Path
 ) -> None:
-    path = record_edited_session(serve, "the vault code is 7781")
-    nb = nbformat.v4.new_notebook(
-        cells=[
-            nbformat.v4.new_code_cell("ctx = 'the vault code is 7781'"),
-            nbformat.v4.new_code_cell(f"%rlm replay {path} ctx"),
-        ]
-    )
-    run = Run(nb, "rlm", env)
+    run = replay_run(serve, env)
+    nb = run.nb
     with run.client.setup_kernel():
         run.run_pending()
         sid = run.cells("step")[0].metadata["rlm"]["session"]

@@ -293,7 +293,7 @@ class Session(Endings):
     @contextmanager
     def _counted(self) -> Iterator[None]:
         """A step taken by hand (not in ``running``) counts toward wall_timeout too."""
-        counting = self.depth == 0 and self.state != "running"
+        counting = self.depth == 0 and not self._shared.budget.counting  # not already counted
         if counting:
             self._shared.budget.clock(True)
         try:

@@ -46,11 +46,8 @@ class Budget:
         with self._lock:
             self.tokens += usage.total_tokens
             self.cost += usage.cost or 0.0
-            unpriced = usage.cost is None and self.config.max_cost is not None
-            warn, self._cost_warned = (
-                unpriced and not self._cost_warned,
-                self._cost_warned or unpriced,
-            )
+            warn = usage.cost is None and self.config.max_cost is not None and not self._cost_warned
+            self._cost_warned = self._cost_warned or warn
         if warn:
             warnings.warn(
                 f"RLM.max_cost cannot hold: the endpoint reports no cost for {model!r} and RLM.prices "
@@ -77,6 +74,11 @@ class Budget:
             elif not running and self._since is not None:
                 self._ran += now - self._since
                 self._since = None
+
+    @property
+    def counting(self) -> bool:
+        """Whether wall time is being counted now."""
+        return self._since is not None
 
     @property
     def elapsed(self) -> float:
@@ -320,9 +322,9 @@ class SubcallEngine:
             self._semaphore = asyncio.Semaphore(max(1, self.config.subcall_concurrency))
         async with self._semaphore:
             # Checked again once a slot is free: the calls ahead of this one may have used it up.
-            exceeded = self.budget.exceeded()
-            if exceeded is not None:
-                raise RLMError(f"Budget exhausted: {exceeded[1]}", fix="Answer with what you have")
+            exhausted = self._exhausted()
+            if exhausted is not None:
+                raise exhausted
             with self._lock:
                 self._in_flight += 1
             try:
@@ -343,6 +345,9 @@ class SubcallEngine:
                 fix="Answer with what you have",
                 setting="RLM.max_subcalls",
             )
+        return self._exhausted()
+
+    def _exhausted(self) -> RLMError | None:
         exceeded = self.budget.exceeded()
         if exceeded is not None:
             return RLMError(f"Budget exhausted: {exceeded[1]}", fix="Answer with what you have")

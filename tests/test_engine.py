@@ -600,7 +600,7 @@ def test_wall_timeout_counts_steps_taken_by_hand(serve: Callable[..., ScriptedSe
     config = RLM().with_overrides(settings(server, wall_timeout=1.0))
     session = rlm_kernel.Session("q", "c", config=config)
     while session.state == "paused" or session.state == "idle":
-        session.step()  # %rlm step, one at a time: the session is never "running"
+        session.execute()  # one step at a time (it asks the model first): never "running"
         time.sleep(0.3)  # a person reading the step: not counted
     assert session.reason == "wall_timeout"
     assert 3 <= len(session.trajectory.iterations) <= 5

@@ -277,7 +277,10 @@ class RLMMagics(RecordedSessions, Magics):
             if session.state in ("done", "failed"):
                 print(f"Session {session.id} has already ended ({session.reason}).")
                 return
-            session.pause() if name == "pause" else session.stop()
+            if name == "pause":
+                session.pause()
+            else:
+                session.stop()
             # A magic runs between cells, so no step of this session is running now (a cells-mode
             # session is "running" while it waits for its next step cell): apply it at once.
             session.checkpoint()

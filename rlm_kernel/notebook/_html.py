@@ -39,7 +39,7 @@ class HTML(_display.HTML):
 
     def __init__(self, data: str) -> None:
         super().__init__(data)
-        self._text = data.text if isinstance(data, Markup) else _TAG.sub("", data)
+        self._text = data.text if isinstance(data, Markup) else html.unescape(_TAG.sub("", data))
 
     def __repr__(self) -> str:
         return self._text

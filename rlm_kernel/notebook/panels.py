@@ -48,7 +48,11 @@ class IterationPanel:
     @property
     def records(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [self._records[i] for i in self._order if i in self._records]
+            return self._finished()
+
+    def _finished(self) -> list[dict[str, Any]]:
+        """The finished sub-calls in call order. Locked."""
+        return [self._records[i] for i in self._order if i in self._records]
 
     def started(self, call_id: str, title: str) -> None:
         with self._lock:
@@ -59,7 +63,7 @@ class IterationPanel:
             self.accordion.children = (*self.accordion.children, body)
             self.accordion.set_title(index, f"{title} · …")
             if self._handle is None:
-                self._handle = show(self.accordion, self.fallback(), self.text())
+                self._handle = show(self.accordion, *self._twins())
 
     def finished(self, record: dict[str, Any], nested: widgets.Widget | None = None) -> None:
         with self._lock:
@@ -75,19 +79,17 @@ class IterationPanel:
                 children[index] = widgets.VBox([body, nested])
                 self.accordion.children = tuple(children)
 
-    def fallback(self) -> str:
-        records = [self._records[i] for i in self._order if i in self._records]
-        return _html.subcalls_fallback(records, pending=len(self._order) - len(records))
-
-    def text(self) -> str:
-        records = [self._records[i] for i in self._order if i in self._records]
+    def _twins(self) -> tuple[str, str]:
+        """What shows without widgets: the HTML fallback and the plain text. Locked."""
+        records = self._finished()
+        pending = len(self._order) - len(records)
         lines = [f"  {_html.subcall_title(r)}" for r in records]
-        if len(records) < len(self._order):
-            lines.append(f"  {len(self._order) - len(records)} in flight…")
-        return "\n".join(lines)
+        if pending:
+            lines.append(f"  {pending} in flight…")
+        return _html.subcalls_fallback(records, pending=pending), "\n".join(lines)
 
     def close(self) -> None:
         """Refresh the HTML twin with the finished sub-calls."""
         with self._lock:
             if self._handle is not None:
-                self._handle.update(bundle(self.accordion, self.fallback(), self.text()), raw=True)
+                self._handle.update(bundle(self.accordion, *self._twins()), raw=True)

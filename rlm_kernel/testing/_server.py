@@ -345,6 +345,8 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._connections: set[socket.socket] = set()
+        # Client connections accepted so far: fewer than requests when clients keep connections alive.
+        self.connections_accepted = 0
         self.timings: list[Timing] = []
         self._stopping = threading.Event()
         # Held while the server runs; handlers wait out latencies by trying to take it with a timeout
@@ -386,6 +388,7 @@ class ScriptedServer:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._connections.add(conn)
+                self.connections_accepted += 1
             handler = _Connection(self, conn)
             threading.Thread(target=handler.serve, name="scripted-server-conn", daemon=True).start()
 
@@ -407,6 +410,24 @@ class ScriptedServer:
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
+
+    def close_idle(self, timeout: float = 5.0) -> None:
+        """Close every client connection, as a server does once its keep-alive timeout passes.
+
+        Returns when their handlers have finished, so the closes have reached the clients.
+        """
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._connections & set(connections):
+                    return
+            time.sleep(0.005)
+        raise TimeoutError(f"connections still being served {timeout:g} s after close_idle()")
 
     def __enter__(self) -> ScriptedServer:
         return self.start()

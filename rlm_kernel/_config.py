@@ -111,6 +111,13 @@ class RLM(Configurable):
         help="Retries (with exponential backoff, honouring Retry-After) on 429, 5xx, timeouts and "
         "connection errors, per model call.",
     ).tag(config=True)
+    lean_http = Bool(
+        True,
+        help="For a plain http:// endpoint with no proxy (a local vLLM, Ollama or llama.cpp), send "
+        "root-model requests over a lean pooled connection from Python's http.client instead of the "
+        "SDK's default transport: about 0.5 ms less per call. The SDK still builds each request, "
+        "retries and maps errors. False always uses the SDK's default transport.",
+    ).tag(config=True)
 
     # --- the loop ------------------------------------------------------------------------------
     mode = CaselessStrEnum(

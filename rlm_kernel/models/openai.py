@@ -7,11 +7,13 @@ into an ``RLMError`` that names the endpoint and the setting to change.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import openai
@@ -29,6 +31,7 @@ from .._errors import (
     ModelServerError,
 )
 from .._secrets import redact_url
+from . import _transport
 from ._base import Completion, DeltaCallback, Message, Usage, estimated_usage
 
 # The request goes through the SDK's client (auth, retries, Retry-After, Azure routing, errors) but not
@@ -63,7 +66,7 @@ def missing_credentials_error(config: RLM) -> ConfigError:
 # An async client dropped while its connections live on the shared sub-call loop closes them late:
 # asyncio has by then reused the file descriptors for a new batch's connections, whose readers the late
 # close unregisters, and those requests hang.
-_ClientKey = tuple[str, str, str, str, float, int]
+_ClientKey = tuple[str, str, str, str, float, int, bool]
 _SYNC: dict[_ClientKey, openai.OpenAI] = {}
 _ASYNC: dict[_ClientKey, openai.AsyncOpenAI] = {}
 _LOCK = threading.Lock()
@@ -74,28 +77,42 @@ _LOCK = threading.Lock()
 _TLS: list[Any] = []
 
 
+@functools.cache
+def _http_library() -> ModuleType | None:
+    """The HTTP library under the SDK (``httpx``, or ``httpx2`` in newer SDKs), if it can be told."""
+    try:
+        roots = {c.__module__.partition(".")[0] for c in openai.DefaultHttpxClient.__mro__}
+        return next(sys.modules[r] for r in ("httpx2", "httpx") if r in roots)
+    except Exception:  # an SDK laid out differently: leave its HTTP set-up alone
+        return None
+
+
 def _tls_context() -> Any:
     """The shared ``ssl.SSLContext``, or None when the SDK's HTTP library does not offer one."""
     if not _TLS:
-        context = None
+        library = _http_library()
         try:
-            roots = {c.__module__.partition(".")[0] for c in openai.DefaultHttpxClient.__mro__}
-            library = next(sys.modules[r] for r in ("httpx2", "httpx") if r in roots)
-            context = library.create_ssl_context()
-        except Exception:  # an SDK laid out differently: let each client make its own
+            context = library.create_ssl_context() if library is not None else None
+        except Exception:  # let each client make its own
             context = None
         _TLS.append(context)
     return _TLS[0]
 
 
 def _build(key: _ClientKey, asynchronous: bool) -> Any:
-    provider, url, api_key, version, timeout, retries = key
+    provider, url, api_key, version, timeout, retries, lean_http = key
     common: dict[str, Any] = {"api_key": api_key, "timeout": timeout, "max_retries": retries}
     context = _tls_context()
     if context is not None:
         # The SDK's own defaults (timeouts, connection limits, redirects), with the shared context.
         http: Any = openai.DefaultAsyncHttpxClient if asynchronous else openai.DefaultHttpxClient
-        common["http_client"] = http(verify=context)
+        library = _http_library()
+        if lean_http and not asynchronous and library is not None and _transport.applies(url):
+            fallback = library.HTTPTransport(verify=context)
+            transport = _transport.lean_transport(library, fallback)
+            common["http_client"] = http(verify=context, transport=transport)
+        else:
+            common["http_client"] = http(verify=context)
     if provider == "azure":
         cls: Any = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
         return cls(azure_endpoint=url, api_version=version, **common)
@@ -126,6 +143,7 @@ class OpenAIClient:
             config.api_version,
             config.request_timeout,
             config.max_retries,
+            config.lean_http,
         )
         # Built now (or taken from the cache): it is session set-up, not part of the first call or the
         # first llm_batch. With the shared TLS context, a client costs well under a millisecond.

@@ -13,6 +13,9 @@ The server answers each request ``latency`` after it has arrived in full, and re
 answered (``ScriptedServer.timings``); the per-iteration figure is also shown with that measured latency
 subtracted instead of the configured one, which leaves out how late the server's timer fired.
 
+Runs with ``RLM.lean_http`` off (the SDK's default HTTP transport instead of rlm_kernel's lean one)
+take turns with the default runs, to show what the lean transport saves in the same minutes.
+
 Usage: python benchmarks/overhead.py [--reps 5]
 """
 
@@ -21,8 +24,10 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import sys
 import time
 from dataclasses import dataclass
+from types import ModuleType
 from urllib.parse import urlsplit
 
 import openai
@@ -42,6 +47,7 @@ from _common import (
 )
 
 import rlm_kernel
+from rlm_kernel.models._transport import lean_transport
 
 STEPS = 20  # trivial iterations, then one more that submits
 LATENCY = 0.05
@@ -131,13 +137,13 @@ def replay(requests: list[ChatRequest], latency: float, *, raw: bool = False) ->
     return wall
 
 
-def one_rep(latency: float) -> Rep:
+def one_rep(latency: float, *, lean_http: bool = True) -> Rep:
     with serve({"root": root_script()}, latency) as server:
         started = time.perf_counter()
         session = rlm_kernel.Session(
             "What is the last step's value?",
             CONTEXT,
-            config=make_config(server, max_iterations=STEPS + 10),
+            config=make_config(server, max_iterations=STEPS + 10, lean_http=lean_http),
         )
         built = time.perf_counter()
         result = session.run()
@@ -162,11 +168,28 @@ def one_rep(latency: float) -> Rep:
     )
 
 
+def httpx_library() -> ModuleType:
+    """The HTTP library the SDK is built on (``httpx``, or its successor ``httpx2``)."""
+    roots = {c.__module__.partition(".")[0] for c in openai.DefaultHttpxClient.__mro__}
+    return next(sys.modules[r] for r in ("httpx2", "httpx") if r in roots)
+
+
 def bare_round_trip(server: ScriptedServer, n: int, how: str) -> float:
-    """Median seconds of a one-message request: the SDK's ``create``, its ``post`` as rlm_kernel sends
-    it, or the standard library's ``http.client`` (the floor for any Python HTTP client)."""
+    """Median seconds of a one-message request: the SDK's ``create``, its ``post`` (with the SDK's
+    default transport, or with rlm_kernel's lean one, as rlm_kernel sends it to an http:// endpoint), or
+    the standard library's ``http.client`` (the floor for any Python HTTP client)."""
     body = {"model": "echo", "messages": [{"role": "user", "content": "ping"}]}
-    client = openai.OpenAI(base_url=server.base_url, api_key=PLACEHOLDER_KEY, max_retries=0)
+    http_client = None
+    if how == "post, lean":
+        library = httpx_library()
+        transport = lean_transport(library, library.HTTPTransport())
+        http_client = openai.DefaultHttpxClient(transport=transport)
+    client = openai.OpenAI(
+        base_url=server.base_url,
+        api_key=PLACEHOLDER_KEY,
+        max_retries=0,
+        http_client=http_client,
+    )
     url = urlsplit(server.base_url)
     conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port)
     data = json.dumps(body).encode()
@@ -175,7 +198,7 @@ def bare_round_trip(server: ScriptedServer, n: int, how: str) -> float:
     def once() -> None:
         if how == "create":
             client.chat.completions.create(**body)  # type: ignore[call-overload]
-        elif how == "post":
+        elif how.startswith("post"):
             client.post("/chat/completions", body=body, cast_to=object)
         else:
             conn.request("POST", f"{url.path}/chat/completions", data, headers)
@@ -207,7 +230,17 @@ def main() -> None:
     other = OtherLoad()
 
     one_rep(0.0)  # warm-up: lazy imports, first connections; not counted
-    reps = {lat: [one_rep(lat) for _ in range(args.reps)] for lat in (LATENCY, 0.0)}
+    one_rep(0.0, lean_http=False)
+    # The three kinds of run take turns, so that a busier minute on the host falls on all of them.
+    kinds = {
+        f"{LATENCY * 1000:.0f} ms": (LATENCY, True),
+        f"{LATENCY * 1000:.0f} ms, lean_http off": (LATENCY, False),
+        "0 ms": (0.0, True),
+    }
+    reps: dict[str, list[Rep]] = {label: [] for label in kinds}
+    for _ in range(args.reps):
+        for label, (lat, lean) in kinds.items():
+            reps[label].append(one_rep(lat, lean_http=lean))
 
     def col(runs: list[Rep], metric: str) -> str:
         return ms(median([getattr(r, metric) for r in runs]))
@@ -227,7 +260,7 @@ def main() -> None:
         ],
         [
             [
-                f"{lat * 1000:.0f} ms",
+                label,
                 runs[0].calls,
                 runs[0].iterations,
                 col(runs, "loop"),
@@ -238,7 +271,7 @@ def main() -> None:
                 col(runs, "setup"),
                 col(runs, "end_to_end"),
             ]
-            for lat, runs in reps.items()
+            for label, runs in reps.items()
         ],
     )
     print_table(
@@ -252,14 +285,14 @@ def main() -> None:
         ],
         [
             [
-                f"{lat * 1000:.0f} ms",
+                label,
                 col(runs, "late_per_call"),
                 col(runs, "per_iteration_measured"),
                 col(runs, "client_per_call"),
                 col(runs, "replay_per_call"),
                 col(runs, "replay_raw_per_call"),
             ]
-            for lat, runs in reps.items()
+            for label, runs in reps.items()
         ],
     )
     print(
@@ -272,18 +305,24 @@ def main() -> None:
         "bare SDK replay      = the same requests from a bare openai client (chat.completions.create)\n"
         "replay via post      = the same requests as rlm_kernel sends them: client.post(), cast_to=object\n"
         "per iter incl. Session() adds the one-off Session construction, amortised over the run\n"
+        "lean_http off        = the SDK's default HTTP transport instead of rlm_kernel's lean one\n"
     )
 
     trips = {}
     with serve(lambda request: "pong") as fast, serve(lambda request: "pong", LATENCY) as slow:
-        for how in ("create", "post", "http.client"):
+        for how in ("create", "post", "post, lean", "http.client"):
             trips[how] = (bare_round_trip(fast, 50, how), bare_round_trip(slow, 20, how) - LATENCY)
     print("One-message round trips against the same server, beyond the latency (ms, medians):")
     print_table(
         ["client", "0 ms latency", "50 ms latency"],
         [
             ["openai SDK chat.completions.create", ms(trips["create"][0]), ms(trips["create"][1])],
-            ["openai SDK client.post (as rlm_kernel)", ms(trips["post"][0]), ms(trips["post"][1])],
+            ["openai SDK client.post", ms(trips["post"][0]), ms(trips["post"][1])],
+            [
+                "openai SDK client.post, lean transport (as rlm_kernel)",
+                ms(trips["post, lean"][0]),
+                ms(trips["post, lean"][1]),
+            ],
             [
                 "http.client (stdlib, no SDK)",
                 ms(trips["http.client"][0]),
@@ -295,7 +334,7 @@ def main() -> None:
     other.report()
     print()
 
-    slow_runs = reps[LATENCY]
+    slow_runs = reps[f"{LATENCY * 1000:.0f} ms"]
     framework = median([r.framework for r in slow_runs])
     everything = median([r.per_iteration for r in slow_runs])
     measured = median([r.per_iteration_measured for r in slow_runs])

@@ -6,7 +6,10 @@ change how fast a request goes out, never what comes back or how a failure reads
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
 
 import httpx2
 import pytest
@@ -119,11 +122,14 @@ def test_streamed_answers_arrive_piece_by_piece(
         HELLO, model="m", on_delta=pieces.append
     )
     assert completion.text == text
-    assert len(pieces) > 1 and "".join(pieces) == text
+    assert len(pieces) > 1
+    assert "".join(pieces) == text
     assert server.connections_accepted == 1
 
 
-def test_a_chunked_request_body_is_sent_chunked(serve: Callable[..., ScriptedServer]) -> None:
+def test_a_request_body_of_unknown_length_is_sent_whole(
+    serve: Callable[..., ScriptedServer],
+) -> None:
     seen: list[ChatRequest] = []
 
     def answer(request: ChatRequest) -> str:
@@ -136,7 +142,7 @@ def test_a_chunked_request_body_is_sent_chunked(serve: Callable[..., ScriptedSer
     with httpx2.Client(transport=transport) as client:
         response = client.post(
             f"{server.base_url}/chat/completions",
-            content=(body[i : i + 10] for i in range(0, len(body), 10)),  # no length: chunked
+            content=(body[i : i + 10] for i in range(0, len(body), 10)),  # no length given
             headers={"Content-Type": "application/json"},
         )
     assert response.status_code == 200
@@ -150,3 +156,141 @@ def test_only_unproxied_plain_http_endpoints_use_it(monkeypatch: pytest.MonkeyPa
     assert not _transport.applies("")
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
     assert not _transport.applies("http://127.0.0.1:8000/v1")
+
+
+class CannedServer:
+    """Answers each request with the next of ``replies`` (raw bytes), closing after the ones marked."""
+
+    def __init__(self, replies: list[tuple[bytes, bool]]) -> None:
+        self.replies = list(replies)
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1/x"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        with sock, sock.makefile("rb") as stream:
+            while self.replies:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = stream.readline()
+                    if not line:
+                        return
+                    head += line
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                stream.read(int(length.group(1)) if length else 0)
+                reply, close = self.replies.pop(0)
+                sock.sendall(reply)
+                if close:
+                    return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def canned() -> Iterator[Callable[[list[tuple[bytes, bool]]], CannedServer]]:
+    servers: list[CannedServer] = []
+
+    def start(replies: list[tuple[bytes, bool]]) -> CannedServer:
+        servers.append(CannedServer(replies))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def lean_client() -> httpx2.Client:
+    return httpx2.Client(transport=_transport.lean_transport(httpx2, httpx2.HTTPTransport()))
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@pytest.mark.parametrize(
+    ("reply", "body", "reused"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n",
+            b"hello, world",
+            True,
+        ),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal",
+            b"final",
+            True,
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlast", b"last", False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold", b"old", False),
+        (
+            b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nalive",
+            b"alive",
+            True,
+        ),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b"", True),
+    ],
+    ids=["chunked", "after-100", "connection-close", "http-1.0", "http-1.0-keep-alive", "204"],
+)
+def test_response_framings(
+    canned: Callable[..., CannedServer], reply: bytes, body: bytes, reused: bool
+) -> None:
+    server = canned([(reply, not reused), (OK, False)])
+    with lean_client() as client:
+        assert client.post(server.url, content=b"{}").content == body
+        assert client.post(server.url, content=b"{}").content == b"ok"
+    assert server.connections == (1 if reused else 2)
+
+
+def test_a_body_that_runs_to_the_close_is_read_whole(canned: Callable[..., CannedServer]) -> None:
+    server = canned([(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", True), (OK, False)])
+    with lean_client() as client:
+        assert client.post(server.url, content=b"{}").content == b"until the end"
+        assert client.post(server.url, content=b"{}").content == b"ok"
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
+            "45 bytes of the body still to come",
+        ),
+        (b"", "without sending a response"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "in the middle of the response headers"),
+        (b"SMTP ready\r\n\r\n", "malformed status line"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed chunk size"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            "invalid Content-Length",
+        ),
+    ],
+    ids=["truncated", "nothing", "cut-headers", "not-http", "bad-chunk", "two-lengths"],
+)
+def test_broken_answers_are_remote_protocol_errors(
+    canned: Callable[..., CannedServer], reply: bytes, message: str
+) -> None:
+    server = canned([(reply, True)])
+    with lean_client() as client, pytest.raises(httpx2.RemoteProtocolError, match=message):
+        client.post(server.url, content=b"{}")
+
+
+def test_a_header_with_a_line_break_is_refused(canned: Callable[..., CannedServer]) -> None:
+    server = canned([(OK, False)])
+    transport = _transport.lean_transport(httpx2, httpx2.HTTPTransport())
+    smuggled = [(b"X-Smuggled", b"a\r\nInjected: 1")]  # httpx itself lets this through
+    request = httpx2.Request("POST", server.url, headers=smuggled, content=b"{}")
+    with pytest.raises(httpx2.LocalProtocolError, match="line break"):
+        transport.handle_request(request)
+    transport.close()

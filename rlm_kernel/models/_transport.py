@@ -4,7 +4,7 @@ Local model servers (vLLM, Ollama, llama.cpp, the test server) answer in millise
 own cost shows: the SDK's default transport (httpcore and h11 under httpx) spends about 0.5 ms of CPU per
 root call once the process wakes from waiting on the model, a sixth of the per-iteration budget. This
 transport keeps the SDK on top — it still builds every request, retries, honours ``Retry-After`` and
-maps errors — and sends the finished request over a pooled ``http.client`` connection instead.
+maps errors — and sends the finished request over a pooled connection of its own (``_http11``).
 
 It is used only where it cannot change behaviour: ``http://`` URLs with no proxy from the environment
 (a custom transport turns the HTTP library's own proxy handling off). Anything else — ``https://``, a
@@ -14,9 +14,6 @@ redirect elsewhere — goes to the library's default transport.
 from __future__ import annotations
 
 import functools
-import http.client
-import select
-import socket
 import threading
 import time
 import urllib.request
@@ -25,11 +22,12 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._http11 import Body, Connection, LocalProtocolError, ProtocolError
+
 # As httpcore's default: an idle connection older than this is closed rather than reused, because the
 # server may be closing it at the same moment (uvicorn, which serves vLLM, closes after 5 s).
 KEEPALIVE_EXPIRY = 5.0
 _MAX_IDLE = 16  # per host; more are closed when they come back
-_CHUNK = 65536
 _ErrorType = Callable[..., Exception]  # an HTTP library exception class: (message, *, request)
 
 
@@ -65,6 +63,7 @@ class _Errors:
         self.write: _ErrorType = library.WriteError
         self.write_timeout: _ErrorType = library.WriteTimeout
         self.protocol: _ErrorType = library.RemoteProtocolError
+        self.local: _ErrorType = library.LocalProtocolError
 
     def on_connect(self, exc: OSError, request: Any) -> Exception:
         if isinstance(exc, TimeoutError):
@@ -75,11 +74,13 @@ class _Errors:
         if isinstance(exc, TimeoutError):
             cls = self.write_timeout if sending else self.read_timeout
             return cls(f"timed out {'sending' if sending else 'reading'}: {exc}", request=request)
-        if isinstance(exc, http.client.RemoteDisconnected | ConnectionError):
+        if isinstance(exc, ProtocolError):
+            return self.protocol(str(exc), request=request)
+        if isinstance(exc, LocalProtocolError):
+            return self.local(str(exc), request=request)
+        if isinstance(exc, ConnectionError):
             message = "Server disconnected without sending a complete response."
-            return self.protocol(message, request=request)
-        if isinstance(exc, http.client.HTTPException):
-            return self.protocol(f"malformed HTTP response: {exc!r}", request=request)
+            return self.protocol(f"{message} ({exc})", request=request)
         cls = self.write if sending else self.read
         return cls(str(exc) or type(exc).__name__, request=request)
 
@@ -88,54 +89,36 @@ class _Pool:
     """Idle keep-alive connections per (host, port); each request has one to itself."""
 
     def __init__(self) -> None:
-        self._idle: dict[tuple[str, int], list[tuple[http.client.HTTPConnection, float]]] = {}
+        self._idle: dict[tuple[str, int], list[Connection]] = {}
         self._lock = threading.Lock()
 
-    def take(self, host: str, port: int) -> http.client.HTTPConnection | None:
+    def take(self, host: str, port: int) -> Connection | None:
         now = time.monotonic()
         while True:
             with self._lock:
                 idle = self._idle.get((host, port))
                 if not idle:
                     return None
-                conn, since = idle.pop()
-            if now - since < KEEPALIVE_EXPIRY and _still_open(conn):
+                conn = idle.pop()
+            if now - conn.idle_since < KEEPALIVE_EXPIRY and conn.still_open():
                 return conn
             conn.close()
 
-    def give(self, host: str, port: int, conn: http.client.HTTPConnection) -> None:
+    def give(self, host: str, port: int, conn: Connection) -> None:
+        conn.idle_since = time.monotonic()
         with self._lock:
             idle = self._idle.setdefault((host, port), [])
             if len(idle) < _MAX_IDLE:
-                idle.append((conn, time.monotonic()))
+                idle.append(conn)
                 return
         conn.close()
 
     def close(self) -> None:
         with self._lock:
-            conns = [conn for idle in self._idle.values() for conn, _ in idle]
+            conns = [conn for idle in self._idle.values() for conn in idle]
             self._idle.clear()
         for conn in conns:
             conn.close()
-
-
-def _still_open(conn: http.client.HTTPConnection) -> bool:
-    """False when the server has closed the idle connection (or sent something unasked)."""
-    sock = conn.sock
-    if sock is None:
-        return False
-    try:
-        # Readable while idle means closed (EOF) or bytes nobody asked for; either way, not reusable.
-        # (A recv with MSG_DONTWAIT would wait anyway: Python polls sockets that have a timeout.)
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
-
-
-def _set_timeout(sock: socket.socket, seconds: float | None) -> None:
-    if sock.gettimeout() != seconds:  # settimeout is a system call; the value rarely changes
-        sock.settimeout(seconds)
 
 
 @functools.cache
@@ -143,28 +126,24 @@ def _classes(library: ModuleType) -> Any:
     """The transport class for ``library``: its response stream must subclass the library's own."""
     errors = _Errors(library)
 
-    class Body(library.SyncByteStream):  # type: ignore[name-defined,misc]
+    class Stream(library.SyncByteStream):  # type: ignore[name-defined,misc]
         """The response body, read as it arrives (streamed answers come in pieces)."""
 
-        def __init__(self, response: http.client.HTTPResponse, request: Any, done: Any) -> None:
-            self._response = response
+        def __init__(self, body: Body, request: Any, done: Callable[[bool], None]) -> None:
+            self._body = body
             self._request = request
-            self._done = done  # called with True when the connection may be reused
+            self._done: Callable[[bool], None] | None = done  # True: the connection may be reused
 
         def __iter__(self) -> Iterator[bytes]:
             try:
-                while chunk := self._response.read1(_CHUNK):
-                    yield chunk
+                yield from self._body
             except Exception as exc:
                 raise errors.on_exchange(exc, self._request, sending=False) from exc
 
         def close(self) -> None:
-            response = self._response
-            # Read to the end: http.client marks a chunked body closed, a sized one only at length 0.
-            complete = response.isclosed() or response.length == 0
-            reusable = complete and not response.will_close
-            response.close()
-            self._done(reusable)
+            if self._done is not None:
+                done, self._done = self._done, None
+                done(self._body.reusable)
 
     class LeanTransport(library.BaseTransport):  # type: ignore[name-defined,misc]
         def __init__(self, fallback: Any) -> None:
@@ -179,13 +158,25 @@ def _classes(library: ModuleType) -> Any:
             timeouts = request.extensions.get("timeout", {})
             conn = self._pool.take(host, port)
             if conn is None:
-                conn = http.client.HTTPConnection(host, port, timeout=timeouts.get("connect"))
                 try:
-                    conn.connect()
+                    conn = Connection(host, port, timeouts.get("connect"))
                 except OSError as exc:
-                    conn.close()
                     raise errors.on_connect(exc, request) from exc
-            response = self._exchange(conn, request, timeouts)
+            method = request.method.encode("ascii")
+            sending = True
+            try:
+                conn.set_timeout(timeouts.get("write"))
+                conn.send(method, url.raw_path, _headers(request), request.read())
+                sending = False
+                conn.set_timeout(timeouts.get("read"))
+                head = conn.read_head()
+                body = conn.body(head, method)
+            except Exception as exc:
+                conn.close()
+                raise errors.on_exchange(exc, request, sending=sending) from exc
+            except BaseException:
+                conn.close()  # interrupted halfway through the exchange: not reusable
+                raise
 
             def done(reusable: bool) -> None:
                 if reusable:
@@ -193,51 +184,27 @@ def _classes(library: ModuleType) -> Any:
                 else:
                     conn.close()
 
-            extensions = {
-                "http_version": b"HTTP/1.1" if response.version == 11 else b"HTTP/1.0",
-                "reason_phrase": response.reason.encode("latin-1", "replace"),
-            }
-            headers = [
-                (name.encode("latin-1"), value.encode("latin-1", "replace"))
-                for name, value in response.getheaders()
-            ]
             return library.Response(
-                response.status,
-                headers=headers,
-                stream=Body(response, request, done),
-                extensions=extensions,
+                head.status,
+                headers=head.headers,
+                stream=Stream(body, request, done),
+                extensions={"http_version": head.version, "reason_phrase": head.reason},
             )
-
-        def _exchange(
-            self, conn: http.client.HTTPConnection, request: Any, timeouts: dict[str, Any]
-        ) -> http.client.HTTPResponse:
-            sending = True
-            try:
-                assert conn.sock is not None
-                _set_timeout(conn.sock, timeouts.get("write"))
-                body = request.read()
-                chunked = False
-                conn.putrequest(
-                    request.method,
-                    request.url.raw_path.decode("ascii"),
-                    skip_host=True,
-                    skip_accept_encoding=True,
-                )
-                for name, value in request.headers.raw:
-                    chunked = chunked or (
-                        name.lower() == b"transfer-encoding" and b"chunked" in value.lower()
-                    )
-                    conn.putheader(name, value)
-                conn.endheaders(body or None, encode_chunked=chunked)
-                sending = False
-                _set_timeout(conn.sock, timeouts.get("read"))
-                return conn.getresponse()
-            except Exception as exc:
-                conn.close()
-                raise errors.on_exchange(exc, request, sending=sending) from exc
 
         def close(self) -> None:
             self._pool.close()
             self._fallback.close()
 
     return LeanTransport
+
+
+def _headers(request: Any) -> list[tuple[bytes, bytes]]:
+    """The request's headers as sent: a body of unknown length is read whole, so it gets a length."""
+    headers: list[tuple[bytes, bytes]] = request.headers.raw
+    if any(name.lower() == b"transfer-encoding" for name, _ in headers):
+        length = str(len(request.read())).encode("ascii")
+        kept = [
+            (n, v) for n, v in headers if n.lower() not in (b"transfer-encoding", b"content-length")
+        ]
+        headers = [*kept, (b"Content-Length", length)]
+    return headers

@@ -114,9 +114,9 @@ class RLM(Configurable):
     lean_http = Bool(
         True,
         help="For a plain http:// endpoint with no proxy (a local vLLM, Ollama or llama.cpp), send "
-        "root-model requests over a lean pooled connection from Python's http.client instead of the "
-        "SDK's default transport: about 0.5 ms less per call. The SDK still builds each request, "
-        "retries and maps errors. False always uses the SDK's default transport.",
+        "root-model requests over rlm_kernel's own lean HTTP/1.1 connections instead of the SDK's "
+        "default transport: about 0.5 ms less per call. The SDK still builds each request, retries "
+        "and maps errors. False always uses the SDK's default transport.",
     ).tag(config=True)
 
     # --- the loop ------------------------------------------------------------------------------

@@ -78,9 +78,13 @@ class Connection:
 
     def still_open(self) -> bool:
         """False when the server has closed the idle connection (or sent something unasked)."""
+        # Readable while idle means EOF or stray bytes; either way the connection is not reusable.
+        # (A recv with MSG_DONTWAIT would wait anyway: Python polls sockets that have a timeout.)
         try:
-            # Readable while idle means EOF or stray bytes; either way the connection is not reusable.
-            # (A recv with MSG_DONTWAIT would wait anyway: Python polls sockets that have a timeout.)
+            if hasattr(select, "poll"):  # select() cannot take descriptors past 1023
+                poller = select.poll()
+                poller.register(self.sock, select.POLLIN)
+                return not poller.poll(0)
             readable, _, _ = select.select([self.sock], [], [], 0)
         except (OSError, ValueError):
             return False

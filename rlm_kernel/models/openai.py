@@ -2,7 +2,9 @@
 
 Retries are the SDK's own (exponential backoff with jitter, ``Retry-After`` honoured, on 429, 5xx,
 timeouts and connection errors), sized by ``RLM.max_retries``. What is left after the retries is turned
-into an ``RLMError`` that names the endpoint and the setting to change.
+into an ``RLMError`` that names the endpoint and the setting to change. Root calls to an unproxied
+``http://`` endpoint go out through rlm_kernel's lean transport under the SDK (``_transport``,
+``RLM.lean_http``); everything else through the SDK's own.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The lean HTTP transport under the SDK's sync client (``RLM.lean_http``), for http:// endpoints.
 
-Each behaviour is checked with the lean transport and with the SDK's default one: the setting may
-change how fast a request goes out, never what comes back or how a failure reads.
+What rlm_kernel sees through the SDK is checked with the lean transport and with the SDK's default
+one: the setting may change how fast a request goes out, never what comes back or how a failure
+reads. The HTTP/1.1 framing underneath is checked against a server that sends canned raw answers.
 """
 
 from __future__ import annotations

@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import sys
 import time
 from dataclasses import dataclass
-from types import ModuleType
 from urllib.parse import urlsplit
 
 import openai
@@ -48,6 +46,7 @@ from _common import (
 
 import rlm_kernel
 from rlm_kernel.models._transport import lean_transport
+from rlm_kernel.models.openai import _http_library
 
 STEPS = 20  # trivial iterations, then one more that submits
 LATENCY = 0.05
@@ -168,12 +167,6 @@ def one_rep(latency: float, *, lean_http: bool = True) -> Rep:
     )
 
 
-def httpx_library() -> ModuleType:
-    """The HTTP library the SDK is built on (``httpx``, or its successor ``httpx2``)."""
-    roots = {c.__module__.partition(".")[0] for c in openai.DefaultHttpxClient.__mro__}
-    return next(sys.modules[r] for r in ("httpx2", "httpx") if r in roots)
-
-
 def bare_round_trip(server: ScriptedServer, n: int, how: str) -> float:
     """Median seconds of a one-message request: the SDK's ``create``, its ``post`` (with the SDK's
     default transport, or with rlm_kernel's lean one, as rlm_kernel sends it to an http:// endpoint), or
@@ -181,7 +174,8 @@ def bare_round_trip(server: ScriptedServer, n: int, how: str) -> float:
     body = {"model": "echo", "messages": [{"role": "user", "content": "ping"}]}
     http_client = None
     if how == "post, lean":
-        library = httpx_library()
+        library = _http_library()
+        assert library is not None, "cannot tell which HTTP library the openai SDK is built on"
         transport = lean_transport(library, library.HTTPTransport())
         http_client = openai.DefaultHttpxClient(transport=transport)
     client = openai.OpenAI(

@@ -11,8 +11,8 @@ import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
-import httpx2
 import pytest
 from conftest import fence, settings
 
@@ -20,11 +20,15 @@ import rlm_kernel
 from rlm_kernel import RLM
 from rlm_kernel._errors import ModelConnectionError, ModelResponseError
 from rlm_kernel.models import _transport
-from rlm_kernel.models.openai import OpenAIClient
+from rlm_kernel.models.openai import OpenAIClient, _http_library
 from rlm_kernel.testing import ChatRequest, Fault, ScriptedServer
 
 THREE_TURNS = [fence("x = 6 * 7"), fence("print(x)"), fence("FINAL(x)")]
 HELLO = [{"role": "user", "content": "hello"}]
+
+# The HTTP library the installed SDK is built on (httpx2 for current ones, httpx before).
+HTTP = _http_library()
+assert HTTP is not None, "cannot tell which HTTP library the openai SDK is built on"
 
 lean_or_not = pytest.mark.parametrize("lean_http", [True, False], ids=["lean", "sdk-transport"])
 
@@ -138,9 +142,9 @@ def test_a_request_body_of_unknown_length_is_sent_whole(
         return "ok"
 
     server = serve(answer)
-    transport = _transport.lean_transport(httpx2, httpx2.HTTPTransport())
+    transport = _transport.lean_transport(HTTP, HTTP.HTTPTransport())
     body = b'{"model": "m", "messages": [{"role": "user", "content": "in pieces"}]}'
-    with httpx2.Client(transport=transport) as client:
+    with HTTP.Client(transport=transport) as client:
         response = client.post(
             f"{server.base_url}/chat/completions",
             content=(body[i : i + 10] for i in range(0, len(body), 10)),  # no length given
@@ -211,8 +215,8 @@ def canned() -> Iterator[Callable[[list[tuple[bytes, bool]]], CannedServer]]:
         server.close()
 
 
-def lean_client() -> httpx2.Client:
-    return httpx2.Client(transport=_transport.lean_transport(httpx2, httpx2.HTTPTransport()))
+def lean_client() -> Any:
+    return HTTP.Client(transport=_transport.lean_transport(HTTP, HTTP.HTTPTransport()))
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -283,15 +287,15 @@ def test_broken_answers_are_remote_protocol_errors(
     canned: Callable[..., CannedServer], reply: bytes, message: str
 ) -> None:
     server = canned([(reply, True)])
-    with lean_client() as client, pytest.raises(httpx2.RemoteProtocolError, match=message):
+    with lean_client() as client, pytest.raises(HTTP.RemoteProtocolError, match=message):
         client.post(server.url, content=b"{}")
 
 
 def test_a_header_with_a_line_break_is_refused(canned: Callable[..., CannedServer]) -> None:
     server = canned([(OK, False)])
-    transport = _transport.lean_transport(httpx2, httpx2.HTTPTransport())
+    transport = _transport.lean_transport(HTTP, HTTP.HTTPTransport())
     smuggled = [(b"X-Smuggled", b"a\r\nInjected: 1")]  # httpx itself lets this through
-    request = httpx2.Request("POST", server.url, headers=smuggled, content=b"{}")
-    with pytest.raises(httpx2.LocalProtocolError, match="line break"):
+    request = HTTP.Request("POST", server.url, headers=smuggled, content=b"{}")
+    with pytest.raises(HTTP.LocalProtocolError, match="line break"):
         transport.handle_request(request)
     transport.close()

@@ -27,7 +27,7 @@ from ._errors import ContextError, ReplayMissError, RLMError, TrajectoryError
 from ._replay import _LOOP_SETTINGS, recorded_settings
 from ._trajectory import Trajectory, TrajectoryWriter
 from .executors import Executor
-from .models import Completion, Message, ModelClient, OpenAIClient
+from .models import Completion, Message, ModelClient
 from .models._base import DeltaCallback
 from .models.replay import ReplayClient, _collect, _completion
 
@@ -90,7 +90,11 @@ def load_session(
     loaded = load_context(context)
     _check_context(loaded, recorded, path)
     cfg = resumed_config(recording, config)
-    live = client or OpenAIClient(cfg)  # fails now, not after the catch-up, when no model is set
+    if client is None:
+        from .models.openai import OpenAIClient  # only now: the SDK is slow to import
+
+        client = OpenAIClient(cfg)  # fails now, not after the catch-up, when no model is set
+    live = client
     root = _RecordedTurns()
     sub = ReplayClient(keyed=_recorded_subcalls(recording.records))
     session = cls(

@@ -57,7 +57,6 @@ from .models import (
     ConversationKeys,
     Message,
     ModelClient,
-    OpenAIClient,
     UsageSummary,
 )
 
@@ -101,7 +100,12 @@ class Session(Endings):
         self.depth = _depth
         if _shared is None:
             cfg = config or RLM()
-            root = client or OpenAIClient(cfg)
+            if client is None:
+                # Imported only now: the openai SDK takes most of a second to import.
+                from .models.openai import OpenAIClient
+
+                client = OpenAIClient(cfg)
+            root = client
             _shared = _Shared(
                 config=cfg,
                 client=root,

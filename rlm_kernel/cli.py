@@ -29,7 +29,6 @@ from ._replay import replay_session
 from ._session import Session
 from ._trajectory import Trajectory
 from .exporters import FORMATS, export, import_trajectory, infer_format
-from .models import OpenAIClient
 
 EXIT_ANSWERED, EXIT_NO_ANSWER, EXIT_USAGE, EXIT_CONFIG, EXIT_MODEL, EXIT_INTERRUPTED = (
     0,
@@ -222,7 +221,11 @@ def _replay(args: argparse.Namespace) -> int:
     context: object = sys.stdin.read() if args.context == "-" else _existing(args.context)
     base = RLM().with_overrides(_overrides(args))
     # The recording decides models and limits; the endpoint is only for what it lacks.
-    fallback = OpenAIClient(base) if args.live_fallback else None
+    fallback = None
+    if args.live_fallback:
+        from .models.openai import OpenAIClient  # only now: the SDK is slow to import
+
+        fallback = OpenAIClient(base)
     session = replay_session(
         recording, None, context, base=base, fallback=fallback, speed=args.speed
     )

@@ -23,7 +23,7 @@ from .._replay import replay_session
 from .._session import Session
 from .._trajectory import Trajectory
 from ..executors import Executor, NamespaceExecutor
-from ..models import ModelClient, OpenAIClient
+from ..models import ModelClient
 from . import _html
 from ._html import HTML
 
@@ -83,6 +83,8 @@ class RecordedSessions:
         self._launch(self._register(session, step_mode=args.step))
 
     def _live_fallback(self) -> ModelClient:
+        from ..models.openai import OpenAIClient  # only now: the SDK is slow to import
+
         try:
             return OpenAIClient(self.settings)
         except RLMError as exc:

@@ -2,15 +2,16 @@
 
 On the main thread, SIGALRM is used: it also interrupts blocking calls such as ``time.sleep``. An alarm
 already armed (a parent iteration's, around a child RLM's; a test runner's) is kept: the sooner of the
-two deadlines is armed, and the outer one is handed back when the block ends. On other threads a
-watchdog thread raises the exception asynchronously in the running thread, which stops pure-Python
-loops such as ``while True: pass``.
+two deadlines is armed, and the outer one is handed back when the block ends. On other threads, and
+where there is no SIGALRM (Windows), a watchdog thread raises the exception asynchronously in the
+running thread, which stops pure-Python loops such as ``while True: pass`` but not a blocking call:
+the exception lands when the call returns. ``uses_alarm()`` makes that choice.
 
 Model code often wraps work in a bare ``except:``, which would swallow a single ``IterationTimeout``.
-So a limit keeps firing after its deadline until the block has returned, and on the main thread each
+So a limit keeps firing after its deadline until the block has returned, and under SIGALRM each
 firing also makes the next line of the model's own code raise again: the first exception lands in the
 ``try``, the second in its handler, outside the ``try``. (A watchdog cannot do the second: a loop that
-swallows the timeout around a blocking call on a worker thread is stopped only by an outer limit.)
+swallows the timeout around a blocking call under a watchdog is stopped only by an outer limit.)
 
 Each ``time_limit`` knows whether it fired: an executor handles only its own limit's exception and
 lets an outer one (a parent iteration's, reaching into a child RLM's code) go on.
@@ -64,12 +65,21 @@ def time_limit(seconds: float | None) -> Iterator[Limit]:
     if not seconds or seconds <= 0:
         yield limit
         return
-    if threading.current_thread() is threading.main_thread():
+    if uses_alarm():
         with _alarm(limit):
             yield limit
     else:
         with _watchdog(limit):
             yield limit
+
+
+def uses_alarm() -> bool:
+    """Whether a limit set now is kept by SIGALRM rather than by a watchdog thread.
+
+    Signals are delivered to the main thread only, and Windows has no SIGALRM or interval timer.
+    """
+    has_alarm = hasattr(signal, "SIGALRM") and hasattr(signal, "setitimer")
+    return has_alarm and threading.current_thread() is threading.main_thread()
 
 
 def _in_model_code(frame: FrameType | None) -> bool:

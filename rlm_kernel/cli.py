@@ -28,6 +28,7 @@ from ._records import Result
 from ._replay import replay_session
 from ._session import Session
 from ._trajectory import Trajectory
+from ._version import __version__
 from .exporters import FORMATS, export, import_trajectory, infer_format
 
 EXIT_ANSWERED, EXIT_NO_ANSWER, EXIT_USAGE, EXIT_CONFIG, EXIT_MODEL, EXIT_INTERRUPTED = (
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="rlm-kernel",
         description="Recursive Language Models: answer questions about contexts larger than any model window.",
     )
+    parser.add_argument("--version", action="version", version=f"rlm_kernel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "run",
@@ -73,17 +75,53 @@ def _parser() -> argparse.ArgumentParser:
     _replay_parser(commands)
     _export_parser(commands)
     _demo_parser(commands)
+    _install_parser(commands)
+    return parser
+
+
+def _install_parser(commands: Any) -> None:
     install = commands.add_parser(
         "install",
         help='install the "RLM (Python 3)" Jupyter kernel',
-        description='Install the "RLM (Python 3)" kernelspec. The wheel already installs it into its '
-        "environment; use this for another location.",
+        description='Install the "RLM (Python 3)" kernelspec for this Python, like `python -m '
+        "ipykernel install`. The wheel already installs it into its environment; use this for "
+        "another location, or for a second kernel with its own name and environment variables.",
     )
     where = install.add_mutually_exclusive_group()
     where.add_argument("--user", action="store_true", help="into the user's Jupyter data directory")
-    where.add_argument("--sys-prefix", action="store_true", help="into this Python environment")
+    where.add_argument(
+        "--sys-prefix",
+        action="store_true",
+        help=f"into this Python environment (--prefix {sys.prefix})",
+    )
     where.add_argument("--prefix", help="into PREFIX/share/jupyter/kernels")
-    return parser
+    install.add_argument(
+        "--name",
+        default="rlm",
+        type=_kernel_name,
+        help="the kernelspec's name, its directory (default: rlm)",
+    )
+    install.add_argument(
+        "--display-name",
+        help='the name the launcher shows (default: "RLM (Python 3)", or NAME when --name is given)',
+    )
+    install.add_argument(
+        "--env",
+        action="append",
+        nargs=2,
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help="an environment variable for the kernel, written to kernel.json (repeatable)",
+    )
+
+
+def _kernel_name(name: str) -> str:
+    from .install import check_name
+
+    try:
+        return check_name(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_set(parser: argparse.ArgumentParser) -> None:
@@ -305,8 +343,20 @@ def _install(args: argparse.Namespace) -> int:
     from .install import install
 
     prefix = sys.prefix if args.sys_prefix else args.prefix
-    where = install(user=args.user, prefix=prefix)
-    print(f"Installed the RLM (Python 3) kernel in {where}")
+    try:
+        where = install(
+            user=args.user,
+            prefix=prefix,
+            name=args.name,
+            display_name=args.display_name,
+            env=dict(args.env),
+        )
+    except PermissionError as exc:
+        raise ConfigError(
+            f"Cannot write the kernelspec: {exc}",
+            fix="Install it for yourself with --user, or into this environment with --sys-prefix",
+        ) from None
+    print(f"Installed kernelspec {args.name} in {where}")
     return 0
 
 

@@ -288,3 +288,11 @@ def test_install_writes_a_kernelspec_that_starts_this_python(tmp_path: Path) -> 
     # By full path: Jupyter would replace a bare "python" with its own, maybe elsewhere.
     assert spec["argv"][:3] == [sys.executable, "-m", "rlm_kernel"]
     assert spec["display_name"] == "RLM (Python 3)"
+
+
+def test_version_prints_the_package_version(tmp_path: Path) -> None:
+    from rlm_kernel._version import __version__
+
+    done = cli("--version", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"rlm_kernel {__version__}"

@@ -1,7 +1,7 @@
 """Running one step's code blocks, and judging a submission they make.
 
 Final answers count only from executed code, and only once the model could have seen the output that
-supports them (DESIGN §3.4, §3.6): a submission in the very first step, or in a block that follows
+supports them (docs/architecture.md §4): a submission in the first step, or in a block that follows
 blocks whose output the model has not seen yet, is refused with a note that says why. A person's edit is
 never second-guessed.
 """

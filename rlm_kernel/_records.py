@@ -113,7 +113,7 @@ def iteration_record(
     subcalls: list[dict[str, Any]],
     ran_for: float,
 ) -> dict[str, Any]:
-    """The trajectory record of one executed step (DESIGN §6)."""
+    """The trajectory record of one executed step (its fields: docs/formats.md §1.2)."""
     completion = proposal.completion
     submission = outcome.submission
     return {

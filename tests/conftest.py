@@ -107,7 +107,7 @@ def live_settings() -> dict[str, Any]:
     url = os.environ.get("RLM_TEST_BASE_URL")
     if not url:
         pytest.skip(
-            "RLM_TEST_BASE_URL is not set (../shared/tools/local-llm.sh starts a local model)"
+            "RLM_TEST_BASE_URL is not set: serve an OpenAI-compatible model on loopback, see docs/testing.md"
         )
     model = os.environ.get("RLM_TEST_MODEL", "local")
     return {"base_url": url, "model": model, "sub_model": model, "request_timeout": 300.0}

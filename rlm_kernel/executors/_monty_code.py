@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from ._monty_pool import SandboxLimits
 
 HOST_MODULE = "rlm"
-# The RLM helpers (DESIGN §4); any other callable in the namespace is a user tool.
+# The helpers _namespace.Helpers binds besides P and answer; any other callable is a user tool.
 HELPERS = frozenset(
     {"llm_query", "llm_batch", "llm_query_batched", "rlm_query", "FINAL", "FINAL_VAR", "SHOW_VARS"}
 )

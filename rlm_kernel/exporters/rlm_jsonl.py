@@ -4,7 +4,7 @@ session: question, iterations, code, output, sub-calls with timings and tokens.
 One ``metadata`` line, then one ``iteration`` line per standing iteration and one without code per
 forced best-answer call (like the reference's default-answer entry), numbered in file order, follow-up
 questions included (they reach the model inside an observation, so they are in the prompts). Fields:
-``../shared/research/rlm_anchors.md`` §B. Child RLMs nest under ``rlm_calls[].metadata`` as
+``docs/formats.md`` §3. Child RLMs nest under ``rlm_calls[].metadata`` as
 ``{run_metadata, iterations}``. The context is never written: ``locals`` stay empty, and the baseline
 prompt that carried it is replaced by a note. Lossy (no notes, diffs or superseded steps): not read back.
 """
@@ -175,7 +175,7 @@ def subcall(call: dict[str, Any]) -> dict[str, Any]:
         "execution_time": float(call["latency"]),
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
-        # Ours, ignored by the visualizer: enough for a tree view (rlm_anchors.md §B.3 item 6).
+        # Ours, ignored by the visualizer: enough for a tree view (docs/formats.md §3.3).
         "id": call["id"],
         "kind": call["kind"],
         "depth": call["depth"],

@@ -1,8 +1,8 @@
 """Every rlm_kernel setting, in one traitlets ``Configurable``.
 
-Precedence, lowest first: the defaults here < environment variables (and a ``.env`` file in the working
-directory) < ``ipython_config.py`` / ``%config RLM.x = …`` < options given to one call (``%rlm --model``,
-``rlm_kernel.run(model=…)``, ``rlm-kernel run --model``). The environment is read through ``@default``
+Precedence, lowest first: the defaults here < environment variables (and the ``.env`` file found from the
+working directory upwards, see ``_environment``) < ``ipython_config.py`` / ``%config RLM.x = …`` < options
+given to one call (``%rlm --model``, ``rlm_kernel.run(model=…)``, ``rlm-kernel run --model``). The environment is read through ``@default``
 methods, so anything traitlets config sets wins over it, as a person expects.
 
 API keys are never settings: ``api_key_env`` names the variable that holds the key, and the key is read at
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,41 +21,26 @@ from typing import Any
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, default, observe
 from traitlets.config import Configurable
 
+from ._environment import env_value, user_cache_dir, user_data_dir
 from ._errors import ConfigError
-from ._secrets import redact_url
+from ._secrets import kwargs_secrets, redact_kwargs, redact_url, url_secrets
 
-# Names a user may set in the environment or a .env file; anything else in .env is ignored.
+__all__ = ["RLM", "RLMConfig", "env_value", "parse_assignment", "setting_names"]
+
+# Names a user may set in the environment or a .env file; anything else in .env is ignored (except by
+# the secrets scrubber, which treats every secret-looking .env value as a secret).
 ENV_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RLM_MODEL", "RLM_SUB_MODEL")
+# provider="azure": read as the openai SDK's AzureOpenAI reads them.
+AZURE_ENV_VARS = ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION")
+_AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
+_DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+_DEFAULT_API_VERSION = "2024-10-21"
 
-
-def read_dotenv(path: Path) -> dict[str, str]:
-    """Parse a ``.env`` file (``KEY=value`` lines, ``export`` prefix and quotes allowed)."""
-    values: dict[str, str] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return values
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
-
-
-def env_value(name: str) -> str | None:
-    """A variable from the process environment, else from ``./.env``; never written back to os.environ."""
-    value = os.environ.get(name)
-    if value:
-        return value
-    return read_dotenv(Path.cwd() / ".env").get(name) or None
-
-
-_FROM_ENV = ("model", "sub_model", "base_url")
+# Settings whose default is worked out when read (from the environment, or from `provider`): a copy
+# works it out again unless the setting was given.
+_DERIVED = ("model", "sub_model", "base_url", "api_key_env", "api_version")
+# Derived from `provider`: worked out again when the provider changes.
+_BY_PROVIDER = ("base_url", "api_key_env")
 
 
 class RLM(Configurable):
@@ -71,22 +55,35 @@ class RLM(Configurable):
     ).tag(config=True)
     base_url = Unicode(
         help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 for vLLM or Ollama; empty means "
-        "OpenAI's own (env: OPENAI_BASE_URL).",
+        "OpenAI's own (env: OPENAI_BASE_URL). With provider='azure', the Azure endpoint, e.g. "
+        "https://my-resource.openai.azure.com (env: AZURE_OPENAI_ENDPOINT).",
     ).tag(config=True)
     api_key_env = Unicode(
-        "OPENAI_API_KEY",
-        help="Name of the environment variable (or .env entry) that holds the API key. The key itself is "
+        _DEFAULT_KEY_ENV,
+        help="Name of the environment variable (or .env entry) that holds the API key: OPENAI_API_KEY, "
+        "or AZURE_OPENAI_API_KEY with provider='azure' (as the openai SDK reads them). The key itself is "
         "never a setting, so it never reaches a trajectory, an export or a log.",
     ).tag(config=True)
     provider = CaselessStrEnum(
         ["openai", "azure"],
         default_value="openai",
         help="Client flavour: 'openai' for any OpenAI-compatible endpoint, 'azure' for Azure OpenAI "
-        "(base_url is then the Azure endpoint and api_version applies).",
+        "(base_url is then the Azure endpoint, RLM.model the deployment name, and api_version applies; "
+        "AZURE_OPENAI_API_KEY, AZURE_OPENAI_ENDPOINT and OPENAI_API_VERSION are read from the "
+        "environment or .env, as the openai SDK's AzureOpenAI reads them).",
     ).tag(config=True)
     api_version = Unicode(
-        "2024-10-21",
-        help="Azure OpenAI API version (provider='azure' only).",
+        _DEFAULT_API_VERSION,
+        help="Azure OpenAI API version (provider='azure' only; env: OPENAI_API_VERSION).",
+    ).tag(config=True)
+    model_kwargs = Dict(
+        help="Extra parameters for every chat-completions request (root calls, sub-calls, children), "
+        "as chat.completions.create takes them: body fields such as reasoning_effort, top_p, seed, "
+        "stop or response_format, plus 'extra_body' (merged into the request body), 'extra_headers' "
+        "(HTTP headers) and 'extra_query' (URL query parameters). Fields rlm_kernel sets itself "
+        "(model, messages, stream, stream_options, temperature, max_tokens, max_completion_tokens, "
+        "timeout) are refused with a ConfigError that names the setting to use instead. Header "
+        "values, and values under secret-looking names, are recorded as [redacted].",
     ).tag(config=True)
     temperature = Float(
         None,
@@ -186,9 +183,12 @@ class RLM(Configurable):
         help="Cache identical sub-calls (same endpoint, model, prompt, temperature and token limit): "
         "'memory' for this process, 'disk' under cache_dir across sessions.",
     ).tag(config=True)
-    cache_dir = Unicode(help="Directory of the disk cache; empty means <data_dir>/cache.").tag(
-        config=True
-    )
+    cache_dir = Unicode(
+        help="Directory of the disk cache; empty means <data_dir>/cache when data_dir is set, else the "
+        "platform's user cache directory (platformdirs): $XDG_CACHE_HOME/rlm_kernel (~/.cache/"
+        "rlm_kernel) on Linux, ~/Library/Caches/rlm_kernel on macOS, "
+        "%LOCALAPPDATA%\\rlm_kernel\\Cache on Windows.",
+    ).tag(config=True)
     compaction = Bool(
         False,
         help="Summarise the root model's own history (never the context) when it nears "
@@ -255,15 +255,29 @@ class RLM(Configurable):
         help="Directory for autosaved trajectories; empty means <data_dir>/sessions.",
     ).tag(config=True)
     data_dir = Unicode(
-        help="rlm_kernel's data directory; empty means $XDG_DATA_HOME/rlm_kernel "
-        "(~/.local/share/rlm_kernel).",
+        help="rlm_kernel's data directory; empty means the platform's user data directory "
+        "(platformdirs): $XDG_DATA_HOME/rlm_kernel (~/.local/share/rlm_kernel) on Linux, "
+        "~/Library/Application Support/rlm_kernel on macOS, %LOCALAPPDATA%\\rlm_kernel on Windows.",
     ).tag(config=True)
 
-    # Settings whose default comes from the environment: a copy reads the environment again unless
-    # the setting was given, so a variable set after the first %rlm (`%env`, .env) is seen.
-    @observe(*_FROM_ENV)
-    def _given(self, change: Mapping[str, Any]) -> None:
-        self.__dict__.setdefault("_given_names", set()).add(change["name"])
+    # A copy works a derived setting out again unless it was given, so a variable set after the first
+    # %rlm (`%env`, .env) is seen. Every assignment counts, also one of the value the default has:
+    # traitlets notifies observers only of changes, and `api_key_env = "OPENAI_API_KEY"` given with
+    # provider="azure" must stay what was given. Constructor keywords, traitlets config and %config
+    # all assign through setattr; a worked-out default does not.
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _DERIVED:
+            self.__dict__.setdefault("_given_names", set()).add(name)
+        super().__setattr__(name, value)
+
+    @observe("provider")
+    def _provider_changed(self, change: Mapping[str, Any]) -> None:
+        # A default worked out for the old provider would name its variables (OPENAI_BASE_URL where
+        # Azure's endpoint is AZURE_OPENAI_ENDPOINT): forget it, so it is worked out again when read.
+        given = self.__dict__.get("_given_names", set())
+        for name in _BY_PROVIDER:
+            if name not in given:
+                self._trait_values.pop(name, None)
 
     @default("model")
     def _default_model(self) -> str:
@@ -275,7 +289,17 @@ class RLM(Configurable):
 
     @default("base_url")
     def _default_base_url(self) -> str:
+        if self.provider == "azure":
+            return env_value("AZURE_OPENAI_ENDPOINT") or ""
         return env_value("OPENAI_BASE_URL") or ""
+
+    @default("api_key_env")
+    def _default_api_key_env(self) -> str:
+        return _AZURE_KEY_ENV if self.provider == "azure" else _DEFAULT_KEY_ENV
+
+    @default("api_version")
+    def _default_api_version(self) -> str:
+        return env_value("OPENAI_API_VERSION") or _DEFAULT_API_VERSION
 
     # --- derived values ----------------------------------------------------------------------------
     def resolve_api_key(self) -> str | None:
@@ -283,20 +307,34 @@ class RLM(Configurable):
         return env_value(self.api_key_env)
 
     def resolved_data_dir(self) -> Path:
+        """``data_dir``, or the platform's user data directory for rlm_kernel (platformdirs)."""
         if self.data_dir:
             return Path(self.data_dir).expanduser()
-        xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-        return Path(xdg) / "rlm_kernel"
+        return user_data_dir()
 
     def resolved_trajectory_dir(self) -> Path:
+        """``trajectory_dir``, or ``<data_dir>/sessions``."""
         if self.trajectory_dir:
             return Path(self.trajectory_dir).expanduser()
         return self.resolved_data_dir() / "sessions"
 
     def resolved_cache_dir(self) -> Path:
+        """``cache_dir``; else ``<data_dir>/cache`` when data_dir is set; else the platform's user
+        cache directory for rlm_kernel (platformdirs)."""
         if self.cache_dir:
             return Path(self.cache_dir).expanduser()
-        return self.resolved_data_dir() / "cache"
+        if self.data_dir:
+            return self.resolved_data_dir() / "cache"
+        return user_cache_dir()
+
+    def secrets(self) -> list[str]:
+        """What these settings hold that must never be shown or written: the API key, the credentials
+        in base_url, and header or secret-named values in model_kwargs (for a ``Redactor``)."""
+        return [
+            *filter(None, [self.resolve_api_key()]),
+            *url_secrets(self.base_url),
+            *kwargs_secrets(self.model_kwargs),
+        ]
 
     def effective_sub_model(self) -> str:
         return self.sub_model or self.model
@@ -307,7 +345,7 @@ class RLM(Configurable):
         clone = RLM(config=self.config)
         given = self.__dict__.get("_given_names", set())
         for name in names:
-            if name not in _FROM_ENV or name in given:
+            if name not in _DERIVED or name in given:
                 setattr(clone, name, getattr(self, name))
         for key, value in overrides.items():
             if key not in names:
@@ -331,6 +369,7 @@ class RLM(Configurable):
         """Every setting, safe to record: no secrets, URLs without credentials."""
         values = {name: getattr(self, name) for name in setting_names()}
         values["base_url"] = redact_url(values["base_url"])
+        values["model_kwargs"] = redact_kwargs(values["model_kwargs"])
         return values
 
 

@@ -99,6 +99,11 @@ class ModelResponseError(ModelError):
     """The endpoint answered, but not with a usable chat completion."""
 
 
+class ModelNotFoundError(ModelResponseError):
+    """The endpoint does not serve the model asked for (404); ``details["offered"]`` holds what its
+    ``GET /models`` lists, when that answered."""
+
+
 class SessionStateError(RLMError):
     """An operation does not fit the session's current state (e.g. ``step`` on a finished session)."""
 

@@ -1,9 +1,11 @@
 """The ``openai`` SDK client: OpenAI, Azure OpenAI, and every OpenAI-compatible server.
 
 Retries are the SDK's own (exponential backoff with jitter, ``Retry-After`` honoured, on 429, 5xx,
-timeouts and connection errors), sized by ``RLM.max_retries``. What is left after the retries is turned
-into an ``RLMError`` that names the endpoint and the setting to change. Root calls to an unproxied
-``http://`` endpoint go out through rlm_kernel's lean transport under the SDK (``_transport``,
+timeouts and connection errors), sized by ``RLM.max_retries``, except for a refused connection to a
+server on this machine, which is reported at once. What is left after the retries is turned into an
+``RLMError`` that names the endpoint and the setting to change; a 404 is looked into (``/v1`` missing
+from the URL, or a model the server's ``GET /models`` does not list: ``_diagnosis``). Root calls to an
+unproxied ``http://`` endpoint go out through rlm_kernel's lean transport under the SDK (``_transport``,
 ``RLM.lean_http``); everything else through the SDK's own.
 """
 
@@ -24,7 +26,6 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .._config import RLM
 from .._errors import (
-    ConfigError,
     ModelAuthError,
     ModelConnectionError,
     ModelError,
@@ -33,7 +34,7 @@ from .._errors import (
     ModelServerError,
 )
 from .._secrets import redact_url
-from . import _transport
+from . import _diagnosis, _request, _transport
 from ._base import Completion, DeltaCallback, Message, Usage, estimated_usage
 
 # The request goes through the SDK's client (auth, retries, Retry-After, Azure routing, errors) but not
@@ -47,28 +48,17 @@ _JSON = object
 
 # Local servers (vLLM, Ollama, llama.cpp) ignore the key but the SDK insists on one.
 _KEYLESS_PLACEHOLDER = "not-needed"
-
-
-def missing_credentials_error(config: RLM) -> ConfigError:
-    env = config.api_key_env
-    return ConfigError(
-        f"No API key and no base URL are configured, so there is no model to talk to: "
-        f"{env} is not set in the environment or in ./.env, and RLM.base_url / OPENAI_BASE_URL is empty",
-        fix=(
-            f"For OpenAI, set {env} (e.g. `export {env}=sk-…`, or a line `{env}=sk-…` in ./.env). "
-            "For a local or self-hosted OpenAI-compatible server (vLLM, Ollama, llama.cpp), set the "
-            "endpoint instead: `%config RLM.base_url = 'http://127.0.0.1:8000/v1'`, "
-            "`export OPENAI_BASE_URL=…`, or `--base-url` on the command line"
-        ),
-        setting=f"RLM.base_url or ${env}",
-    )
+# Asking the server which models it has, after a 404: once, and not for long.
+_LIST_OPTIONS: Any = {"max_retries": 0, "timeout": 10.0}
 
 
 # SDK clients are shared by every session with the same endpoint settings, for the life of the process.
 # An async client dropped while its connections live on the shared sub-call loop closes them late:
 # asyncio has by then reused the file descriptors for a new batch's connections, whose readers the late
 # close unregisters, and those requests hang.
-_ClientKey = tuple[str, str, str, str, float, int, bool]
+_ClientKey = tuple[
+    str, str, str, str, float, int, bool, tuple[tuple[str, str], ...], tuple[tuple[str, Any], ...]
+]
 _SYNC: dict[_ClientKey, openai.OpenAI] = {}
 _ASYNC: dict[_ClientKey, openai.AsyncOpenAI] = {}
 _LOCK = threading.Lock()
@@ -101,20 +91,59 @@ def _tls_context() -> Any:
     return _TLS[0]
 
 
+class _LocalRefusal(openai.APIConnectionError):
+    """A refused connection to this machine. Raised from the HTTP client as an SDK error, which the
+    SDK passes on as it is instead of retrying: nothing will be listening 8 s of back-off later."""
+
+
+def _check_refusal(exc: Exception, request: Any) -> None:
+    url = request.url
+    if _diagnosis.is_local_host(url.host) and _diagnosis.connection_refused(exc):
+        raise _LocalRefusal(request=request) from exc
+
+
+class _SyncHTTP(openai.DefaultHttpxClient):
+    """The SDK's default HTTP client, reporting a refused local connection at once."""
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        try:
+            return super().send(request, **kwargs)
+        except Exception as exc:
+            _check_refusal(exc, request)
+            raise
+
+
+class _AsyncHTTP(openai.DefaultAsyncHttpxClient):
+    """The SDK's default async HTTP client, reporting a refused local connection at once."""
+
+    async def send(self, request: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().send(request, **kwargs)
+        except Exception as exc:
+            _check_refusal(exc, request)
+            raise
+
+
 def _build(key: _ClientKey, asynchronous: bool) -> Any:
-    provider, url, api_key, version, timeout, retries, lean_http = key
+    provider, url, api_key, version, timeout, retries, lean_http, headers, query = key
     common: dict[str, Any] = {"api_key": api_key, "timeout": timeout, "max_retries": retries}
+    # RLM.model_kwargs' headers and query go on the client, not on each request: the SDK's debug log
+    # of older versions prints every request's options, and these may hold credentials.
+    if headers:
+        common["default_headers"] = dict(headers)
+    if query:
+        common["default_query"] = dict(query)
     context = _tls_context()
-    if context is not None:
-        # The SDK's own defaults (timeouts, connection limits, redirects), with the shared context.
-        http: Any = openai.DefaultAsyncHttpxClient if asynchronous else openai.DefaultHttpxClient
-        library = _http_library()
-        if lean_http and not asynchronous and library is not None and _transport.applies(url):
-            fallback = library.HTTPTransport(verify=context)
-            transport = _transport.lean_transport(library, fallback)
-            common["http_client"] = http(verify=context, transport=transport)
-        else:
-            common["http_client"] = http(verify=context)
+    # The SDK's own defaults (timeouts, connection limits, redirects), with the shared context.
+    http: Any = _AsyncHTTP if asynchronous else _SyncHTTP
+    tls: dict[str, Any] = {} if context is None else {"verify": context}
+    library = _http_library()
+    if lean_http and not asynchronous and library is not None and _transport.applies(url):
+        fallback = library.HTTPTransport(**tls)
+        transport = _transport.lean_transport(library, fallback)
+        common["http_client"] = http(transport=transport, **tls)
+    else:
+        common["http_client"] = http(**tls)
     if provider == "azure":
         cls: Any = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
         return cls(azure_endpoint=url, api_version=version, **common)
@@ -134,9 +163,11 @@ class OpenAIClient:
 
     def __init__(self, config: RLM) -> None:
         key = config.resolve_api_key()
-        if not key and not config.base_url:
-            raise missing_credentials_error(config)
+        problem = _diagnosis.credentials_problem(config, key)
+        if problem is not None:
+            raise problem
         self._config = config
+        self._extras = _request.split(config.model_kwargs)
         self._endpoint = redact_url(config.base_url) or "https://api.openai.com/v1"
         self._key: _ClientKey = (
             config.provider,
@@ -146,6 +177,8 @@ class OpenAIClient:
             config.request_timeout,
             config.max_retries,
             config.lean_http,
+            tuple(sorted(self._extras.headers.items())),
+            tuple(sorted(self._extras.query.items(), key=lambda item: item[0])),
         )
         # Built now (or taken from the cache): it is session set-up, not part of the first call or the
         # first llm_batch. With the shared TLS context, a client costs well under a millisecond.
@@ -171,7 +204,11 @@ class OpenAIClient:
         return self._endpoint
 
     def _params(self, model: str, messages: Sequence[Message]) -> dict[str, Any]:
-        params: dict[str, Any] = {"model": model, "messages": list(messages)}
+        if not model:
+            # Checked per call, not when the client is built: a replay's live fallback is built
+            # without a model and is asked with the recording's.
+            raise _diagnosis.no_model_error()
+        params: dict[str, Any] = {**self._extras.body, "model": model, "messages": list(messages)}
         cfg = self._config
         if cfg.temperature is not None:
             params["temperature"] = cfg.temperature
@@ -195,7 +232,8 @@ class OpenAIClient:
                 return self._complete_stream(params, messages, started, on_delta)
             data = self._sync.post(_PATH, body=params, cast_to=_JSON)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            raise self._translate(exc, model) from exc
+            offered = self._offered() if self._lists_models(exc) else None
+            raise self._translate(exc, model, offered) from exc
         return self._finish(data, messages, model, started)
 
     async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
@@ -204,8 +242,29 @@ class OpenAIClient:
         try:
             data = await self._async.post(_PATH, body=params, cast_to=_JSON)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            raise self._translate(exc, model) from exc
+            offered = await self._aoffered() if self._lists_models(exc) else None
+            raise self._translate(exc, model, offered) from exc
         return self._finish(data, messages, model, started)
+
+    # After a 404 the server is asked what it serves: the answer tells a wrong model name (it lists
+    # others) from a wrong base URL (no list there either). Azure lists base models, not deployments.
+    def _lists_models(self, exc: Exception) -> bool:
+        return isinstance(exc, openai.NotFoundError) and self._config.provider == "openai"
+
+    def _offered(self) -> list[str] | None:
+        try:
+            return _diagnosis.model_names(
+                self._sync.get("/models", cast_to=_JSON, options=_LIST_OPTIONS)
+            )
+        except Exception:  # no list: the message says the model was not found, without one
+            return None
+
+    async def _aoffered(self) -> list[str] | None:
+        try:
+            listing = await self._async.get("/models", cast_to=_JSON, options=_LIST_OPTIONS)
+        except Exception:
+            return None
+        return _diagnosis.model_names(listing)
 
     def _complete_stream(
         self,
@@ -323,9 +382,17 @@ class OpenAIClient:
             setting="RLM.base_url",
         )
 
-    def _translate(self, exc: openai.OpenAIError | json.JSONDecodeError, model: str) -> ModelError:
+    def _translate(
+        self,
+        exc: openai.OpenAIError | json.JSONDecodeError,
+        model: str,
+        offered: list[str] | None = None,
+    ) -> ModelError:
         ep = self._endpoint
         retries = self._config.max_retries
+        if isinstance(exc, _LocalRefusal):
+            url = exc.request.url
+            return _diagnosis.refused_error(url.host, url.port, ep)
         if isinstance(exc, openai.APITimeoutError):
             return ModelConnectionError(
                 f"The endpoint did not answer within {self._config.request_timeout:g} s "
@@ -357,12 +424,13 @@ class OpenAIClient:
                 setting="RLM.api_key_env",
             )
         if isinstance(exc, openai.NotFoundError):
-            return ModelResponseError(
-                f"The endpoint does not know model {model!r} (404)",
-                fix="Set RLM.model / RLM.sub_model to a model the server serves",
-                endpoint=ep,
-                setting="RLM.model",
-            )
+            azure = self._config.provider == "azure"
+            asked = redact_url(str(exc.request.url.copy_with(query=None)))
+            if offered is None and not azure and _diagnosis.lacks_version(exc.request.url.path):
+                return _diagnosis.path_error(asked, ep)
+            if offered and model in offered:  # the model is there: the route is what is missing
+                return _diagnosis.route_error(asked, model, ep)
+            return _diagnosis.unknown_model_error(model, offered, ep, azure=azure)
         if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
             return ModelServerError(
                 f"The endpoint kept failing with HTTP {exc.status_code} after {retries} retries",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import socket
 import sys
 import threading
@@ -43,6 +44,7 @@ __all__ = ["ChatRequest", "Fault", "Reply", "Responder", "Script", "ScriptedServ
 _STREAM_PIECE = 20
 _CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 _JSON_TYPE = {"Content-Type": "application/json"}
+_AZURE_CHAT = re.compile(r"/openai/deployments/[^/]+/chat/completions")
 
 
 _REASONS = {
@@ -93,6 +95,7 @@ class _Parsed:
     headers: dict[str, str]
     body: bytes
     keep_alive: bool
+    target: str = ""  # the request target as sent, query included
 
 
 class _Connection:
@@ -178,7 +181,7 @@ class _Connection:
         keep_alive = (
             "keep-alive" in connection if version == "HTTP/1.0" else "close" not in connection
         )
-        return _Parsed(method, target.split("?", 1)[0], headers, body, keep_alive)
+        return _Parsed(method, target.split("?", 1)[0], headers, body, keep_alive, target)
 
     def _read_chunked(self) -> bytes:
         pieces: list[bytes] = []
@@ -211,6 +214,12 @@ class _Connection:
     def _dispatch(self, parsed: _Parsed) -> None:
         received = time.perf_counter()
         route = parsed.path.rstrip("/")
+        self.owner.targets.append(f"{parsed.method} {parsed.target}")
+        if _AZURE_CHAT.fullmatch(route):  # Azure OpenAI's path for a deployment's chat completions
+            route = "/v1/chat/completions"
+        if parsed.method == "GET" and route == "/v1/models" and not self.owner.list_models:
+            self._error(404, "scripted server: this server keeps no model list", "not_found")
+            return
         if parsed.method == "GET" and route == "/v1/models":
             names = self.owner._model_names or ["scripted"]
             data = [
@@ -341,6 +350,10 @@ class ScriptedServer:
         self.latency = latency
         self.host = host
         self.requests: list[ChatRequest] = []
+        # Every request received, any route, as "METHOD target" (query included), in order.
+        self.targets: list[str] = []
+        # False answers GET /v1/models with 404, as a server without a model list does.
+        self.list_models = True
         self._faults: list[Injected] = []  # FIFO
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -451,6 +464,7 @@ class ScriptedServer:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.targets.clear()
             self.timings.clear()
             self._faults.clear()
 

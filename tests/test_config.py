@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,50 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     missing = [name for name in setting_names() if f"`{name}`" not in readme]
     assert not missing, f"README's settings table lacks {missing}"
+
+
+def test_model_kwargs_are_recorded_without_header_values_or_secrets() -> None:
+    kwargs = {
+        "seed": 7,
+        "reasoning_effort": "low",
+        "extra_headers": {"Authorization": "Bearer gw-0123456789", "X-Team": "lab"},
+        "extra_body": {"api_key": "k-0123456789", "thinking": {"budget_tokens": 512}},
+    }
+    recorded = RLM(model_kwargs=kwargs).public_dict()["model_kwargs"]
+    assert recorded == {
+        "seed": 7,
+        "reasoning_effort": "low",
+        "extra_headers": {"Authorization": "[redacted]", "X-Team": "[redacted]"},
+        "extra_body": {"api_key": "[redacted]", "thinking": {"budget_tokens": 512}},
+    }
+
+
+def test_switching_to_azure_reads_azures_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com")
+    monkeypatch.setenv("OPENAI_API_VERSION", "2025-01-01-preview")
+    cfg = RLM()
+    assert (cfg.base_url, cfg.api_key_env) == ("http://127.0.0.1:9/v1", "OPENAI_API_KEY")
+    cfg.provider = "azure"  # after the openai defaults were read: they are worked out again
+    assert (cfg.base_url, cfg.api_key_env) == (
+        "https://res.openai.azure.com",
+        "AZURE_OPENAI_API_KEY",
+    )
+    assert cfg.api_version == "2025-01-01-preview"
+    given = RLM(provider="azure", base_url="https://other.openai.azure.com")
+    assert given.with_overrides({}).base_url == "https://other.openai.azure.com"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the XDG layout is Linux's")
+def test_linux_data_directory_stays_xdg(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(isolated_env))
+    cfg = RLM()
+    assert cfg.resolved_data_dir() == isolated_env / ".local" / "share" / "rlm_kernel"
+    assert cfg.resolved_trajectory_dir() == cfg.resolved_data_dir() / "sessions"
+    assert cfg.resolved_cache_dir() == isolated_env / ".cache" / "rlm_kernel"
+    monkeypatch.setenv("XDG_DATA_HOME", str(isolated_env / "xdg"))
+    assert RLM().resolved_data_dir() == isolated_env / "xdg" / "rlm_kernel"

@@ -36,6 +36,7 @@ from .._errors import (
 from .._secrets import redact_url
 from . import _diagnosis, _request, _transport
 from ._base import Completion, DeltaCallback, Message, Usage, estimated_usage
+from ._http_clients import AsyncHTTP, LocalRefusal, SyncHTTP
 
 # The request goes through the SDK's client (auth, retries, Retry-After, Azure routing, errors) but not
 # through chat.completions.create, whose argument transform costs ~0.14 ms per message on every call:
@@ -91,39 +92,6 @@ def _tls_context() -> Any:
     return _TLS[0]
 
 
-class _LocalRefusal(openai.APIConnectionError):
-    """A refused connection to this machine. Raised from the HTTP client as an SDK error, which the
-    SDK passes on as it is instead of retrying: nothing will be listening 8 s of back-off later."""
-
-
-def _check_refusal(exc: Exception, request: Any) -> None:
-    url = request.url
-    if _diagnosis.is_local_host(url.host) and _diagnosis.connection_refused(exc):
-        raise _LocalRefusal(request=request) from exc
-
-
-class _SyncHTTP(openai.DefaultHttpxClient):
-    """The SDK's default HTTP client, reporting a refused local connection at once."""
-
-    def send(self, request: Any, **kwargs: Any) -> Any:
-        try:
-            return super().send(request, **kwargs)
-        except Exception as exc:
-            _check_refusal(exc, request)
-            raise
-
-
-class _AsyncHTTP(openai.DefaultAsyncHttpxClient):
-    """The SDK's default async HTTP client, reporting a refused local connection at once."""
-
-    async def send(self, request: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().send(request, **kwargs)
-        except Exception as exc:
-            _check_refusal(exc, request)
-            raise
-
-
 def _build(key: _ClientKey, asynchronous: bool) -> Any:
     provider, url, api_key, version, timeout, retries, lean_http, headers, query = key
     common: dict[str, Any] = {"api_key": api_key, "timeout": timeout, "max_retries": retries}
@@ -135,7 +103,7 @@ def _build(key: _ClientKey, asynchronous: bool) -> Any:
         common["default_query"] = dict(query)
     context = _tls_context()
     # The SDK's own defaults (timeouts, connection limits, redirects), with the shared context.
-    http: Any = _AsyncHTTP if asynchronous else _SyncHTTP
+    http: Any = AsyncHTTP if asynchronous else SyncHTTP
     tls: dict[str, Any] = {} if context is None else {"verify": context}
     library = _http_library()
     if lean_http and not asynchronous and library is not None and _transport.applies(url):
@@ -390,7 +358,7 @@ class OpenAIClient:
     ) -> ModelError:
         ep = self._endpoint
         retries = self._config.max_retries
-        if isinstance(exc, _LocalRefusal):
+        if isinstance(exc, LocalRefusal):
             url = exc.request.url
             return _diagnosis.refused_error(url.host, url.port, ep)
         if isinstance(exc, openai.APITimeoutError):

@@ -42,15 +42,28 @@ def child_rlm_sub(reader: Callable[[ChatRequest], str]) -> Callable[[ChatRequest
     return answer
 
 
+# What a user's shell may hold that would point a test at a real model or key.
+ENDPOINT_VARIABLES = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "RLM_MODEL",
+    "RLM_SUB_MODEL",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_ENDPOINT",
+    "OPENAI_API_VERSION",
+)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No real keys, endpoints or .env leak into a test; data goes under tmp_path."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RLM_MODEL", "RLM_SUB_MODEL"):
+    for name in ENDPOINT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):  # the servers are loopback
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -176,12 +189,9 @@ class Kernel:
 
 
 def kernel_env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RLM_MODEL", "RLM_SUB_MODEL")
-    }
+    env = {k: v for k, v in os.environ.items() if k not in ENDPOINT_VARIABLES}
     env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     env["IPYTHONDIR"] = str(tmp_path / "ipython")
     env["JUPYTER_PLATFORM_DIRS"] = "1"
     return env

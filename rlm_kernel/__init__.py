@@ -4,7 +4,7 @@ The context lives in ``P`` inside a persistent namespace; the root model sees on
 writes code to inspect it, and delegates pieces to sub-LLM calls or child RLMs from inside that code.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._api import run
 from ._config import RLM, RLMConfig
@@ -24,7 +24,19 @@ from ._sandbox import sandbox_safe
 from ._session import Session
 from ._trajectory import Trajectory
 from ._version import __version__
-from .exporters import export, import_trajectory
+
+if TYPE_CHECKING:
+    from .exporters import export, import_trajectory
+
+
+def __getattr__(name: str) -> Any:
+    """``export`` and ``import_trajectory`` are imported on first use (PEP 562): running a session or
+    starting the kernel needs no exporter."""
+    if name in ("export", "import_trajectory"):
+        from . import exporters
+
+        return getattr(exporters, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_ipython_extension(ip: Any) -> None:

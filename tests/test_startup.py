@@ -112,7 +112,18 @@ def test_a_live_session_imports_the_sdk_and_answers(
     assert [r.model for r in server.requests] == ["root", "root"]
 
 
-def test_the_package_answers_for_the_lazy_name_only() -> None:
-    done = fresh_python("import rlm_kernel.models as m; m.NoSuchClient")
-    assert done.returncode == 1
-    assert "has no attribute 'NoSuchClient'" in done.stderr
+def test_the_lazy_names_are_there_and_only_they() -> None:
+    code = (
+        "from rlm_kernel import export, import_trajectory\n"
+        "from rlm_kernel.models import OpenAIClient\n"
+        "import rlm_kernel.exporters, rlm_kernel.models.openai\n"
+        "assert export is rlm_kernel.exporters.export\n"
+        "assert import_trajectory is rlm_kernel.exporters.import_trajectory\n"
+        "assert OpenAIClient is rlm_kernel.models.openai.OpenAIClient\n"
+    )
+    done = fresh_python(code)
+    assert done.returncode == 0, done.stderr
+    for module, name in (("rlm_kernel", "exporter"), ("rlm_kernel.models", "NoSuchClient")):
+        done = fresh_python(f"import {module} as m; m.{name}")
+        assert done.returncode == 1
+        assert f"module {module!r} has no attribute {name!r}" in done.stderr

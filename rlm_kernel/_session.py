@@ -46,7 +46,7 @@ from ._prompts import (
     truncate,
 )
 from ._records import Proposal, Result, iteration_record, now, render_output
-from ._secrets import Redactor, url_secrets
+from ._secrets import Redactor
 from ._subcalls import Budget, SubcallCache, SubcallEngine
 from ._timeout import IterationTimeout
 from ._trajectory import SCHEMA_VERSION, Trajectory, TrajectoryWriter
@@ -59,6 +59,7 @@ from .models import (
     ModelClient,
     UsageSummary,
 )
+from .models._diagnosis import no_model_error
 
 Tools = Mapping[str, Callable[..., Any]] | list[Callable[..., Any]] | None
 
@@ -101,6 +102,9 @@ class Session(Endings):
         if _shared is None:
             cfg = config or RLM()
             if client is None:
+                if not cfg.model:
+                    # Said now, before a session exists: the endpoint would only answer 404 for ''.
+                    raise no_model_error()
                 # Imported only now: the openai SDK takes most of a second to import.
                 from .models.openai import OpenAIClient
 
@@ -113,7 +117,7 @@ class Session(Endings):
                 budget=Budget(cfg),
                 cache=SubcallCache(cfg.cache, cfg.resolved_cache_dir()),
                 emitter=Emitter(),
-                redactor=Redactor([cfg.resolve_api_key(), *url_secrets(cfg.base_url)]),
+                redactor=Redactor(cfg.secrets()),
             )
         self._shared = _shared
         self.config = _shared.config

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import fence, settings
+from conftest import Kernel, fence, kernel_env, settings
 
 import rlm_kernel
 from rlm_kernel import RLM, ConfigError, Session, Trajectory
@@ -55,16 +55,40 @@ def test_no_model_is_a_config_error_before_any_request(
     serve: Callable[..., ScriptedServer],
 ) -> None:
     server = serve({"root": TWO_TURNS})
-    session = Session("q", "ctx", config=RLM(base_url=server.base_url, max_retries=0))
     with pytest.raises(ConfigError) as caught:
-        session.run()
+        Session("q", "ctx", config=RLM(base_url=server.base_url, max_retries=0))
     message = str(caught.value)
     for way in ("RLM.model", "RLM_MODEL", "--model"):
         assert way in message
     assert caught.value.setting == "RLM.model"
     assert server.targets == []  # nothing reached the server
-    assert session.path is not None
-    assert Trajectory.load(session.path).session["question"] == "q"  # the record is kept
+
+
+def test_a_client_asked_without_a_model_says_so_before_sending(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    """A client built without a model (a replay's live fallback is) checks at each call."""
+    server = serve({"root": TWO_TURNS})
+    client = OpenAIClient(RLM(base_url=server.base_url, max_retries=0))
+    with pytest.raises(ConfigError, match="RLM_MODEL"):
+        client.complete([{"role": "user", "content": "hi"}], model="")
+    assert server.targets == []
+
+
+def test_no_model_in_a_notebook_is_a_usage_message_not_a_traceback(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    server = serve({"root": TWO_TURNS})
+    k = Kernel("rlm", kernel_env(tmp_path), tmp_path)
+    try:
+        run = k.run(f"%config RLM.base_url = {server.base_url!r}\nctx = 'some text'\n%rlm 'q' ctx")
+        shown = run.text + run.stderr + "".join(e.get("evalue", "") for e in run.errors)
+        assert "No model is configured" in shown
+        assert "RLM_MODEL" in shown
+        assert "Traceback" not in shown
+    finally:
+        k.shutdown()
+    assert server.targets == []
 
 
 def test_no_model_through_run_and_the_command_line(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import _aio
 from ._errors import RLMError
 from ._events import Emitter, SubcallFinished, SubcallStarted
-from ._secrets import Redactor
+from ._secrets import Redactor, redact_kwargs
 from .models import Completion, Message, ModelClient, Usage, UsageSummary, request_key
 
 if TYPE_CHECKING:
@@ -313,6 +313,8 @@ class SubcallEngine:
                 "endpoint": self.client.endpoint,
                 "temperature": cfg.temperature,
                 "max_completion_tokens": cfg.max_completion_tokens,
+                # seed, reasoning_effort, extra_body…; header values are left out as redacted.
+                "model_kwargs": redact_kwargs(cfg.model_kwargs),
             },
         )
         cached = self.cache.get(key)

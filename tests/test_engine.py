@@ -682,6 +682,19 @@ def test_the_disk_cache_does_not_answer_for_another_endpoint_or_temperature(
     ]
 
 
+def test_the_disk_cache_does_not_answer_for_other_model_kwargs(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    root = [fence("a = llm_query('same')\nprint(a)"), fence("FINAL(a)")]
+    server = serve({"root": root * 3, "sub": lambda r: "x"})
+    cached = []
+    for seed in (1, 2, 1):
+        overrides = {"cache": "disk", "cache_dir": str(tmp_path), "model_kwargs": {"seed": seed}}
+        result = rlm_kernel.run("q", "c", **settings(server, **overrides))
+        cached.append(result.trajectory.iterations[0]["subcalls"][0]["cached"])
+    assert cached == [False, False, True]  # another seed is another call; the same seed is not
+
+
 def test_streaming_emits_deltas_and_counts_usage(serve: Callable[..., ScriptedServer]) -> None:
     server = serve(
         {"root": [fence("print('a long enough line of output')"), fence("FINAL('streamed')")]}

@@ -10,7 +10,8 @@ runs); one more run under ``PYTHONPROFILEIMPORTTIME`` lists what it imported.
 ``wait_for_ready()`` answering (the kernel replied to kernel_info), as a front end sees it. Both
 kernelspecs are written into a temporary prefix for this Python, as their wheels ship them (``python
 -m ipykernel_launcher`` and ``python -m rlm_kernel``, no extra interpreter flags), and started in turns,
-alternating which goes first, with one untimed warm-up each; the ratio is of the medians.
+alternating which goes first, with one untimed warm-up each; the ratio is of the medians. On Linux
+the kernel process's own CPU time up to that moment is shown too: other load inflates it less.
 
 Usage: python benchmarks/startup.py [--runs 15] [--kernel-runs 15]
 """

@@ -19,7 +19,6 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpecManager
 
 KERNEL_NAME = "rlm"
-DISPLAY_NAME = "RLM (Python 3)"
 _SPEC_DIR = Path(__file__).parent / "kernelspec"
 # jupyter_client's rule for kernelspec names (it lowercases a name before checking it).
 _VALID_NAME = re.compile(r"^[a-z0-9._\-]+$")

@@ -6,6 +6,7 @@ JupyterLab, an untrusted notebook, GitHub and nbconvert.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from typing import Any
@@ -15,8 +16,14 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-_FORMATTER = HtmlFormatter(noclasses=True, nowrap=True, style="default")
-_LEXER = PythonLexer()
+
+@functools.cache
+def _highlighter() -> tuple[PythonLexer, HtmlFormatter]:
+    # Built on first use: building the formatter resolves its style (about 24 ms), which the RLM
+    # kernel would otherwise pay at start-up.
+    return PythonLexer(), HtmlFormatter(noclasses=True, nowrap=True, style="default")
+
+
 _FENCE = re.compile(r"```[a-zA-Z]*[ \t]*\r?\n.*?```", re.DOTALL)
 
 PREVIEW_CHARS = 600
@@ -53,7 +60,7 @@ def esc(text: object) -> str:
 
 
 def code_html(code: str) -> str:
-    return str(highlight(code, _LEXER, _FORMATTER)).rstrip("\n")
+    return str(highlight(code, *_highlighter())).rstrip("\n")
 
 
 def long_text(text: str, *, limit: int = PREVIEW_CHARS, color: str = "inherit") -> str:

@@ -8,9 +8,8 @@ the extension). A kernel interrupt pauses the session; ``%rlm resume`` continues
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ipywidgets as widgets
 from IPython.core.display_functions import DisplayHandle, display
 
 from .._events import (
@@ -27,6 +26,11 @@ from .._session import Session
 from . import _html
 from ._html import HTML
 from .panels import IterationPanel
+
+# ipywidgets is imported where a widget is built: the RLM kernel loads this module at start-up,
+# and ipywidgets would add about 40 ms to it (benchmarks/startup.py).
+if TYPE_CHECKING:
+    import ipywidgets as widgets
 
 
 class InlineRenderer:
@@ -50,6 +54,8 @@ class InlineRenderer:
         nested: widgets.Widget | None = None
         if isinstance(event, SubcallStarted) and event.kind == "rlm_query":
             with self._lock:
+                import ipywidgets as widgets
+
                 self._children.append((event.call_id, widgets.HTML(), []))
         elif isinstance(event, SubcallFinished):
             nested = self._close_child(event.call_id)

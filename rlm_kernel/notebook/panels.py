@@ -12,12 +12,16 @@ is displayed while its cell is still running, so the output lands in the right c
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ipywidgets as widgets
 from IPython.core.display_functions import DisplayHandle
 
 from . import _html
+
+# ipywidgets is imported where a widget is built: the RLM kernel loads this module at start-up,
+# and ipywidgets would add about 40 ms to it (benchmarks/startup.py).
+if TYPE_CHECKING:
+    import ipywidgets as widgets
 
 
 def show(widget: widgets.Widget, fallback_html: str, text: str) -> DisplayHandle:
@@ -42,6 +46,8 @@ class IterationPanel:
         self._entries: dict[str, tuple[widgets.HTML, int]] = {}
         self._records: dict[str, dict[str, Any]] = {}
         self._order: list[str] = []
+        import ipywidgets as widgets
+
         self.accordion = widgets.Accordion(children=[], selected_index=None)
         self._handle: DisplayHandle | None = None
 
@@ -55,6 +61,8 @@ class IterationPanel:
         return [self._records[i] for i in self._order if i in self._records]
 
     def started(self, call_id: str, title: str) -> None:
+        import ipywidgets as widgets
+
         with self._lock:
             body = widgets.HTML("<i style='color:#666'>waiting for the model…</i>")
             index = len(self._order)
@@ -75,6 +83,8 @@ class IterationPanel:
             body.value = _html.subcall_body(record)
             self.accordion.set_title(index, _html.subcall_title(record))
             if nested is not None:
+                import ipywidgets as widgets
+
                 children = list(self.accordion.children)
                 children[index] = widgets.VBox([body, nested])
                 self.accordion.children = tuple(children)

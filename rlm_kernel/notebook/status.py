@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import ipywidgets as widgets
 from IPython.core.display_functions import DisplayHandle
 
 from .._events import Event, LiveCounts, StateChanged
@@ -36,6 +35,10 @@ class StatusBar:
         self._counts = LiveCounts(iteration=session.iteration, state=session.state)
         self._started = time.monotonic()
         self._last_draw = 0.0
+        # Imported here: the RLM kernel loads this module at start-up, and ipywidgets would add
+        # about 40 ms to it (benchmarks/startup.py).
+        import ipywidgets as widgets
+
         self.label = widgets.HTML()
         self.progress = widgets.IntProgress(
             value=0, min=0, max=1, layout=widgets.Layout(width="120px", visibility="hidden")

@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     _replay_parser(commands)
     _export_parser(commands)
     _demo_parser(commands)
+    _examples_parser(commands)
     _install_parser(commands)
     return parser
 
@@ -188,6 +189,27 @@ def _demo_parser(commands: Any) -> None:
     demo.add_argument(
         "--lab", action="store_true", help="open JupyterLab on the quickstart notebook instead"
     )
+
+
+def _examples_parser(commands: Any) -> None:
+    examples = commands.add_parser(
+        "examples",
+        help="copy the example notebooks, their contexts and recordings to a folder",
+        description="Copy the bundled example notebooks (quickstart, how_rlm_works, codebase_qa, "
+        "export_and_replay) with the contexts they read and the recorded sessions they replay "
+        "offline into DIR, to open there in any Jupyter front end.",
+    )
+    examples.add_argument("dir", nargs="?", default="rlm-examples", help="default: ./rlm-examples")
+
+
+def _examples(args: argparse.Namespace) -> int:
+    from ._examples import copy_examples
+
+    target = Path(args.dir)
+    copied = copy_examples(target)
+    print(f"Copied {len(copied)} example notebooks to {target}: {', '.join(copied)}")
+    print(f"Open them with `jupyter lab {target}` (offline: each replays its bundled recording).")
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -367,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay": _replay,
         "export": _export,
         "demo": _demo,
+        "examples": _examples,
         "install": _install,
     }
     try:

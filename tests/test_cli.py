@@ -296,3 +296,28 @@ def test_version_prints_the_package_version(tmp_path: Path) -> None:
     done = cli("--version", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"rlm_kernel {__version__}"
+
+
+def test_examples_copies_every_notebook_with_what_it_reads_and_keeps_an_existing_folder(
+    tmp_path: Path,
+) -> None:
+    done = cli("examples", "mine", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    copied = tmp_path / "mine"
+    notebooks = sorted(p.name for p in copied.glob("*.ipynb"))
+    assert notebooks == [
+        "codebase_qa.ipynb",
+        "export_and_replay.ipynb",
+        "how_rlm_works.ipynb",
+        "quickstart.ipynb",
+    ]
+    for name in notebooks:
+        assert name in done.stdout
+    assert (copied / "sessions" / "quickstart.jsonl").is_file()  # what the notebooks replay
+    assert (copied / "ops-log.txt").is_file()  # and the contexts they read
+    assert (copied / "python-dotenv" / "src" / "dotenv" / "main.py").is_file()
+    (copied / "quickstart.ipynb").write_text("a person's edits")
+    again = cli("examples", "mine", cwd=tmp_path)
+    assert again.returncode == 3
+    assert "already exists" in again.stderr
+    assert (copied / "quickstart.ipynb").read_text() == "a person's edits"

@@ -198,6 +198,12 @@ def main() -> None:
             f"CPU time to ready, RLM against plain: {median(cpu['rlm']) / median(cpu['plain']):.2f}× "
             "(the kernel process's own user + system time: less sensitive to other load)"
         )
+    print(
+        f"import rlm_kernel against the SDK's import alone: "
+        f"{median(import_times) / median(sdk_import):.2f}× (what it would at least cost with the SDK "
+        f"imported eagerly: {(median(import_times) + median(sdk_import)) / median(import_times):.1f}× "
+        "today's)"
+    )
     print(f"rlm-kernel --help ran as: {how}")
     other.report()
     print()

@@ -29,7 +29,7 @@ from ._trajectory import Trajectory, TrajectoryWriter
 from .executors import Executor
 from .models import Completion, Message, ModelClient
 from .models._base import DeltaCallback
-from .models.replay import ReplayClient, _collect, _completion
+from .models.replay import ReplayClient, collect_answers, recorded_completion
 
 if TYPE_CHECKING:
     from ._session import Session, Tools
@@ -156,7 +156,7 @@ def _recorded_subcalls(records: list[dict[str, Any]]) -> list[tuple[str, Complet
     calls: list[tuple[str, Completion]] = []
     for record in records:
         if record["type"] == "iteration":
-            _collect([record], [], calls)
+            collect_answers([record], [], calls)
     return calls
 
 
@@ -172,7 +172,7 @@ def _catch_up(
         kind = record["type"]
         try:
             if kind == "compaction":
-                summaries.append(_completion(record["summary"], record["model_call"]))
+                summaries.append(recorded_completion(record["summary"], record["model_call"]))
             elif kind == "iteration":
                 after = records[index + 1] if index + 1 < len(records) else None
                 root.queue = deque([*summaries, *_turns_for(session, record, after)])
@@ -205,13 +205,13 @@ def _turns_for(
     """The root turns one recorded step used: its proposal (unless a rewind re-runs a proposal the
     session already has), its child RLMs' turns, and the best-answer call a limit forced after it."""
     turns: list[Completion] = []
-    _collect([record], turns, [])
+    collect_answers([record], turns, [])
     pending = session.pending
     if pending is not None and pending.iteration == record["iteration"] and turns:
-        turns = turns[1:]  # _collect puts the step's own turn first
+        turns = turns[1:]  # collect_answers puts the step's own turn first
     forced = after.get("forced") if after is not None and after["type"] == "final" else None
     if forced and after is not None and after["reason"] != "baseline":
-        turns.append(_completion(forced["response"], forced["model_call"]))
+        turns.append(recorded_completion(forced["response"], forced["model_call"]))
     return turns
 
 

@@ -15,7 +15,10 @@ A trajectory is a list of records, each a JSON object with a ``type``:
   question; a follow-up adds another).
 
 Autosave appends each record as one JSONL line and flushes it, so a crash loses at most the iteration
-in flight. ``save``/``load`` round-trip both ``.jsonl`` and ``.json`` (``{"schema_version", "records"}``).
+in flight. ``save``/``load`` round-trip both ``.jsonl`` and ``.json`` (``{"schema_version", "records"}``);
+both formats are this module's own, and so is keeping secrets out of what it writes. The other formats
+are views written by ``rlm_kernel.exporters``, which import this module: ``Trajectory.export`` reaches
+them through the exporter installed with ``use_exporter``, never by importing them.
 """
 
 from __future__ import annotations
@@ -23,13 +26,37 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
+from ._environment import env_value
 from ._errors import TrajectoryError
 from ._secrets import Redactor
 
 SCHEMA_VERSION = 1
 RECORD_TYPES = frozenset({"session", "iteration", "rewind", "compaction", "follow_up", "final"})
+
+
+class Exporter(Protocol):
+    """What ``Trajectory.export`` writes through: ``rlm_kernel.exporters.export``'s signature."""
+
+    def __call__(
+        self, trajectory: Trajectory, path: str | Path, format: str | None = None, **options: Any
+    ) -> Path: ...
+
+
+_exporter: Exporter | None = None
+
+
+def use_exporter(export: Exporter) -> None:
+    """Have ``Trajectory.export`` write through ``export``.
+
+    ``rlm_kernel.exporters`` installs its own ``export`` when it is imported, and the package face
+    installs a stand-in that imports the exporters on first use (importing ``rlm_kernel`` needs no
+    exporter). This is how the record type offers every format without importing the exporters,
+    which import it.
+    """
+    global _exporter
+    _exporter = export
 
 
 class Trajectory:
@@ -97,11 +124,22 @@ class Trajectory:
         _validate(records, "<dict>")
         return cls(records)
 
+    def redactor(self) -> Redactor:
+        """Secrets to keep out of what is written: the session's API key and secret-looking
+        environment values. Records hold what people typed as well (an edit is recorded as written),
+        so every file written from a trajectory is scrubbed again."""
+        name = self.session.get("config", {}).get("api_key_env") or "OPENAI_API_KEY"
+        return Redactor([env_value(str(name))])
+
+    def scrubbed(self) -> Trajectory:
+        """This trajectory itself when it holds no secret, else a copy with the secrets replaced."""
+        text = json.dumps(self.records, ensure_ascii=False, default=str)
+        clean = self.redactor().scrub(text)
+        return self if clean == text else Trajectory(json.loads(clean))
+
     def save(self, path: str | Path) -> Path:
         """Write it as JSON (JSON Lines for a ``.jsonl`` name), with secrets scrubbed as in every export."""
-        from .exporters._common import scrubbed  # the exporters import this module
-
-        clean = scrubbed(self)
+        clean = self.scrubbed()
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.suffix == ".jsonl":
@@ -116,10 +154,15 @@ class Trajectory:
 
     def export(self, path: str | Path, format: str | None = None, **options: Any) -> Path:
         """Write this trajectory as ``format`` (json, jsonl, rlm-jsonl, ipynb, sft; default: from the
-        file name). See ``rlm_kernel.exporters``."""
-        from .exporters import export  # the exporters import this module
-
-        return export(self, path, format, **options)
+        file name); the same as ``rlm_kernel.export(trajectory, path, format, **options)``. See
+        ``rlm_kernel.exporters``."""
+        if _exporter is None:
+            raise TrajectoryError(
+                "No exporter is installed, so this trajectory can only be saved as JSON",
+                fix="Import rlm_kernel.exporters first, or call "
+                "rlm_kernel.exporters.export(trajectory, path, format)",
+            )
+        return _exporter(self, path, format, **options)
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectory:

@@ -7,6 +7,9 @@ other formats are views for people or other tools and drop what they cannot show
 
 Every export leaves out the context ``P`` (only its fingerprint and what the model itself printed or
 sent to sub-models) and scrubs the session's API key and secret-looking environment values.
+
+The exporters import the record module, never the reverse: importing this package installs ``export``
+as what ``Trajectory.export`` writes through (``rlm_kernel._trajectory.use_exporter``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import TrajectoryError
-from .._trajectory import Trajectory
+from .._trajectory import Trajectory, use_exporter
 from . import ipynb, native, rlm_jsonl, sft
 
 
@@ -114,5 +117,7 @@ def import_trajectory(path: str | Path, format: str | None = None) -> Trajectory
         )
     return chosen.read(source)
 
+
+use_exporter(export)
 
 __all__ = ["FORMATS", "Format", "export", "import_trajectory", "infer_format"]

@@ -1,5 +1,6 @@
 """What every exporter needs from a trajectory: the message list the root model was sent each turn,
-the code that actually ran, the context described without the context, and secret-free writing.
+the code that actually ran, the context described without the context, and secret-free writing (the
+secrets themselves are the trajectory's business: ``Trajectory.redactor``).
 
 The trajectory stores each iteration's raw response and observation, not the history the model saw, so
 the history is rebuilt here, once, for all formats (the rebuild is checked against each iteration's
@@ -8,15 +9,12 @@ recorded ``request_key`` by the tests).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._config import env_value
 from .._prompts import BASELINE_SYSTEM, BEST_ANSWER_PROMPT
-from .._secrets import Redactor
 from .._trajectory import Trajectory, dumps
 from ..models import Message
 
@@ -168,24 +166,9 @@ def subcall_tokens(call: dict[str, Any]) -> tuple[int, int]:
     return int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
 
 
-def redactor(trajectory: Trajectory) -> Redactor:
-    """Secrets to keep out of an export: the session's API key and secret-looking environment values.
-
-    Records hold what people typed as well (an edit is recorded as written), so exports scrub again.
-    """
-    name = trajectory.session.get("config", {}).get("api_key_env") or "OPENAI_API_KEY"
-    return Redactor([env_value(str(name))])
-
-
-def scrubbed(trajectory: Trajectory) -> Trajectory:
-    """``trajectory`` itself when it holds no secret, else a copy with the secrets replaced."""
-    text = json.dumps(trajectory.records, ensure_ascii=False, default=str)
-    clean = redactor(trajectory).scrub(text)
-    return trajectory if clean == text else Trajectory(json.loads(clean))
-
-
 def write_text(path: Path, text: str, trajectory: Trajectory) -> None:
-    path.write_text(redactor(trajectory).scrub(text), encoding="utf-8")
+    """Write ``text``, made from ``trajectory``, without its secrets (``Trajectory.redactor``)."""
+    path.write_text(trajectory.redactor().scrub(text), encoding="utf-8")
 
 
 def write_jsonl(path: Path, lines: Iterable[dict[str, Any]], trajectory: Trajectory) -> None:

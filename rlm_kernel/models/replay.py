@@ -14,13 +14,19 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._errors import ReplayMissError
 from ._base import Completion, DeltaCallback, Message, ModelClient, Usage, request_key
 
-if TYPE_CHECKING:
-    from .._trajectory import Trajectory
+
+class Recording(Protocol):
+    """What a replay reads of a recorded session: its records (``rlm_kernel.Trajectory`` is one).
+
+    The clients sit below the records layer, so they take the records, not the trajectory type."""
+
+    @property
+    def records(self) -> list[dict[str, Any]]: ...
 
 
 class ReplayClient:
@@ -92,36 +98,38 @@ class ReplayClient:
 
 
 def replay_clients(
-    trajectory: Trajectory, *, fallback: ModelClient | None = None, speed: float | None = None
+    recording: Recording, *, fallback: ModelClient | None = None, speed: float | None = None
 ) -> tuple[ReplayClient, ReplayClient]:
-    """(root client, sub-call client) serving everything ``trajectory`` recorded."""
+    """(root client, sub-call client) serving everything ``recording`` recorded."""
     turns: list[Completion] = []
     calls: list[tuple[str, Completion]] = []
-    _collect(trajectory.to_dict()["records"], turns, calls)
+    collect_answers(recording.records, turns, calls)
     return (
         ReplayClient(sequence=turns, fallback=fallback, speed=speed),
         ReplayClient(keyed=calls, fallback=fallback, speed=speed),
     )
 
 
-def _collect(
+def collect_answers(
     records: list[dict[str, Any]], turns: list[Completion], calls: list[tuple[str, Completion]]
 ) -> None:
-    """Root turns in the order they were asked: a child's turns come inside its parent's iteration."""
+    """Append the recorded root turns of ``records`` to ``turns``, in the order they were asked (a
+    child's turns come inside its parent's iteration), and their sub-call answers to ``calls`` by
+    request key. Rewound iterations are left out."""
     for record in _standing(records):
         if record["type"] == "compaction":
-            turns.append(_completion(record["summary"], record["model_call"]))
+            turns.append(recorded_completion(record["summary"], record["model_call"]))
         elif record["type"] == "final" and record.get("forced"):
             forced = record["forced"]
-            turns.append(_completion(forced["response"], forced["model_call"]))
+            turns.append(recorded_completion(forced["response"], forced["model_call"]))
         elif record["type"] == "iteration":
             if record["model_call"]["request_key"] is not None:
-                turns.append(_completion(record["response"], record["model_call"]))
+                turns.append(recorded_completion(record["response"], record["model_call"]))
             for call in record.get("subcalls", []):
                 if call.get("child"):
-                    _collect(call["child"]["records"], turns, calls)
+                    collect_answers(call["child"]["records"], turns, calls)
                 elif call.get("request_key") and call.get("error") is None:
-                    calls.append((call["request_key"], _completion(call["response"], call)))
+                    calls.append((call["request_key"], recorded_completion(call["response"], call)))
 
 
 def _standing(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -139,7 +147,8 @@ def _standing(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     return iter(kept)
 
 
-def _completion(text: str, call: dict[str, Any]) -> Completion:
+def recorded_completion(text: str, call: dict[str, Any]) -> Completion:
+    """The completion a recorded model call (its ``model_call`` entry, or a sub-call) answered."""
     return Completion(
         text=text,
         model=call["model"],

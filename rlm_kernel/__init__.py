@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 from ._api import run
 from ._config import RLM, RLMConfig
 from ._context import ContextInfo, Documents, describe_context, load_context
-from ._errors import (
+from ._labextension import _jupyter_labextension_paths
+from ._records import Proposal, Result
+from ._sandbox import sandbox_safe
+from ._session import Session
+from ._trajectory import Trajectory
+from ._version import __version__
+from .errors import (
     ConfigError,
     ContextError,
     ModelError,
@@ -18,12 +24,6 @@ from ._errors import (
     SessionStateError,
     TrajectoryError,
 )
-from ._labextension import _jupyter_labextension_paths
-from ._records import Proposal, Result
-from ._sandbox import sandbox_safe
-from ._session import Session
-from ._trajectory import Trajectory
-from ._version import __version__
 
 if TYPE_CHECKING:
     from .exporters import export, import_trajectory

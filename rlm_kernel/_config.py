@@ -22,8 +22,8 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, default,
 from traitlets.config import Configurable
 
 from ._environment import env_value, user_cache_dir, user_data_dir
-from ._errors import ConfigError
 from ._secrets import kwargs_secrets, redact_kwargs, redact_url, url_secrets
+from .errors import ConfigError
 
 __all__ = ["RLM", "RLMConfig", "env_value", "parse_assignment", "setting_names"]
 

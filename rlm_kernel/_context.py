@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from rlm_kernel._errors import ContextError, TrajectoryError
+from rlm_kernel.errors import ContextError, TrajectoryError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from ._errors import ConfigError
 from ._events import CodeReady, Event, Finished, IterationFinished
 from ._replay import replay_session
 from ._session import Session
 from ._trajectory import Trajectory
+from .errors import ConfigError
 
 QUICKSTART = "quickstart.ipynb"
 RECORDING = Path("sessions") / "quickstart.jsonl"

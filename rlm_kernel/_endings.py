@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import RLM
 from ._context import ContextInfo
-from ._errors import ModelError, RLMError
 from ._events import Event, Finished, StateName
 from ._history import History
 from ._prompts import BASELINE_SYSTEM, BEST_ANSWER_PROMPT, context_text, prose_final
 from ._records import Proposal, model_call, now
 from ._subcalls import Budget
 from ._trajectory import TrajectoryWriter
+from .errors import ModelError, RLMError
 from .executors import Executor, release_executor
 from .models import Completion, Message, UsageSummary
 

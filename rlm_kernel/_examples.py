@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from ._demo import examples_dir
-from ._errors import ConfigError
+from .errors import ConfigError
 
 # What running the examples leaves beside them (gitignored in a checkout): not part of a fresh copy.
 _LEFT_BY_RUNS = ("exported", "quickstart-session.*", "__pycache__", ".ipynb_checkpoints")

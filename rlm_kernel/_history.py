@@ -7,7 +7,7 @@ the last observation, compaction folds the pairs into a summary. The context its
 
 from __future__ import annotations
 
-from ._errors import SessionStateError
+from .errors import SessionStateError
 from .models import Message
 
 

@@ -10,9 +10,9 @@ import inspect
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigError
 from ._final import FinalSlot, make_final, make_final_var, new_answer
 from ._prompts import ToolSpec
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from ._subcalls import SubcallEngine

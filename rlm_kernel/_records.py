@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import RLMError
 from ._trajectory import Trajectory
+from .errors import RLMError
 from .executors import ExecResult
 from .models import Completion, Message, Usage, UsageSummary, request_key
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import RLM
 from ._context import describe_context, load_context
-from ._errors import ContextError, ReplayMissError, RLMError, TrajectoryError
 from ._replay import _LOOP_SETTINGS, recorded_settings
 from ._trajectory import Trajectory, TrajectoryWriter
+from .errors import ContextError, ReplayMissError, RLMError, TrajectoryError
 from .executors import Executor
 from .models import Completion, Message, ModelClient
 from .models._base import DeltaCallback

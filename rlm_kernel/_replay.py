@@ -10,9 +10,9 @@ from typing import Any
 
 from ._config import RLM, setting_names
 from ._context import describe_context, load_context
-from ._errors import TrajectoryError
 from ._session import Session
 from ._trajectory import Trajectory
+from .errors import TrajectoryError
 from .executors import Executor
 from .models import ModelClient
 from .models.replay import replay_clients

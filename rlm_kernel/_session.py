@@ -22,7 +22,6 @@ from typing import Any
 from ._config import RLM
 from ._context import ContextInfo, context_value, describe_context, load_context
 from ._endings import Endings
-from ._errors import ModelError, ReplayMissError, RLMError, SessionStateError
 from ._events import (
     CodeReady,
     Emitter,
@@ -48,9 +47,9 @@ from ._prompts import (
 from ._records import Proposal, Result, iteration_record, now, render_output
 from ._secrets import Redactor
 from ._subcalls import Budget, SubcallCache, SubcallEngine
-from ._timeout import IterationTimeout
 from ._trajectory import SCHEMA_VERSION, Trajectory, TrajectoryWriter
 from ._version import __version__
+from .errors import IterationTimeout, ModelError, ReplayMissError, RLMError, SessionStateError
 from .executors import Executor, admitted_tools, executor_note, make_executor, release_executor
 from .models import (
     Completion,

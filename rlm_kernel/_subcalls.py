@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _aio
-from ._errors import RLMError
 from ._events import Emitter, SubcallFinished, SubcallStarted
 from ._secrets import Redactor, redact_kwargs
+from .errors import CostUnknownWarning, RLMError
 from .models import Completion, Message, ModelClient, Usage, UsageSummary, request_key
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class Budget:
                 f"RLM.max_cost cannot hold: the endpoint reports no cost for {model!r} and RLM.prices "
                 f"has no price for it. Add one (USD per million tokens), e.g. %config RLM.prices = "
                 f"{{{model!r}: {{'input': 1.25, 'output': 10.0}}}}, or limit RLM.max_tokens instead.",
-                UserWarning,
+                CostUnknownWarning,
                 stacklevel=2,
             )
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from .errors import IterationTimeout
+
 # After the deadline, how often the limit fires again while the block has not returned.
 REFIRE_SECONDS = 0.05
 _SOON = 1e-4  # setitimer(0) disarms: a deadline already due is armed this far ahead
@@ -39,14 +41,6 @@ _MAX_REFIRES = 1200  # a watchdog gives up after a minute of firings past the de
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # Frames of model code: the executors compile it under file names like "<rlm 3f2a step 2.1>".
 _MODEL_CODE = "<rlm "
-
-
-class IterationTimeout(BaseException):
-    """Raised inside iteration code that ran too long.
-
-    A BaseException, like KeyboardInterrupt, so that the model's own ``except Exception`` does not
-    swallow it.
-    """
 
 
 @dataclass

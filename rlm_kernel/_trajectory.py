@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ._environment import env_value
-from ._errors import TrajectoryError
 from ._secrets import Redactor
+from .errors import TrajectoryError
 
 SCHEMA_VERSION = 1
 RECORD_TYPES = frozenset({"session", "iteration", "rewind", "compaction", "follow_up", "final"})

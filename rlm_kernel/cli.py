@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ._config import RLM, parse_assignment
-from ._errors import (
+from ._records import Result
+from ._replay import replay_session
+from ._session import Session
+from ._trajectory import Trajectory
+from ._version import __version__
+from .errors import (
     ConfigError,
     ContextError,
     ModelError,
@@ -24,11 +29,6 @@ from ._errors import (
     RLMError,
     TrajectoryError,
 )
-from ._records import Result
-from ._replay import replay_session
-from ._session import Session
-from ._trajectory import Trajectory
-from ._version import __version__
 from .exporters import FORMATS, export, import_trajectory, infer_format
 
 EXIT_ANSWERED, EXIT_NO_ANSWER, EXIT_USAGE, EXIT_CONFIG, EXIT_MODEL, EXIT_INTERRUPTED = (

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from rlm_kernel._context import ContextInfo, Documents, describe_context, load_context
-from rlm_kernel._errors import ContextError, TrajectoryError
+from rlm_kernel.errors import ContextError, TrajectoryError
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -12,13 +12,13 @@ from conftest import SECRET, fence, settings
 
 import rlm_kernel
 from rlm_kernel import RLM, ConfigError, Trajectory
-from rlm_kernel._errors import (
+from rlm_kernel._secrets import redact_url, url_secrets
+from rlm_kernel.errors import (
     ModelConnectionError,
     ModelRateLimitError,
     ModelResponseError,
     ModelServerError,
 )
-from rlm_kernel._secrets import redact_url, url_secrets
 from rlm_kernel.testing import Fault, ScriptedServer
 
 TWO_TURNS = [fence("print(len(P))"), fence("FINAL('done')")]

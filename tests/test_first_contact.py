@@ -20,8 +20,8 @@ from conftest import Kernel, fence, kernel_env, settings
 
 import rlm_kernel
 from rlm_kernel import RLM, ConfigError, Session, Trajectory
-from rlm_kernel._errors import ModelConnectionError, ModelNotFoundError, ModelResponseError
 from rlm_kernel._records import Result
+from rlm_kernel.errors import ModelConnectionError, ModelNotFoundError, ModelResponseError
 from rlm_kernel.models import OpenAIClient
 from rlm_kernel.models._diagnosis import is_local_host
 from rlm_kernel.testing import Fault, ScriptedServer

@@ -18,7 +18,7 @@ from conftest import fence, settings
 
 import rlm_kernel
 from rlm_kernel import RLM
-from rlm_kernel._errors import ModelConnectionError, ModelResponseError
+from rlm_kernel.errors import ModelConnectionError, ModelResponseError
 from rlm_kernel.models import _transport
 from rlm_kernel.models.openai import OpenAIClient, _http_library
 from rlm_kernel.testing import ChatRequest, Fault, ScriptedServer

@@ -6,6 +6,7 @@ import warnings
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..errors import SandboxToolWarning
 from ._base import ExecResult, Executor, Sandboxed
 from .namespace import NamespaceExecutor
 
@@ -64,6 +65,7 @@ def admitted_tools(
             f"Tool(s) {', '.join(dropped)} are not available in the sandbox (RLM.executor = 'monty'): "
             "a tool runs with the host's full rights, so only tools marked with "
             "@rlm_kernel.sandbox_safe are exposed there",
+            SandboxToolWarning,
             stacklevel=3,
         )
     return kept

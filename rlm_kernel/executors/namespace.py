@@ -16,7 +16,8 @@ from collections.abc import MutableMapping
 from contextlib import redirect_stderr, redirect_stdout
 from typing import Any, TextIO
 
-from .._timeout import IterationTimeout, Limit, time_limit
+from .._timeout import Limit, time_limit
+from ..errors import IterationTimeout
 from ._base import ExecResult
 
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._errors import TrajectoryError
 from .._trajectory import Trajectory, use_exporter
+from ..errors import TrajectoryError
 from . import ipynb, native, rlm_jsonl, sft
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._errors import TrajectoryError
 from .._trajectory import Trajectory
+from ..errors import TrajectoryError
 
 
 def write_json(trajectory: Trajectory, path: Path) -> None:

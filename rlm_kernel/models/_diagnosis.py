@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .._errors import ConfigError, ModelConnectionError, ModelNotFoundError, ModelResponseError
+from ..errors import ConfigError, ModelConnectionError, ModelNotFoundError, ModelResponseError
 
 if TYPE_CHECKING:
     from .._config import RLM

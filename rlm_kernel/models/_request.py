@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._errors import ConfigError
+from ..errors import ConfigError
 
 # Request fields rlm_kernel sets itself, with the setting that controls each one.
 OWN_FIELDS = {

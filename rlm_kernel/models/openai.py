@@ -25,7 +25,8 @@ from openai import Stream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .._config import RLM
-from .._errors import (
+from .._secrets import redact_url
+from ..errors import (
     ModelAuthError,
     ModelConnectionError,
     ModelError,
@@ -33,7 +34,6 @@ from .._errors import (
     ModelResponseError,
     ModelServerError,
 )
-from .._secrets import redact_url
 from . import _diagnosis, _request, _transport
 from ._base import Completion, DeltaCallback, Message, Usage, estimated_usage
 from ._http_clients import AsyncHTTP, LocalRefusal, SyncHTTP

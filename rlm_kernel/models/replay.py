@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from .._errors import ReplayMissError
+from ..errors import ReplayMissError
 from ._base import Completion, DeltaCallback, Message, ModelClient, Usage, request_key
 
 

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from .._errors import ModelResponseError
+from ..errors import ModelResponseError
 from ._base import Completion, DeltaCallback, Message, estimated_usage
 
 ScriptFunction = Callable[[Sequence[Message], str], str]

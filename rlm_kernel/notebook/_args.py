@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from IPython.core.error import UsageError
 
 from .._config import parse_assignment
-from .._errors import ConfigError
+from ..errors import ConfigError
 
 SUBCOMMANDS = ("pause", "resume", "step", "stop", "status", "list", "export", "replay", "edit")
 

@@ -17,11 +17,11 @@ from IPython.core.display_functions import display
 from IPython.core.error import UsageError
 
 from .._config import RLM
-from .._errors import RLMError
 from .._recovery import RecoveryWarning, resumed_config
 from .._replay import replay_session
 from .._session import Session
 from .._trajectory import Trajectory
+from ..errors import RLMError
 from ..executors import Executor, NamespaceExecutor
 from ..models import ModelClient
 from . import _html

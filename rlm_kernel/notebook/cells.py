@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.display_functions import display
 
-from .._errors import ModelError, ReplayMissError, RLMError
 from .._events import Event, Finished, IterationFinished, IterationStarted, StateChanged
 from .._session import Session
+from ..errors import ModelError, ReplayMissError, RLMError
 from . import _html
 from ._frontend import FrontendLink
 from ._html import HTML

@@ -19,9 +19,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class, no_var_expand
 
 from .._config import RLM
-from .._errors import RLMError
 from .._namespace import RESERVED
 from .._session import Session
+from ..errors import RLMError
 from ..executors import Executor, NamespaceExecutor
 from . import _args, _html
 from ._frontend import FrontendLink

@@ -27,11 +27,6 @@ from .errors import ConfigError
 
 __all__ = ["RLM", "RLMConfig", "env_value", "parse_assignment", "setting_names"]
 
-# Names a user may set in the environment or a .env file; anything else in .env is ignored (except by
-# the secrets scrubber, which treats every secret-looking .env value as a secret).
-ENV_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RLM_MODEL", "RLM_SUB_MODEL")
-# provider="azure": read as the openai SDK's AzureOpenAI reads them.
-AZURE_ENV_VARS = ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION")
 _AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
 _DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 _DEFAULT_API_VERSION = "2024-10-21"

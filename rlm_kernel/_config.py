@@ -332,6 +332,7 @@ class RLM(Configurable):
         ]
 
     def effective_sub_model(self) -> str:
+        """The model sub-calls go to: ``sub_model``, or the root ``model`` when that is empty."""
         return self.sub_model or self.model
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> RLM:

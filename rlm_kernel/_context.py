@@ -251,10 +251,12 @@ class ContextInfo:
     sha256: str  # hex digest of the canonical serialization
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form recorded in a trajectory's ``session`` record (``context``)."""
         return {**vars(self), "lengths": list(self.lengths), "names": list(self.names)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ContextInfo:
+        """The description back from ``to_dict``'s form; a malformed one raises ContextError."""
         try:
             values = {f.name: d[f.name] for f in fields(cls)}
             return cls(

@@ -383,6 +383,12 @@ def _install(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``rlm-kernel`` command: run one subcommand and return its exit code.
+
+    ``argv`` defaults to ``sys.argv[1:]``. An ``RLMError`` is printed as one paragraph and mapped to
+    an exit code (3 for configuration, context or recording, 4 for the endpoint); see the module
+    docstring for the codes.
+    """
     args = _parser().parse_args(argv)
     commands = {
         "run": _run,

@@ -11,6 +11,9 @@ from .notebook._protocol import PROTOCOL_VERSION
 
 
 class RLMKernel(IPythonKernel):
+    """The IPython kernel with ``%load_ext rlm_kernel`` done at start, so the ``rlm_kernel`` comm
+    target exists before any cell runs; ``python -m rlm_kernel`` launches it."""
+
     implementation = "rlm_kernel"
     implementation_version = __version__
     banner = "RLM (Python 3): IPython with the %rlm magics preloaded"
@@ -22,6 +25,7 @@ class RLMKernel(IPythonKernel):
 
     @property
     def kernel_info(self) -> dict[str, Any]:
+        """IPython's ``kernel_info``, plus ``rlm: {version, protocol}`` for the extension."""
         info: dict[str, Any] = dict(super().kernel_info)
         info["rlm"] = {"version": __version__, "protocol": PROTOCOL_VERSION}
         return info

@@ -9,6 +9,9 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass
 class ExecResult:
+    """What running one code block produced: its output, the error it raised, the value of a
+    trailing bare expression, and how it ended (timed out, interrupted)."""
+
     stdout: str = ""
     stderr: str = ""
     # The formatted traceback of an exception the code raised (only the model's own frames).
@@ -22,18 +25,30 @@ class ExecResult:
     interrupted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form recorded in an iteration record's ``results``."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecResult:
+        """The result back from ``to_dict``'s form; fields it lacks keep their defaults."""
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 class Executor(Protocol):
-    @property
-    def namespace(self) -> MutableMapping[str, Any]: ...
+    """Where a session runs the model's code: a namespace, and a way to run one block in it."""
 
-    def run(self, code: str, *, label: str, timeout: float | None) -> ExecResult: ...
+    @property
+    def namespace(self) -> MutableMapping[str, Any]:
+        """The variables the code sees and defines; ``P`` and the helpers are bound in it."""
+        ...
+
+    def run(self, code: str, *, label: str, timeout: float | None) -> ExecResult:
+        """Run one block. Never raises for what the code did: its error goes in the result.
+
+        ``label`` names the block in tracebacks (``"<session> step 2.1"``); ``timeout`` is
+        ``RLM.iteration_timeout`` in seconds, or None for no limit.
+        """
+        ...
 
 
 @runtime_checkable

@@ -55,6 +55,10 @@ _KILL_WAIT = 0.5  # seconds to wait for a killed feed to return before leaving i
 
 
 class MontyExecutor:
+    """Run code in a pydantic-monty sandbox, one worker process per session (``RLM.executor =
+    "monty"``); build one with ``make_executor``. ``limits`` are fixed when the sandbox starts, and
+    ``echo_stdout``/``echo_stderr`` receive output live as in ``NamespaceExecutor``."""
+
     def __init__(
         self,
         limits: SandboxLimits,
@@ -86,13 +90,16 @@ class MontyExecutor:
     # --- Executor / Sandboxed --------------------------------------------------------------------
     @property
     def namespace(self) -> MutableMapping[str, Any]:
+        """The host's view of the sandbox's variables: read on demand, set before the next block."""
         return self._ns
 
     @property
     def prompt_note(self) -> str:
+        """The system-prompt section on what the sandbox lacks (files, network, most imports)."""
         return prompt_note(self.limits)
 
     def admits_tool(self, fn: Callable[..., Any]) -> bool:
+        """Whether ``fn`` is marked ``@sandbox_safe`` and may be called from the sandbox."""
         return is_sandbox_safe(fn)
 
     def run(self, code: str, *, label: str, timeout: float | None) -> ExecResult:

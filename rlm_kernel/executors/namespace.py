@@ -46,6 +46,12 @@ class _Tee(io.TextIOBase):
 
 
 class NamespaceExecutor:
+    """Run code with ``exec`` in a plain mapping, like a notebook cell (the default executor).
+
+    ``namespace`` is the mapping to run in (the kernel's ``user_ns`` in a notebook; a fresh dict when
+    None). Output is captured and, with ``echo_stdout``/``echo_stderr``, also written there as it comes.
+    """
+
     def __init__(
         self,
         namespace: MutableMapping[str, Any] | None = None,
@@ -59,9 +65,16 @@ class NamespaceExecutor:
 
     @property
     def namespace(self) -> MutableMapping[str, Any]:
+        """The mapping the code runs in."""
         return self._namespace
 
     def run(self, code: str, *, label: str, timeout: float | None) -> ExecResult:
+        """Run one block like a notebook cell: a trailing bare expression becomes ``Out:``.
+
+        Whatever the code raises, ``SystemExit`` included, becomes the result's error, with a
+        traceback of the model's own lines; running past ``timeout`` seconds is an
+        ``IterationTimeout`` error.
+        """
         filename = f"<rlm {label}>"
         # Registered so that tracebacks and inspect show the model's source lines.
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)

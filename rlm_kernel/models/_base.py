@@ -15,6 +15,8 @@ from typing import Any, Protocol, TypedDict, runtime_checkable
 
 
 class Message(TypedDict):
+    """One chat message: ``{"role": "system" | "user" | "assistant", "content": text}``."""
+
     role: str
     content: str
 
@@ -33,6 +35,7 @@ class Usage:
 
     @property
     def total_tokens(self) -> int:
+        """Prompt plus completion tokens (cached tokens are part of the prompt's)."""
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
@@ -51,10 +54,12 @@ class Usage:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form recorded in trajectories."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """The usage back from ``to_dict``'s form; missing fields are zero."""
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
@@ -65,20 +70,24 @@ class UsageSummary:
     by_model: dict[str, Usage] = field(default_factory=dict)
 
     def add(self, model: str, usage: Usage) -> None:
+        """Count ``usage`` under ``model``."""
         self.by_model[model] = self.by_model.get(model, Usage()) + usage
 
     def merge(self, other: UsageSummary) -> None:
+        """Add every model's usage of ``other`` (a child session's, say) to this summary."""
         for model, usage in other.by_model.items():
             self.add(model, usage)
 
     @property
     def total(self) -> Usage:
+        """The usage of all models together."""
         total = Usage()
         for usage in self.by_model.values():
             total = total + usage
         return total
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form recorded in trajectories: ``by_model`` and ``total``."""
         return {
             "by_model": {m: u.to_dict() for m, u in sorted(self.by_model.items())},
             "total": self.total.to_dict(),
@@ -86,6 +95,7 @@ class UsageSummary:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UsageSummary:
+        """The summary back from ``to_dict``'s form (``total`` is recomputed)."""
         return cls({m: Usage.from_dict(u) for m, u in data.get("by_model", {}).items()})
 
 
@@ -102,6 +112,7 @@ class Completion:
     cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form recorded in trajectories (a ``model_call`` entry's completion)."""
         return {
             "text": self.text,
             "model": self.model,
@@ -113,6 +124,7 @@ class Completion:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Completion:
+        """The completion back from ``to_dict``'s form (what replay serves)."""
         return cls(
             text=data["text"],
             model=data["model"],
@@ -137,9 +149,16 @@ class ModelClient(Protocol):
 
     def complete(
         self, messages: Sequence[Message], *, model: str, on_delta: DeltaCallback | None = None
-    ) -> Completion: ...
+    ) -> Completion:
+        """Ask ``model`` for the next message; ``on_delta`` receives the text as it streams.
 
-    async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion: ...
+        A failure raises a ``ModelError`` subclass that says what to do about it.
+        """
+        ...
+
+    async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
+        """``complete`` as a coroutine, without streaming: how sub-calls are made."""
+        ...
 
 
 def _canonical(value: object) -> str:

@@ -17,7 +17,12 @@ ScriptFunction = Callable[[Sequence[Message], str], str]
 
 
 class ScriptedClient:
-    """``ScriptedClient(["```repl\\nprint(len(P))\\n```", ...])`` or ``ScriptedClient(fn)``."""
+    """A model client that answers from a script, with no network: for tests and teaching.
+
+    ``ScriptedClient(["```repl\\nprint(len(P))\\n```", ...])`` answers each request with the next
+    response of the list, whichever model it names; ``ScriptedClient(fn)`` answers with
+    ``fn(messages, model)``. Pass it as ``client=`` (and ``sub_client=``) to ``Session``.
+    """
 
     def __init__(self, script: Sequence[str] | ScriptFunction) -> None:
         self._script = script
@@ -26,6 +31,7 @@ class ScriptedClient:
 
     @property
     def endpoint(self) -> str:
+        """Always ``"scripted"``."""
         return "scripted"
 
     def _next(self, messages: Sequence[Message], model: str) -> str:
@@ -45,6 +51,10 @@ class ScriptedClient:
     def complete(
         self, messages: Sequence[Message], *, model: str, on_delta: DeltaCallback | None = None
     ) -> Completion:
+        """The script's next response (or the function's answer), with estimated usage.
+
+        A list that has run out raises ``ModelResponseError``.
+        """
         started = time.perf_counter()
         text = self._next(messages, model)
         if on_delta is not None:
@@ -58,4 +68,5 @@ class ScriptedClient:
         )
 
     async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
+        """``complete``, as a coroutine."""
         return self.complete(messages, model=model)

@@ -22,6 +22,14 @@ from ..notebook._protocol import COMM_TARGET, PROTOCOL_VERSION, validate
 
 
 class HeadlessFrontend:
+    """Stand in for the JupyterLab extension on an nbclient ``NotebookClient``.
+
+    ``HeadlessFrontend(client)`` hooks into ``client`` before ``client.execute()``: it opens the
+    ``rlm_kernel`` comm and says ``hello``, inserts the cells the kernel asks for, marks and updates
+    them, and keeps every kernel message in ``received`` and the latest ``status`` message in
+    ``status``. A malformed message raises ``ProtocolError``.
+    """
+
     def __init__(self, client: Any) -> None:
         self.client = client
         self.comm_id = uuid.uuid4().hex
@@ -35,6 +43,7 @@ class HeadlessFrontend:
 
     @property
     def session(self) -> str:
+        """The client session id the kernel knows this frontend by (``for_session``)."""
         return str(self.client.kc.session.session)
 
     def _hello(self) -> dict[str, Any]:
@@ -75,6 +84,7 @@ class HeadlessFrontend:
         self._current = cell_index
 
     def handle_msg(self, msg: dict[str, Any]) -> None:
+        """Apply one comm message from the kernel (nbclient calls this for the comm it holds)."""
         validate(msg["content"]["data"])
         data: dict[str, Any] = dict(msg["content"]["data"])
         if data.get("for_session") not in (None, self.session):

@@ -45,6 +45,7 @@ class ChatRequest:
 
     @property
     def prompt_chars(self) -> int:
+        """Characters of text over all the request's messages."""
         return sum(len(_text_of(m.get("content"))) for m in self.messages)
 
 
@@ -93,22 +94,27 @@ class Fault:
 
     @classmethod
     def status_code(cls, code: int, retry_after: float | None = None) -> Fault:
+        """An HTTP error ``code`` with an OpenAI-style error body, and ``Retry-After`` when given."""
         return cls("status", status=code, retry_after=retry_after)
 
     @classmethod
     def timeout(cls, delay: float) -> Fault:
+        """The answer comes ``delay`` seconds late: longer than ``RLM.request_timeout`` is a timeout."""
         return cls("timeout", delay=delay)
 
     @classmethod
     def malformed(cls) -> Fault:
+        """A 200 answer whose JSON (or stream event) breaks off halfway."""
         return cls("malformed")
 
     @classmethod
     def empty_choices(cls) -> Fault:
+        """A well-formed completion with an empty ``choices`` list."""
         return cls("empty_choices")
 
     @classmethod
     def disconnect(cls) -> Fault:
+        """The connection closed without a byte of answer."""
         return cls("disconnect")
 
 
@@ -125,6 +131,9 @@ class Injected:
 
 
 class ScriptError(Exception):
+    """A request the script cannot answer (run out, unknown model): sent back as an HTTP error with
+    this ``status``, ``message`` and ``code``."""
+
     def __init__(self, status: int, message: str, code: str) -> None:
         super().__init__(message)
         self.status, self.message, self.code = status, message, code

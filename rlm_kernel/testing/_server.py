@@ -372,6 +372,11 @@ class ScriptedServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> ScriptedServer:
+        """Listen on a free loopback port and serve in the background; returns the server.
+
+        Starting a running server does nothing; a stopped one can be started again (on a new port).
+        ``with ScriptedServer(...) as server:`` starts it and stops it at the end.
+        """
         if self._listener is not None:
             return self
         if self._stopping.is_set():  # restarted after stop(): hold the gate again
@@ -406,6 +411,7 @@ class ScriptedServer:
             threading.Thread(target=handler.serve, name="scripted-server-conn", daemon=True).start()
 
     def stop(self) -> None:
+        """Stop serving: close the listener and every client connection, and wake waiting handlers."""
         listener, thread = self._listener, self._thread
         if listener is None:
             return
@@ -450,6 +456,7 @@ class ScriptedServer:
 
     @property
     def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v1``, to pass as ``RLM.base_url``; only while running."""
         if self._listener is None:
             raise RuntimeError("the scripted server is not running; call start() first")
         return f"http://{self.host}:{self._port}/v1"
@@ -462,6 +469,7 @@ class ScriptedServer:
             self._faults.append(Injected(fault, times, model))
 
     def reset(self) -> None:
+        """Forget the requests, targets and timings seen so far, and any injected faults left."""
         with self._lock:
             self.requests.clear()
             self.targets.clear()

@@ -1,4 +1,4 @@
-"""Taking a session up again from its trajectory after a crash or a restart (``Session.load``).
+"""Taking a session up again from its trajectory after a crash or a restart: ``rlm_kernel.resume``.
 
 The record is re-enacted on a new session through its own ``propose``/``execute``/``rewind``/
 ``follow_up``, so nothing here re-implements the loop: every recorded step's code runs again, in record
@@ -7,6 +7,10 @@ run too, because their side effects were in the crashed namespace. The history k
 observations even where a re-run printed something else: that is what the model saw and answered, and
 it keeps later decisions (compaction) the same; the difference is reported with a ``RecoveryWarning``.
 Then the session switches to the live clients and appends to the same JSONL file.
+
+This module sits above the session and uses only its public surface and the seam documented for it
+(``Session.restoring``, ``restore_records``, ``keep_recorded_observation``, ``reopen``,
+``end_as_recorded``, ``compact_if_due``, ``go_live``, ``redactor``); the session never imports it.
 """
 
 from __future__ import annotations
@@ -19,20 +23,18 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._config import RLM
 from ._context import describe_context, load_context
 from ._replay import _LOOP_SETTINGS, recorded_settings
+from ._session import Session, Tools
 from ._trajectory import Trajectory, TrajectoryWriter
-from .errors import ContextError, ReplayMissError, RLMError, TrajectoryError
+from .errors import ContextError, RecoveryWarning, ReplayMissError, RLMError, TrajectoryError
 from .executors import Executor
 from .models import Completion, Message, ModelClient
 from .models._base import DeltaCallback
 from .models.replay import ReplayClient, collect_answers, recorded_completion
-
-if TYPE_CHECKING:
-    from ._session import Session, Tools
 
 # The loop settings a replay takes from the record, plus the executor: code must run where it ran.
 _RESUMED_SETTINGS = (*_LOOP_SETTINGS, "executor")
@@ -41,18 +43,12 @@ _DIFF_LINES = 12
 
 @dataclass(frozen=True)
 class Mismatch:
-    """A re-run step whose output differs from the record's: ``diff`` is recorded → re-run."""
+    """A re-run step whose output differs from the record's: ``diff`` is recorded → re-run.
+
+    ``RecoveryWarning.mismatches`` holds these."""
 
     iteration: int
     diff: str
-
-
-class RecoveryWarning(UserWarning):
-    """Re-running a loaded session printed something else than the record at some steps."""
-
-    def __init__(self, message: str, mismatches: Sequence[Mismatch]) -> None:
-        super().__init__(message)
-        self.mismatches = tuple(mismatches)
 
 
 def resumed_config(recording: Trajectory, base: RLM | None = None) -> RLM:
@@ -66,19 +62,33 @@ def resumed_config(recording: Trajectory, base: RLM | None = None) -> RLM:
     return config.with_overrides(values)
 
 
-def load_session(
-    cls: type[Session],
-    path: Path,
+def resume(
+    trajectory_path: str | Path,
     context: object,
     *,
-    config: RLM | None,
-    client: ModelClient | None,
-    sub_client: ModelClient | None,
-    namespace: MutableMapping[str, Any] | None,
-    executor: Executor | None,
-    tools: Tools,
+    config: RLM | None = None,
+    client: ModelClient | None = None,
+    sub_client: ModelClient | None = None,
+    namespace: MutableMapping[str, Any] | None = None,
+    executor: Executor | None = None,
+    tools: Tools = None,
+    **settings: Any,
 ) -> Session:
-    """``Session.load``: see the module docstring."""
+    """Take a session up again from its trajectory, e.g. after a kernel crash or a restart.
+
+    ``trajectory_path`` is the autosaved ``.jsonl`` (or a ``.json`` export). The recorded code runs
+    again in a fresh namespace (``namespace``, default a private dict) with every model answer served
+    from the record, so no tokens are spent; then the session is ``paused`` and new steps go to the
+    live model: call ``run()``, ``step()``, or ``follow_up(question)`` on it. The context is never
+    saved, so pass it again; it must be the one the session ran on (its sha256 is checked). It keeps
+    its session id and history, and new records are appended to the same ``.jsonl``. Outputs that
+    differ from the record are reported with a ``RecoveryWarning``.
+
+    ``settings`` are ``RLM`` settings by name and override ``config`` (default: the environment),
+    except the loop settings (models, limits, executor), which are the record's: the re-run must
+    follow it. ``client``/``sub_client`` are the live clients (default: built from the settings).
+    """
+    path = Path(trajectory_path)
     recording = Trajectory.load(path)
     recorded = recording.session
     if recorded.get("depth", 0) != 0:
@@ -89,35 +99,30 @@ def load_session(
         )
     loaded = load_context(context)
     _check_context(loaded, recorded, path)
-    cfg = resumed_config(recording, config)
+    cfg = resumed_config(recording, (config or RLM()).with_overrides(settings))
     if client is None:
         from .models.openai import OpenAIClient  # only now: the SDK is slow to import
 
         client = OpenAIClient(cfg)  # fails now, not after the catch-up, when no model is set
-    live = client
     root = _RecordedTurns()
-    sub = ReplayClient(keyed=_recorded_subcalls(recording.records))
-    session = cls(
-        recorded["question"],
+    session = Session.restoring(
+        recording,
         loaded,
         config=cfg,
         client=root,
-        sub_client=sub,
+        sub_client=ReplayClient(keyed=_recorded_subcalls(recording.records)),
         namespace=namespace,
         executor=executor,
         tools=tools,
-        _restore=recording,
     )
     mismatches = _catch_up(session, root, recording.records, path)
-    session.trajectory = recording
-    session._restoring = False
-    # From here on every turn and sub-call is new: children share these through _shared.
-    session._shared.client = live
-    session._shared.sub_client = sub_client or live
-    session._engine.client = sub_client or live
-    if cfg.autosave:
-        session._writer = _writer(path, recording, session)
-    _report(session, path, mismatches)
+    session.restore_records(recording)
+    writer = _writer(path, recording, session) if cfg.autosave else None
+    # From here on every turn and sub-call is new: the children share these clients.
+    session.go_live(
+        client, sub_client, writer=writer, message=_message(path, recording, mismatches)
+    )
+    _warn(session, mismatches)
     return session
 
 
@@ -168,7 +173,7 @@ def _catch_up(
     for index in range(1, len(records)):
         record = records[index]
         # What the session had written before this record (rewind and execute read it).
-        session.trajectory = Trajectory(records[:index])
+        session.restore_records(Trajectory(records[:index]))
         kind = record["type"]
         try:
             if kind == "compaction":
@@ -194,7 +199,7 @@ def _catch_up(
             ) from exc
     if summaries:  # the crash came between a compaction and the step that followed it
         root.queue = deque(summaries)
-        session._maybe_compact()
+        session.compact_if_due()
     root.queue.clear()
     return mismatches
 
@@ -220,8 +225,7 @@ def _step(session: Session, record: dict[str, Any]) -> list[Mismatch]:
     if session.state == "done":
         # The re-run submitted an answer where the recorded run went on: follow the record.
         found.append(Mismatch(record["iteration"] - 1, "the re-run ended with an answer here"))
-        session.answer, session.reason, session.message = None, "", ""
-        session._set_state("paused", "recovering")
+        session.reopen("recovering")
     pending = session.pending
     if pending is None or pending.iteration != record["iteration"]:
         session.propose()
@@ -231,20 +235,15 @@ def _step(session: Session, record: dict[str, Any]) -> list[Mismatch]:
     if rerun["output"] != record["output"]:
         found.append(Mismatch(record["iteration"], _short_diff(record["output"], rerun["output"])))
     if rerun["observation"] != record["observation"]:
-        assistant, _ = session.history.turns[-1]
-        session.history.turns[-1] = (assistant, {"role": "user", "content": record["observation"]})
+        session.keep_recorded_observation(record["observation"])
     return found
 
 
 def _final(session: Session, record: dict[str, Any]) -> None:
     """The recorded ending stands, whether or not the re-run reached it the same way (stopped,
     baseline, or a re-run whose code went another way)."""
-    if session.state != "done":
-        session._finish(record["answer"], record["reason"], record["message"], record.get("forced"))
-    session.answer, session.reason, session.message = (
-        record["answer"],
-        record["reason"],
-        record["message"],
+    session.end_as_recorded(
+        record["answer"], record["reason"], record["message"], record.get("forced")
     )
 
 
@@ -279,7 +278,7 @@ def _check_context(loaded: object, recorded: dict[str, Any], path: Path) -> None
 def _writer(path: Path, recording: Trajectory, session: Session) -> TrajectoryWriter:
     """The same file for a JSONL record; a ``.json`` export cannot be appended to, so it starts a
     new autosave file holding every record so far (the session stays one file either way)."""
-    redactor = session._shared.redactor
+    redactor = session.redactor
     if path.suffix == ".jsonl":
         _mend_tail(path)
         return TrajectoryWriter(path, redactor)
@@ -313,17 +312,20 @@ def _mend_tail(path: Path) -> None:
             f.write(b"\n")
 
 
-def _report(session: Session, path: Path, mismatches: list[Mismatch]) -> None:
-    steps = len([r for r in session.trajectory.records if r["type"] == "iteration"])
+def _message(path: Path, recording: Trajectory, mismatches: list[Mismatch]) -> str:
+    steps = len([r for r in recording.records if r["type"] == "iteration"])
     numbers = ", ".join(str(m.iteration) for m in mismatches)
-    if session.state != "done":  # a finished session keeps its final message
-        session.message = (
-            f"Taken up again from {path}: {steps} recorded step(s) re-run with the recorded model "
-            "answers (no tokens spent)"
-            + (f"; outputs differ at iteration(s) {numbers}" if numbers else "")
-        )
+    return (
+        f"Taken up again from {path}: {steps} recorded step(s) re-run with the recorded model "
+        "answers (no tokens spent)"
+        + (f"; outputs differ at iteration(s) {numbers}" if numbers else "")
+    )
+
+
+def _warn(session: Session, mismatches: list[Mismatch]) -> None:
     if not mismatches:
         return
+    numbers = ", ".join(str(m.iteration) for m in mismatches)
     details = "\n".join(f"iteration {m.iteration}:\n{m.diff}" for m in mismatches)
     warnings.warn(
         RecoveryWarning(
@@ -332,5 +334,5 @@ def _report(session: Session, path: Path, mismatches: list[Mismatch]) -> None:
             f"it saw. Check those variables before going on.\n{details}",
             mismatches,
         ),
-        stacklevel=4,  # the caller of Session.load
+        stacklevel=3,  # the caller of rlm_kernel.resume
     )

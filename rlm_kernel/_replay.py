@@ -12,7 +12,7 @@ from ._config import RLM, setting_names
 from ._context import describe_context, load_context
 from ._session import Session
 from ._trajectory import Trajectory
-from .errors import TrajectoryError
+from .errors import ContextMismatchWarning, TrajectoryError
 from .executors import Executor
 from .models import ModelClient
 from .models.replay import replay_clients
@@ -72,8 +72,10 @@ def replay_session(
     loaded = load_context(context)
     if describe_context(loaded).sha256 != recorded["context"]["sha256"]:
         warnings.warn(
-            "The context differs from the one the session was recorded on; the replayed model "
-            "answers may not fit what the code now prints.",
+            ContextMismatchWarning(
+                "The context differs from the one the session was recorded on; the replayed model "
+                "answers may not fit what the code now prints."
+            ),
             stacklevel=2,
         )
     config = (base or RLM()).with_overrides({**recorded_settings(recording), **(overrides or {})})

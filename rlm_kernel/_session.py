@@ -168,8 +168,9 @@ class Session(Endings):
                 {"role": "user", "content": metadata},
             ]
         )
-        # Session.load re-enacts a recorded session (see _recovery): its records are already in its
-        # file, so the re-enactment writes none, and the model goes on from the preamble it saw.
+        # A session made by ``restoring`` re-enacts a recorded one (rlm_kernel.resume): its records
+        # are already in its file, so the re-enactment writes none until ``go_live``, and the model
+        # goes on from the preamble it saw.
         self._restoring = _restore is not None
         if _restore is not None:
             self.history = History(list(_restore.session["messages"]))
@@ -181,39 +182,6 @@ class Session(Endings):
             path = self.config.resolved_trajectory_dir() / f"{stamp}-{self.id}.jsonl"
             self._writer = TrajectoryWriter(path, _shared.redactor)
         self._record(self._session_record(_parent_call))
-
-    @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        context: object,
-        *,
-        config: RLM | None = None,
-        client: ModelClient | None = None,
-        sub_client: ModelClient | None = None,
-        namespace: MutableMapping[str, Any] | None = None,
-        executor: Executor | None = None,
-        tools: Tools = None,
-    ) -> Session:
-        """Take a session up again from its trajectory (the autosaved ``.jsonl``, or a ``.json``
-        export), e.g. after a kernel crash: its code runs again in a fresh namespace with every model
-        answer served from the record (no tokens spent), then new steps go to the live model. The
-        context is never saved, so pass it again; it must be the one the session ran on. Same session
-        id, same history; new records are appended to the same ``.jsonl``. Outputs that differ from
-        the record are reported with a ``RecoveryWarning``. See ``rlm_kernel._recovery``."""
-        from ._recovery import load_session
-
-        return load_session(
-            cls,
-            Path(path),
-            context,
-            config=config,
-            client=client,
-            sub_client=sub_client,
-            namespace=namespace,
-            executor=executor,
-            tools=tools,
-        )
 
     # --- public surface --------------------------------------------------------------------------
     @property
@@ -486,6 +454,108 @@ class Session(Endings):
             error=self.error,
             path=self.path,
         )
+
+    # --- the seam for recovery -------------------------------------------------------------------
+    # ``rlm_kernel.resume`` (``_recovery``) takes a session up again from its record through these
+    # and the public surface only; the session never imports the recovery code, which sits above it.
+
+    @classmethod
+    def restoring(
+        cls,
+        recording: Trajectory,
+        context: object,
+        *,
+        config: RLM | None = None,
+        client: ModelClient | None = None,
+        sub_client: ModelClient | None = None,
+        namespace: MutableMapping[str, Any] | None = None,
+        executor: Executor | None = None,
+        tools: Tools = None,
+    ) -> Session:
+        """A root session that re-enacts ``recording``: it takes the recorded session id, question
+        and preamble (the system and metadata messages the model saw), and records nothing, because
+        the records are in the file already, until ``go_live``. Drive it with ``propose``,
+        ``execute``, ``rewind`` and ``follow_up`` as the record says, with ``client`` and
+        ``sub_client`` answering from the record."""
+        return cls(
+            recording.session["question"],
+            context,
+            config=config,
+            client=client,
+            sub_client=sub_client,
+            namespace=namespace,
+            executor=executor,
+            tools=tools,
+            _restore=recording,
+        )
+
+    @property
+    def redactor(self) -> Redactor:
+        """What keeps secrets out of this session's records and what it sends (the whole tree's)."""
+        return self._shared.redactor
+
+    def restore_records(self, trajectory: Trajectory) -> None:
+        """While restoring: the records the session had written up to this point of the record,
+        which ``rewind`` and ``execute`` read (the re-enactment itself writes none)."""
+        self._require_restoring("restore_records")
+        self.trajectory = trajectory
+
+    def keep_recorded_observation(self, observation: str) -> None:
+        """While restoring: the last step's observation in the history is the recorded one, even
+        where the re-run printed something else; it is what the model saw and answered."""
+        self._require_restoring("keep_recorded_observation")
+        assistant, _ = self.history.turns[-1]
+        self.history.turns[-1] = (assistant, {"role": "user", "content": observation})
+
+    def reopen(self, reason: str) -> None:
+        """While restoring: from ``done`` back to ``paused``, without an answer, where the re-run
+        submitted one but the recorded run went on."""
+        self._require_restoring("reopen")
+        self.answer, self.reason, self.message = None, "", ""
+        self._set_state("paused", reason)
+
+    def end_as_recorded(
+        self, answer: str | None, reason: str, message: str, forced: dict[str, Any] | None = None
+    ) -> None:
+        """While restoring: the recorded ending stands (answer, reason, message and a forced
+        best-answer call), whether or not the re-run reached it the same way."""
+        self._require_restoring("end_as_recorded")
+        if self.state != "done":
+            self._finish(answer, reason, message, forced)
+        self.answer, self.reason, self.message = answer, reason, message
+
+    def compact_if_due(self) -> None:
+        """Compact the history now if it is due, as the next ``propose`` would first (a record that
+        ends between a compaction and the step after it)."""
+        self._maybe_compact()
+
+    def go_live(
+        self,
+        client: ModelClient,
+        sub_client: ModelClient | None = None,
+        *,
+        writer: TrajectoryWriter | None = None,
+        message: str = "",
+    ) -> None:
+        """End the re-enactment: from here on every turn and sub-call goes to ``client`` and
+        ``sub_client`` (default ``client``; the children share them), and every record is written,
+        to ``writer`` when given. ``message`` is what the session says now, unless it is done (a
+        finished session keeps its final message)."""
+        self._require_restoring("go_live")
+        self._restoring = False
+        self._shared.client = client
+        self._shared.sub_client = sub_client or client
+        self._engine.client = sub_client or client
+        self._writer = writer
+        if message and self.state != "done":
+            self.message = message
+
+    def _require_restoring(self, method: str) -> None:
+        if not self._restoring:
+            raise SessionStateError(
+                f"Session.{method} is for a session that re-enacts its record, and this one does not",
+                fix="Take a session up again with rlm_kernel.resume(path, context)",
+            )
 
     # --- iteration internals ---------------------------------------------------------------------------
     def _commit(

@@ -1,4 +1,4 @@
-"""Taking a session up again after a crash: ``Session.load`` and ``%rlm resume --from``.
+"""Taking a session up again after a crash: ``rlm_kernel.resume`` and ``%rlm resume --from``.
 
 The catch-up re-runs recorded code with every model answer served from the record, so the scripted
 server counts prove it spends no tokens; the kernel test kills a real kernel mid-step.
@@ -17,8 +17,11 @@ from typing import Any
 import pytest
 from conftest import Kernel, configure, fence, kernel_env, settings
 
-from rlm_kernel import RLM, ContextError, Session, Trajectory
-from rlm_kernel._recovery import RecoveryWarning
+import rlm_kernel
+from rlm_kernel import RLM, ContextError, Session, SessionStateError, Trajectory
+from rlm_kernel._recovery import resume
+from rlm_kernel.errors import RecoveryWarning
+from rlm_kernel.models import ScriptedClient
 from rlm_kernel.testing import ScriptedServer
 
 
@@ -48,7 +51,7 @@ def test_load_rebuilds_namespace_history_and_usage_without_tokens(
     # The process dies here: nothing more is written, the object is never used again.
 
     ns: dict[str, Any] = {}
-    session = Session.load(path, "abcde", config=config(server), namespace=ns)
+    session = resume(path, "abcde", config=config(server), namespace=ns)
 
     assert len(server.requests) == asked  # the catch-up asked nothing
     assert (session.id, session.path, session.iteration) == (crashed.id, path, 2)
@@ -96,7 +99,7 @@ def test_rewinds_edits_follow_ups_and_finals_are_re_enacted(
     asked = len(server.requests)
 
     ns: dict[str, Any] = {}
-    session = Session.load(crashed.path, "ctx", config=config(server), namespace=ns)
+    session = resume(crashed.path, "ctx", config=config(server), namespace=ns)
     assert len(server.requests) == asked
     assert session.messages == crashed.messages
     assert session.trajectory == crashed.trajectory
@@ -119,7 +122,7 @@ def test_a_different_output_is_reported_and_the_history_kept(
     (isolated_env / "data.txt").write_text("second")
 
     with pytest.warns(RecoveryWarning, match=r"iteration\(s\) 1") as caught:
-        session = Session.load(crashed.path, "ctx", config=config(server), namespace=ns)
+        session = resume(crashed.path, "ctx", config=config(server), namespace=ns)
     (warning,) = (w.message for w in caught if isinstance(w.message, RecoveryWarning))
     assert [m.iteration for m in warning.mismatches] == [1]
     assert "-first" in warning.mismatches[0].diff
@@ -129,13 +132,53 @@ def test_a_different_output_is_reported_and_the_history_kept(
     assert session.run().answer == "second"  # and it goes on, with what the namespace holds now
 
 
+def test_resume_takes_settings_by_name_and_warns_at_its_caller(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    (isolated_env / "data.txt").write_text("first")
+    root = [fence("seen = Path('data.txt').read_text()\nprint(seen)"), fence("FINAL(seen)")]
+    server = serve({"root": root})
+    crashed = Session("q", "ctx", config=config(server), namespace={"Path": Path})
+    crashed.step()
+    assert crashed.path is not None
+    (isolated_env / "data.txt").write_text("second")
+
+    with pytest.warns(RecoveryWarning) as caught:
+        # Settings by name, as rlm_kernel.run takes them; the record's loop settings still win.
+        session = resume(
+            crashed.path, "ctx", namespace={"Path": Path}, max_iterations=99, **settings(server)
+        )
+    assert [Path(w.filename).name for w in caught] == [Path(__file__).name]
+    assert session.config.max_iterations == crashed.config.max_iterations
+    assert session.run().answer == "second"
+
+
+def test_the_recovery_seam_is_refused_by_a_live_session(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve({"root": [fence("print(1)")]})
+    session = Session("q", "ctx", config=config(server), namespace={})
+    session.step()
+    for call in (
+        lambda: session.restore_records(Trajectory()),
+        lambda: session.keep_recorded_observation("seen"),
+        lambda: session.reopen("why"),
+        lambda: session.end_as_recorded("a", "final", "m"),
+        lambda: session.go_live(ScriptedClient([])),
+    ):
+        with pytest.raises(SessionStateError, match="re-enacts its record"):
+            call()
+    assert session.state == "paused"
+    assert len(session.trajectory.iterations) == 1
+
+
 def test_the_context_must_be_the_recorded_one(serve: Callable[..., ScriptedServer]) -> None:
     server = serve({"root": [fence("print(P)")]})
     crashed = Session("q", "the context", config=config(server), namespace={})
     crashed.step()
     assert crashed.path is not None
     with pytest.raises(ContextError, match="not the one session") as info:
-        Session.load(crashed.path, "another context", config=config(server))
+        resume(crashed.path, "another context", config=config(server))
     assert "fingerprint" in info.value.fix
     assert crashed.id in str(info.value)
 
@@ -151,7 +194,7 @@ def test_sub_calls_of_new_steps_go_live(serve: Callable[..., ScriptedServer]) ->
     crashed.step()
     assert crashed.path is not None
     asked = len(server.requests)
-    session = Session.load(crashed.path, "ctx", config=config(server), namespace={})
+    session = resume(crashed.path, "ctx", config=config(server), namespace={})
     assert len(server.requests) == asked
     assert session.run().answer == "THREE"
     new = [r.prompt for r in server.requests[asked:] if r.model == "sub"]
@@ -165,9 +208,9 @@ def test_a_json_export_and_a_torn_last_line(
     crashed = Session("q", "ctx", config=config(server), namespace={})
     crashed.step()
     assert crashed.path is not None
-    exported = crashed.trajectory.export(isolated_env / "saved.json")
+    exported = rlm_kernel.export(crashed.trajectory, isolated_env / "saved.json")
 
-    from_json = Session.load(exported, "ctx", config=config(server), namespace={})
+    from_json = resume(exported, "ctx", config=config(server), namespace={})
     assert from_json.path is not None
     assert from_json.path != crashed.path  # a .json cannot be appended to: a new, complete file
     assert from_json.run().answer == "3"
@@ -180,7 +223,7 @@ def test_a_json_export_and_a_torn_last_line(
 
     with crashed.path.open("a") as f:
         f.write('{"type": "iteration", "iter')  # the process died in the middle of this line
-    session = Session.load(crashed.path, "ctx", config=config(server), namespace={})
+    session = resume(crashed.path, "ctx", config=config(server), namespace={})
     assert session.run().answer == "3"
     assert [r["type"] for r in lines(crashed.path)] == [
         "session",
@@ -203,7 +246,7 @@ def test_a_line_torn_mid_character_and_unicode_line_separators_in_records(
     loaded = Trajectory.load(crashed.path)
     assert [r["type"] for r in loaded.records] == ["session", "iteration"]
     assert loaded.iterations[0]["results"][0]["stdout"] == "a\u2028b\x85c\n"
-    session = Session.load(crashed.path, "ctx", config=config(server), namespace={})
+    session = resume(crashed.path, "ctx", config=config(server), namespace={})
     assert session.run().answer == "5"
 
 

@@ -17,11 +17,11 @@ from IPython.core.display_functions import display
 from IPython.core.error import UsageError
 
 from .._config import RLM
-from .._recovery import RecoveryWarning, resumed_config
+from .._recovery import resume, resumed_config
 from .._replay import replay_session
 from .._session import Session
 from .._trajectory import Trajectory
-from ..errors import RLMError
+from ..errors import RecoveryWarning, RLMError
 from ..executors import Executor, NamespaceExecutor
 from ..models import ModelClient
 from . import _html
@@ -93,7 +93,7 @@ class RecordedSessions:
             ) from None
 
     def _resume_from(self, source: str, context_name: str | None) -> None:
-        """``%rlm resume --from PATH ctx``: Session.load, then on with the live model, inline."""
+        """``%rlm resume --from PATH ctx``: ``rlm_kernel.resume``, then on with the live model, inline."""
         path = Path(source).expanduser()
         if context_name is None:
             raise UsageError(
@@ -119,7 +119,7 @@ class RecordedSessions:
                 gate.open = False
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RecoveryWarning)
-                session = Session.load(path, context, config=config, executor=executor)
+                session = resume(path, context, config=config, executor=executor)
         except RLMError as exc:
             raise UsageError(f"%rlm resume: {exc}") from None
         finally:

@@ -26,9 +26,7 @@ from ..executors import Executor, NamespaceExecutor
 from ..models import ModelClient
 from . import _html
 from ._html import HTML
-
-if TYPE_CHECKING:
-    from .magics import NotebookSession
+from ._notebook_session import NotebookSession
 
 
 class RecordedSessions:

@@ -11,7 +11,7 @@ running cell, so nbclient's headless front end sees them too.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from IPython.core.display_functions import display
 
@@ -21,10 +21,8 @@ from ..errors import ModelError, ReplayMissError, RLMError
 from . import _html
 from ._frontend import FrontendLink
 from ._html import HTML
+from ._notebook_session import NotebookSession
 from .inline import InlineRenderer
-
-if TYPE_CHECKING:
-    from .magics import NotebookSession
 
 
 class CellsDriver:

@@ -10,7 +10,7 @@ import argparse
 import difflib
 import keyword
 import sys
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..executors import Executor, NamespaceExecutor
 from . import _args, _html
 from ._frontend import FrontendLink
 from ._html import HTML
+from ._notebook_session import NotebookSession
 from ._recorded import RecordedSessions
 from .cells import CellsDriver
 from .inline import InlineRenderer, run_inline
@@ -62,18 +63,6 @@ Examples:
   %rlm "Which three incidents share a root cause?" docs --sub-model gpt-5-nano
   %rlm "And which team owns it?" --continue
 """
-
-
-class NotebookSession:
-    """A session plus what the notebook keeps about it."""
-
-    def __init__(self, session: Session, step_mode: bool) -> None:
-        self.session = session
-        self.step_mode = step_mode
-        self.status: StatusBar | None = None
-        # Cells mode: the front end's client session that drives it, and the status feed.
-        self.client: str | None = None
-        self.unwatch: Callable[[], None] | None = None
 
 
 @magics_class
@@ -385,9 +374,11 @@ class RLMMagics(RecordedSessions, Magics):
             print(f"{mark} {sid}  {s.state:<7} {s.iteration:>3} it  {s.question[:60]}")
 
     def _export(self, entry: NotebookSession, args: argparse.Namespace) -> None:
+        from ..exporters import export  # only now: a kernel that never exports needs none
+
         path = Path(args.path).expanduser()
         try:
-            written = entry.session.trajectory.export(path, args.format)
+            written = export(entry.session.trajectory, path, args.format)
         except RLMError as exc:
             raise UsageError(f"%rlm export: {exc}") from None
         print(f"Wrote {written}")

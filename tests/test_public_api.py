@@ -50,9 +50,6 @@ INTERNAL = {
 # Known gaps, each in a file another change owns: the check named by the key fails until the gap is
 # closed as the value says.
 PENDING: dict[str, str] = {
-    "errors:rlm_kernel._recovery.RecoveryWarning": (
-        "_recovery.py: delete its RecoveryWarning class and import it from .errors"
-    ),
     "errors:rlm_kernel.notebook._protocol.ProtocolError": (
         "notebook/_protocol.py: delete its ProtocolError class and import it from ..errors"
     ),

@@ -7,10 +7,11 @@ writes code to inspect it, and delegates pieces to sub-LLM calls or child RLMs f
 from typing import TYPE_CHECKING, Any
 
 from ._api import run
-from ._config import RLM, RLMConfig
+from ._config import RLM
 from ._context import ContextInfo, Documents, describe_context, load_context
-from ._labextension import _jupyter_labextension_paths
+from ._labextension import _jupyter_labextension_paths as _jupyter_labextension_paths
 from ._records import Proposal, Result
+from ._recovery import resume
 from ._sandbox import sandbox_safe
 from ._session import Session
 from ._trajectory import Trajectory
@@ -47,11 +48,14 @@ def load_ipython_extension(ip: Any) -> None:
 
 
 def unload_ipython_extension(ip: Any) -> None:
+    """``%unload_ext rlm_kernel``: the %rlm magics removed again."""
     from .notebook import unload_ipython_extension as unload
 
     unload(ip)
 
 
+# The public API. ``load_ipython_extension``, ``unload_ipython_extension`` and
+# ``_jupyter_labextension_paths`` are attributes IPython and JupyterLab look up by name, not API.
 __all__ = [
     "RLM",
     "ConfigError",
@@ -60,7 +64,6 @@ __all__ = [
     "Documents",
     "ModelError",
     "Proposal",
-    "RLMConfig",
     "RLMError",
     "ReplayMissError",
     "Result",
@@ -69,13 +72,11 @@ __all__ = [
     "Trajectory",
     "TrajectoryError",
     "__version__",
-    "_jupyter_labextension_paths",
     "describe_context",
     "export",
     "import_trajectory",
     "load_context",
-    "load_ipython_extension",
+    "resume",
     "run",
     "sandbox_safe",
-    "unload_ipython_extension",
 ]

@@ -25,7 +25,7 @@ from ._environment import env_value, user_cache_dir, user_data_dir
 from ._secrets import kwargs_secrets, redact_kwargs, redact_url, url_secrets
 from .errors import ConfigError
 
-__all__ = ["RLM", "RLMConfig", "env_value", "parse_assignment", "setting_names"]
+__all__ = ["RLM", "env_value", "parse_assignment", "setting_names"]
 
 _AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
 _DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -387,8 +387,3 @@ def parse_assignment(item: str) -> tuple[str, Any]:
         return name.strip(), json.loads(raw)
     except json.JSONDecodeError:
         return name.strip(), raw
-
-
-# The public name; the class itself is called RLM because traitlets and %config key their
-# configuration sections on the class name, and "RLM" is what users type.
-RLMConfig = RLM

@@ -53,9 +53,6 @@ PENDING: dict[str, str] = {
     "errors:rlm_kernel.notebook._protocol.ProtocolError": (
         "notebook/_protocol.py: delete its ProtocolError class and import it from ..errors"
     ),
-    "api:RLMConfig": (
-        "__init__.py: drop RLMConfig from the import and __all__; then _config.py: drop the alias"
-    ),
     "doc:rlm_kernel.Session": "_session.py: a class docstring",
     "doc:rlm_kernel.Session.pending": "_session.py: a docstring",
     "doc:rlm_kernel.Session.subcalls_in_flight": "_session.py: a docstring",
@@ -232,7 +229,6 @@ def test_every_public_name_has_a_docstring(name: str) -> None:
     assert _own_doc(PUBLIC_NAMES[name]), f"{name} has no docstring"
 
 
-@pytest.mark.xfail(reason=PENDING["api:RLMConfig"], strict=False)
 def test_one_name_for_the_settings() -> None:
     assert not hasattr(rlm_kernel, "RLMConfig")
     assert "RLMConfig" not in rlm_kernel.__all__

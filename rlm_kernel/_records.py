@@ -30,11 +30,16 @@ class Proposal:
 
     @property
     def code(self) -> str:
+        """The proposed code blocks, joined as one cell's code."""
         return "\n\n".join(self.blocks)
 
 
 @dataclass
 class Result:
+    """How a run ended: the answer (None without one), why (``reason``: final, stopped, a limit,
+    paused, error…), a message for people, the trajectory, the usage, the error if one ended it, and
+    where the trajectory was autosaved."""
+
     answer: str | None
     reason: str
     message: str
@@ -45,6 +50,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
+        """Whether the run ended with an answer the model submitted (``reason == "final"``)."""
         return self.reason == "final"
 
 

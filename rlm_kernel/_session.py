@@ -77,6 +77,14 @@ class _Shared:
 
 
 class Session(Endings):
+    """One RLM session: a question about a context, answered step by step (see the module docstring).
+
+    ``Session(question, context, *, config=None, client=None, sub_client=None, namespace=None,
+    executor=None, tools=None)``: ``config`` defaults to the environment, ``client`` to an
+    ``OpenAIClient`` built from it, ``sub_client`` to ``client``; the code runs in ``namespace`` (a
+    private dict by default) through ``executor`` (from ``RLM.executor`` by default).
+    """
+
     _shared: _Shared
 
     def __init__(
@@ -196,6 +204,7 @@ class Session(Endings):
 
     @property
     def pending(self) -> Proposal | None:
+        """The proposed step waiting to be executed, if any."""
         return self._pending
 
     @property
@@ -205,6 +214,7 @@ class Session(Endings):
 
     @property
     def subcalls_in_flight(self) -> int:
+        """Sub-calls of this session asked and not yet answered (for live displays)."""
         return self._engine.in_flight
 
     @property
@@ -373,6 +383,7 @@ class Session(Endings):
 
     @property
     def pause_requested(self) -> bool:
+        """Whether a pause or a stop was asked for and takes effect at the next safe point."""
         return self._pause.is_set() or self._stop.is_set()
 
     def pause(self) -> None:
@@ -445,6 +456,7 @@ class Session(Endings):
         return self._pending
 
     def result(self) -> Result:
+        """Where the session stands now: answer, reason, message, trajectory, usage, error, path."""
         return Result(
             answer=self.answer,
             reason=self.reason or self.state,

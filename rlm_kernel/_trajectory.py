@@ -60,6 +60,8 @@ def use_exporter(export: Exporter) -> None:
 
 
 class Trajectory:
+    """A session's records, in the order they were written (see the module docstring)."""
+
     def __init__(self, records: list[dict[str, Any]] | None = None) -> None:
         self.records: list[dict[str, Any]] = records if records is not None else []
 
@@ -73,10 +75,12 @@ class Trajectory:
         return f"<Trajectory {question[:40]!r}: {len(self.iterations)} iterations>"
 
     def append(self, record: dict[str, Any]) -> None:
+        """Add ``record`` at the end (the session does; readers need not)."""
         self.records.append(record)
 
     @property
     def session(self) -> dict[str, Any]:
+        """The first record: ids, question, context fingerprint, settings, models, preamble."""
         if not self.records or self.records[0].get("type") != "session":
             raise TrajectoryError(
                 "This trajectory has no session record", fix="Load a complete trajectory file"
@@ -109,10 +113,12 @@ class Trajectory:
                     yield from Trajectory.from_dict(call["child"]).subcalls()
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"schema_version", "records"}``: what the ``json`` format holds."""
         return {"schema_version": SCHEMA_VERSION, "records": self.records}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Trajectory:
+        """The trajectory ``to_dict`` made (a child RLM's, say), checked like a file."""
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise TrajectoryError(
@@ -166,6 +172,7 @@ class Trajectory:
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectory:
+        """Read a ``.jsonl`` (an autosave: a torn last line is skipped) or a ``.json`` trajectory."""
         source = Path(path)
         try:
             data = source.read_bytes()

@@ -27,6 +27,9 @@ from . import ipynb, native, rlm_jsonl, sft
 
 @dataclass(frozen=True)
 class Format:
+    """One export format: its name, file suffixes, writer, reader (None: cannot be read back) and
+    what it holds."""
+
     name: str
     suffixes: tuple[str, ...]
     write: Callable[..., None]

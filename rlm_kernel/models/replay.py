@@ -30,6 +30,10 @@ class Recording(Protocol):
 
 
 class ReplayClient:
+    """A model client that answers from a recording: root turns in order (``sequence``), sub-calls by
+    request key (``keyed``); what it lacks goes to ``fallback`` or raises ``ReplayMissError``.
+    ``speed`` re-enacts the recorded latency, sped up that many times."""
+
     def __init__(
         self,
         *,
@@ -48,6 +52,7 @@ class ReplayClient:
 
     @property
     def endpoint(self) -> str:
+        """``replay``, and the fallback's endpoint when there is one."""
         return "replay" if self._fallback is None else f"replay, then {self._fallback.endpoint}"
 
     def _lookup(self, messages: Sequence[Message], model: str) -> Completion | None:
@@ -79,6 +84,7 @@ class ReplayClient:
     def complete(
         self, messages: Sequence[Message], *, model: str, on_delta: DeltaCallback | None = None
     ) -> Completion:
+        """The recorded answer to this request (streamed to ``on_delta`` in one piece)."""
         hit = self._lookup(messages, model)
         if hit is not None:
             if on_delta is not None:
@@ -89,6 +95,7 @@ class ReplayClient:
         return self._fallback.complete(messages, model=model, on_delta=on_delta)
 
     async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
+        """``complete`` for the sub-call engine's event loop."""
         hit = self._lookup(messages, model)
         if hit is not None:
             return hit

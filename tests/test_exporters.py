@@ -204,11 +204,12 @@ def test_trajectory_export_works_after_import_rlm_kernel_alone(tmp_path: Path) -
     """``Trajectory.export`` reaches the exporters through ``use_exporter``, never by importing
     them; the package face installs a stand-in, so a user who only imported ``rlm_kernel`` exports
     every format, and importing it loads no exporter."""
+    script = [fence("n = len(P)\nprint(n)"), fence("FINAL(n)")]
     code = (
         "import sys, rlm_kernel\n"
         "from rlm_kernel.models import ScriptedClient\n"
         "assert 'rlm_kernel.exporters' not in sys.modules\n"
-        "client = ScriptedClient(['```repl\\nFINAL(len(P))\\n```'])\n"
+        f"client = ScriptedClient({script!r})\n"
         "config = rlm_kernel.RLM().with_overrides({'autosave': False})\n"
         "result = rlm_kernel.Session('How long?', 'abcde', client=client, config=config).run()\n"
         "assert result.answer == '5', result\n"

@@ -4,6 +4,7 @@ The context lives in ``P`` inside a persistent namespace; the root model sees on
 writes code to inspect it, and delegates pieces to sub-LLM calls or child RLMs from inside that code.
 """
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._api import run
@@ -14,7 +15,7 @@ from ._records import Proposal, Result
 from ._recovery import resume
 from ._sandbox import sandbox_safe
 from ._session import Session
-from ._trajectory import Trajectory
+from ._trajectory import Trajectory, use_exporter
 from ._version import __version__
 from .errors import (
     ConfigError,
@@ -38,6 +39,19 @@ def __getattr__(name: str) -> Any:
 
         return getattr(exporters, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _export(
+    trajectory: Trajectory, path: str | Path, format: str | None = None, **options: Any
+) -> Path:
+    """What ``Trajectory.export`` writes through until the exporters are imported: it imports them
+    (their import installs ``exporters.export`` in its place)."""
+    from .exporters import export
+
+    return export(trajectory, path, format, **options)
+
+
+use_exporter(_export)
 
 
 def load_ipython_extension(ip: Any) -> None:

@@ -219,7 +219,7 @@ class CostUnknownWarning(RLMWarning):
 
 
 class RecoveryWarning(RLMWarning):
-    """Re-running a loaded session (``Session.load``) printed something else than the record.
+    """Re-running a loaded session (``rlm_kernel.resume``) printed something else than the record.
 
     ``mismatches`` holds one ``Mismatch(iteration, diff)`` per step that differs; the namespace holds
     what the re-run made, the model's history what the model saw.

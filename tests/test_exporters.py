@@ -196,10 +196,6 @@ def test_wrong_formats_and_options_are_clear_errors(serve: Serve, tmp_path: Path
         import_trajectory(notebook)
 
 
-@pytest.mark.xfail(
-    reason="until rlm_kernel/__init__.py installs the exporters' stand-in (use_exporter)",
-    strict=True,
-)
 def test_trajectory_export_works_after_import_rlm_kernel_alone(tmp_path: Path) -> None:
     """``Trajectory.export`` reaches the exporters through ``use_exporter``, never by importing
     them; the package face installs a stand-in, so a user who only imported ``rlm_kernel`` exports

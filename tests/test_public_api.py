@@ -50,32 +50,9 @@ INTERNAL = {
 # Known gaps, each in a file another change owns: the check named by the key fails until the gap is
 # closed as the value says.
 PENDING: dict[str, str] = {
-    "errors:rlm_kernel.notebook._protocol.ProtocolError": (
-        "notebook/_protocol.py: delete its ProtocolError class and import it from ..errors"
-    ),
-    "doc:rlm_kernel.Session": "_session.py: a class docstring",
-    "doc:rlm_kernel.Session.pending": "_session.py: a docstring",
-    "doc:rlm_kernel.Session.subcalls_in_flight": "_session.py: a docstring",
-    "doc:rlm_kernel.Session.pause_requested": "_session.py: a docstring",
-    "doc:rlm_kernel.Session.result": "_session.py: a docstring",
-    "doc:rlm_kernel.Trajectory": "_trajectory.py: a class docstring",
-    "doc:rlm_kernel.Trajectory.append": "_trajectory.py: a docstring",
-    "doc:rlm_kernel.Trajectory.session": "_trajectory.py: a docstring",
-    "doc:rlm_kernel.Trajectory.to_dict": "_trajectory.py: a docstring",
-    "doc:rlm_kernel.Trajectory.from_dict": "_trajectory.py: a docstring",
-    "doc:rlm_kernel.Trajectory.load": "_trajectory.py: a docstring",
-    "doc:rlm_kernel.Result": "_records.py: a class docstring",
-    "doc:rlm_kernel.Result.ok": "_records.py: a docstring",
-    "doc:rlm_kernel.Proposal.code": "_records.py: a docstring",
-    "doc:rlm_kernel.unload_ipython_extension": "__init__.py: a docstring",
-    "doc:rlm_kernel.exporters.Format": "exporters/__init__.py: a class docstring",
     "doc:rlm_kernel.models.OpenAIClient.endpoint": "models/openai.py: a docstring",
     "doc:rlm_kernel.models.OpenAIClient.complete": "models/openai.py: a docstring",
     "doc:rlm_kernel.models.OpenAIClient.acomplete": "models/openai.py: a docstring",
-    "doc:rlm_kernel.models.ReplayClient": "models/replay.py: a class docstring",
-    "doc:rlm_kernel.models.ReplayClient.endpoint": "models/replay.py: a docstring",
-    "doc:rlm_kernel.models.ReplayClient.complete": "models/replay.py: a docstring",
-    "doc:rlm_kernel.models.ReplayClient.acomplete": "models/replay.py: a docstring",
 }
 
 # The packages whose ``__all__`` is the public API.

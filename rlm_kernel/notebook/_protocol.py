@@ -182,10 +182,6 @@ Message = KernelMessage | FrontendMessage
 # ---- validation ------------------------------------------------------------------------------
 
 
-class ProtocolError(RLMError, ValueError):
-    """A comm message that is not a well-formed protocol-1 message."""
-
-
 # A kind is one of these names or a tuple of allowed string values.
 _Kind = str | tuple[str, ...]
 # (name, kind, required): the same table as FIELDS in protocol.ts.

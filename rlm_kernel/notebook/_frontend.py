@@ -26,7 +26,8 @@ from typing import Any
 
 import comm
 
-from ._protocol import COMM_TARGET, PROTOCOL_VERSION, ProtocolError, validate
+from ..errors import ProtocolError
+from ._protocol import COMM_TARGET, PROTOCOL_VERSION, validate
 
 ControlHandler = Callable[[str, str], None]  # (action, session id)
 _UNSETTLED_LIMIT = 16  # per client: a step's inserts are a few messages

@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final, Literal, TypedDict, cast
 
-from ..errors import RLMError
+from ..errors import ProtocolError
 
 PROTOCOL_VERSION: Final = 1
 COMM_TARGET: Final = "rlm_kernel"

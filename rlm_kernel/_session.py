@@ -109,13 +109,14 @@ class Session(Endings):
         if _shared is None:
             cfg = config or RLM()
             if client is None:
-                if not cfg.model:
-                    # Said now, before a session exists: the endpoint would only answer 404 for ''.
-                    raise no_model_error()
                 # Imported only now: the openai SDK takes most of a second to import.
                 from .models.openai import OpenAIClient
 
+                # No key and no endpoint is said first: it is the first thing to fix.
                 client = OpenAIClient(cfg)
+                if not cfg.model:
+                    # Said now, before a session exists: the endpoint would only answer 404 for ''.
+                    raise no_model_error()
             root = client
             _shared = _Shared(
                 config=cfg,

@@ -32,6 +32,7 @@ def write(trajectory: Trajectory, path: Path, *, max_chars: int = 2_000) -> None
 
 
 def build(trajectory: Trajectory, *, max_chars: int = 2_000) -> dict[str, Any]:
+    """The nbformat 4.5 notebook ``write`` saves, as a dict; cell ids are ``{session}-{index}``."""
     session = trajectory.session
     sid = session["session_id"]
     steps, _ = walk(trajectory)

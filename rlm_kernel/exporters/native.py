@@ -13,21 +13,27 @@ from ..errors import TrajectoryError
 
 
 def write_json(trajectory: Trajectory, path: Path) -> None:
+    """Write the full trajectory as one JSON document through ``save`` (which scrubs it); the name
+    must not end in ``.jsonl``."""
     _check_suffix(path, "json")
     trajectory.save(path)  # scrubs
 
 
 def write_jsonl(trajectory: Trajectory, path: Path) -> None:
+    """Write the full trajectory one record a line, as autosave does, through ``save`` (which scrubs
+    it); the name must end in ``.jsonl``."""
     _check_suffix(path, "jsonl")
     trajectory.save(path)  # scrubs
 
 
 def read_json(path: Path) -> Trajectory:
+    """The trajectory a ``json`` export holds, read back exactly."""
     _check_suffix(path, "json")
     return Trajectory.load(path)
 
 
 def read_jsonl(path: Path) -> Trajectory:
+    """The trajectory a ``jsonl`` export or an autosave file holds, read back exactly."""
     _check_suffix(path, "jsonl")
     return Trajectory.load(path)
 

@@ -39,6 +39,8 @@ _ENVIRONMENT_SETTINGS = (
 
 
 def write(trajectory: Trajectory, path: Path) -> None:
+    """Write the reference's log: the metadata line, then the iteration entries, the first one made
+    to show the question in the visualizer."""
     entries = iteration_entries(trajectory)
     if entries:
         _show_question(entries[0], trajectory.session["question"])
@@ -165,6 +167,8 @@ def _calls_by_block(record: dict[str, Any], blocks: int) -> list[list[dict[str, 
 
 
 def subcall(call: dict[str, Any]) -> dict[str, Any]:
+    """One sub-call as an ``rlm_calls`` entry, with our ids for a tree view; a child RLM's run nests
+    under ``metadata``."""
     prompt_tokens, completion_tokens = subcall_tokens(call)
     child = Trajectory.from_dict(call["child"]) if call.get("child") else None
     entry: dict[str, Any] = {

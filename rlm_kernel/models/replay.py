@@ -26,7 +26,9 @@ class Recording(Protocol):
     The clients sit below the records layer, so they take the records, not the trajectory type."""
 
     @property
-    def records(self) -> list[dict[str, Any]]: ...
+    def records(self) -> list[dict[str, Any]]:
+        """The session's records as written, rewinds included (a replay drops what they undo)."""
+        ...
 
 
 class ReplayClient:

@@ -26,6 +26,9 @@ from .inline import InlineRenderer
 
 
 class CellsDriver:
+    """Runs sessions as step cells: asks the front end to insert and run one ``%%rlm_step`` cell per
+    iteration, and sends it the session's status for its toolbar."""
+
     def __init__(self, link: FrontendLink) -> None:
         self.link = link
         # Step cells inserted to run automatically: a paused session skips them; a person's re-run does not.
@@ -40,6 +43,7 @@ class CellsDriver:
 
     # --- the %rlm cell ---------------------------------------------------------------------------
     def start(self, entry: NotebookSession, client: str) -> None:
+        """``%rlm`` in cells mode: begin the session and ask for step 1's cell under this one."""
         entry.client = client
         session = entry.session
         self._watch(entry)
@@ -70,6 +74,9 @@ class CellsDriver:
 
     # --- a %%rlm_step cell --------------------------------------------------------------------------
     def step_cell(self, entry: NotebookSession, n: int, code: str, client: str) -> None:
+        """Run step ``n``'s cell (an edit or a re-run rewinds to ``n`` and marks later cells stale),
+        then ask for the next step's cell; an inserted cell whose session paused or ended meanwhile
+        says so instead of running."""
         entry.client = client
         self.link.started(self.link.cell_id())
         session = entry.session
@@ -269,6 +276,8 @@ def new_cell_id() -> str:
 
 
 def status_message(session: Session, event: Event | None = None) -> dict[str, Any]:
+    """The ``status`` message the toolbar shows for ``session`` (with the iteration an
+    ``IterationStarted`` event announces, when that is the event)."""
     iteration = event.iteration if isinstance(event, IterationStarted) else session.iteration
     return {
         "type": "status",

@@ -48,9 +48,12 @@ class InlineRenderer:
         self._unsubscribe = session.subscribe(self.on_event)
 
     def detach(self) -> None:
+        """Stop rendering: unsubscribe from the session's events."""
         self._unsubscribe()
 
     def on_event(self, event: Event) -> None:
+        """Render one event: an iteration's header and code, its sub-calls into its panel, its
+        values, errors and notes, and the answer; a child RLM's steps go in its sub-call's entry."""
         nested: widgets.Widget | None = None
         if isinstance(event, SubcallStarted) and event.kind == "rlm_query":
             with self._lock:

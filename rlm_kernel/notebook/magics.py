@@ -67,6 +67,9 @@ Examples:
 
 @magics_class
 class RLMMagics(RecordedSessions, Magics):
+    """``%rlm``, ``%%rlm`` and ``%%rlm_step``, and the kernel's sessions: each runs inline, or as
+    step cells when the front end can insert them."""
+
     def __init__(self, shell: Any, settings: RLM) -> None:
         super().__init__(shell)
         self.ip: Any = shell
@@ -86,6 +89,7 @@ class RLMMagics(RecordedSessions, Magics):
     @no_var_expand
     @line_cell_magic
     def rlm(self, line: str, cell: str | None = None) -> None:
+        """Start a session (a ``%%rlm`` body is the question) or run a subcommand; see ``HELP``."""
         tokens = _args.split(line)
         if cell is not None:
             args = _args.parse_start(tokens, line=line, question_from_body=True)

@@ -32,6 +32,7 @@ def show(widget: widgets.Widget, fallback_html: str, text: str) -> DisplayHandle
 
 
 def bundle(widget: widgets.Widget, fallback_html: str, text: str) -> dict[str, Any]:
+    """``widget``'s display bundle, with ``fallback_html`` and ``text`` as its HTML and its repr."""
     data: dict[str, Any] = dict(widget._repr_mimebundle_() or {})
     data["text/html"] = fallback_html
     data["text/plain"] = text  # the widget's own is its repr: VBox(children=(HBox(…
@@ -53,6 +54,7 @@ class IterationPanel:
 
     @property
     def records(self) -> list[dict[str, Any]]:
+        """The sub-calls finished so far, in call order."""
         with self._lock:
             return self._finished()
 
@@ -61,6 +63,7 @@ class IterationPanel:
         return [self._records[i] for i in self._order if i in self._records]
 
     def started(self, call_id: str, title: str) -> None:
+        """Add a "waiting" entry for sub-call ``call_id``; the first one displays the panel."""
         import ipywidgets as widgets
 
         with self._lock:
@@ -74,6 +77,8 @@ class IterationPanel:
                 self._handle = show(self.accordion, *self._twins())
 
     def finished(self, record: dict[str, Any], nested: widgets.Widget | None = None) -> None:
+        """Fill the sub-call's entry with its prompt and response and retitle it; ``nested`` (a
+        child RLM's view) goes under it."""
         with self._lock:
             entry = self._entries.get(record["id"])
             self._records[record["id"]] = record

@@ -29,6 +29,9 @@ Action = Callable[[str], None]
 
 
 class StatusBar:
+    """One session's status line and Pause / Step / Resume / Stop buttons, kept current from its
+    events; a click calls ``on_action`` with the button's name."""
+
     def __init__(self, session: Session, on_action: Action) -> None:
         self._session = session
         self._on_action = on_action
@@ -58,14 +61,19 @@ class StatusBar:
         session.subscribe(self.on_event)
 
     def display(self) -> None:
+        """Show the bar, drawn up to date, in the running cell's output."""
         self.draw(force=True)
         self._handle = show(self.widget, self.text_html(), self.plain())
 
     def on_event(self, event: Event) -> None:
+        """Count the event (iteration, state, sub-calls in flight) and redraw: at once on a state
+        change, else throttled."""
         self._counts.update(event)
         self.draw(force=isinstance(event, StateChanged))
 
     def text(self) -> str:
+        """The status as one line: state, iteration, root and sub-call tokens, cost, sub-calls in
+        flight, elapsed time."""
         s = self._session
         total = s.usage.total
         root = s.root_usage.total.total_tokens
@@ -83,9 +91,12 @@ class StatusBar:
         return " · ".join(parts)
 
     def plain(self) -> str:
+        """The ``text/plain`` twin: the status line after the session id."""
         return f"RLM {self._session.id} · {self.text()}"
 
     def text_html(self) -> str:
+        """The ``text/html`` twin, also the label's value: the session id in its state's colour,
+        then the status line."""
         color = _COLORS.get(self._session.state, "#666")
         return (
             f"<div style='{_html.MONO}; padding: 2px 0'><b style='color:{color}'>RLM {_html.esc(self._session.id)}</b> · "
@@ -93,6 +104,8 @@ class StatusBar:
         )
 
     def draw(self, *, force: bool = False) -> None:
+        """Update the label, the ``llm_batch`` progress bar and which buttons are enabled; at most
+        every 0.25 s unless ``force``."""
         now = time.monotonic()
         # Throttled: a 64-way batch would otherwise send hundreds of widget updates a second.
         if not force and now - self._last_draw < 0.25:
@@ -110,6 +123,7 @@ class StatusBar:
         self.buttons["resume"].disabled = state != "paused"
 
     def close(self) -> None:
+        """Draw the last state into the HTML and text twins, which show where widgets do not."""
         self.draw(force=True)
         if self._handle is not None:
             self._handle.update(bundle(self.widget, self.text_html(), self.plain()), raw=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -15,11 +16,20 @@ import pytest
 from conftest import kernel_env
 from nbclient import NotebookClient
 
+import rlm_kernel
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
 # What each notebook must show when its recordings replay: the outcomes its prose explains.
 SHOWS = {
-    "quickstart.ipynb": ["notification-worker"],
+    "quickstart.ipynb": [
+        "1,132,069 characters; it begins: 'Operations log, 2025-11-01 (Saturday)",
+        "NameError: name 'incident_lines' is not defined",  # the model's slip in step 2
+        "llm_query · local",  # the sub-call's panel in step 3
+        "done final | Root cause and fix of the incident:",
+        "it was mistakenly set to 50 instead",
+        "3 steps; 4829 tokens recorded",
+    ],
     "how_rlm_works.ipynb": [
         "P is log: True",
         "In the recording a person ran their own code here instead",
@@ -77,6 +87,37 @@ def test_example_notebook_runs_offline(offline: Path, name: str) -> None:
     assert not missing, missing
 
 
+# What the quickstart recording's answer must say: the root cause and the fix of incident #4417 as
+# examples/make_ops_log.py wrote them into the log (its GROUND_TRUTH).
+QUICKSTART_ANSWER = ("max_pool_size", "set to 50 instead", "500", "CHG-2291", "roll back")
+# Lines the kernel machinery (jupyter_client, ipykernel, traitlets, nbclient) would add to the demo's
+# output: "[IPKernelApp] WARNING | …", "…Warning: …" from the warnings module.
+MACHINERY_WARNING = re.compile(r"warn", re.IGNORECASE)
+
+
+def test_the_quickstart_recording_is_a_real_rlm_run_over_a_large_context() -> None:
+    recording = rlm_kernel.Trajectory.load(EXAMPLES / "sessions" / "quickstart.jsonl")
+    assert recording.session["context"]["chars"] >= 1_000_000
+    final = recording.final
+    assert final is not None
+    assert final["reason"] == "final", final
+    assert final["forced"] is None
+    assert any(it["subcalls"] for it in recording.iterations), "no sub-call in a standing step"
+    assert all(not it["edited_by_user"] for it in recording.iterations)  # the model's own code
+    assert all(s in final["answer"] for s in QUICKSTART_ANSWER), final["answer"]
+
+
+def test_the_ops_log_is_what_its_generator_writes() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "make_ops_log.py"), "--check"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    recording = rlm_kernel.Trajectory.load(EXAMPLES / "sessions" / "quickstart.jsonl")
+    digest = hashlib.sha256((EXAMPLES / "ops-log.txt").read_text(encoding="utf-8").encode())
+    assert recording.session["context"]["sha256"] == digest.hexdigest()
+
+
 @pytest.mark.timeout(600)
 def test_demo_replays_the_quickstart_and_writes_the_notebook_and_exports(
     offline: Path, tmp_path: Path
@@ -88,8 +129,16 @@ def test_demo_replays_the_quickstart_and_writes_the_notebook_and_exports(
         capture_output=True, text=True, env=env, timeout=500, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "notification-worker" in done.stdout
+    assert all(s in done.stdout for s in QUICKSTART_ANSWER), done.stdout
     assert "── step 1" in done.stderr
+    assert "── answer (final)" in done.stderr
+    assert "sub-call(s)" in done.stderr
+    noise = [
+        line
+        for line in (done.stdout + done.stderr).splitlines()
+        if MACHINERY_WARNING.search(line) and not line.lstrip().startswith(("│", "→"))
+    ]
+    assert not noise, noise  # the model's code and output may say "warning"; nothing else may
     for name in (
         "quickstart.ipynb",
         "quickstart.trajectory.json",
@@ -98,5 +147,43 @@ def test_demo_replays_the_quickstart_and_writes_the_notebook_and_exports(
         "quickstart.sft.jsonl",
     ):
         assert (out / name).is_file(), name
+        assert f"  {out / name}\n" in done.stderr, name  # listed under "Wrote:"
     executed = nbformat.read(out / "quickstart.ipynb", as_version=4)
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+
+
+def test_demo_lab_without_jupyterlab_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rlm_kernel import _demo
+    from rlm_kernel.errors import ConfigError
+
+    real = _demo.importlib.util.find_spec
+    monkeypatch.setattr(
+        _demo.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "jupyterlab" else real(name, *a),
+    )
+    with pytest.raises(ConfigError) as err:
+        _demo.open_lab(tmp_path / "demo")
+    assert 'pip install "rlm_kernel[lab]"' in err.value.fix
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_lab_opens_jupyterlab_on_a_copy_in_the_out_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("jupyterlab")
+    from rlm_kernel import _demo
+
+    calls: list[tuple[list[str], Path]] = []
+    monkeypatch.setattr(
+        _demo.subprocess, "call", lambda args, cwd: calls.append((args, Path(cwd))) or 0
+    )
+    out = tmp_path / "demo"
+    assert _demo.open_lab(out) == 0
+    [(args, cwd)] = calls
+    assert args == [sys.executable, "-m", "jupyterlab", "quickstart.ipynb"]
+    assert cwd == out
+    for name in ("quickstart.ipynb", "ops-log.txt", "sessions/quickstart.jsonl"):
+        assert (out / name).is_file(), name

@@ -187,7 +187,10 @@ def _demo_parser(commands: Any) -> None:
         "--speed", type=float, help="re-enact the recorded model latency, sped up SPEED times"
     )
     demo.add_argument(
-        "--lab", action="store_true", help="open JupyterLab on the quickstart notebook instead"
+        "--lab",
+        action="store_true",
+        help="open JupyterLab on the quickstart notebook in the --out folder instead (needs "
+        '`pip install "rlm_kernel[lab]"`)',
     )
 
 
@@ -216,7 +219,7 @@ def _demo(args: argparse.Namespace) -> int:
     from ._demo import open_lab, run_demo
 
     if args.lab:
-        return open_lab()
+        return open_lab(Path(args.out))
     return run_demo(Path(args.out), speed=args.speed, stream=sys.stderr)
 
 

@@ -4,9 +4,11 @@ Retries are the SDK's own (exponential backoff with jitter, ``Retry-After`` hono
 timeouts and connection errors), sized by ``RLM.max_retries``, except for a refused connection to a
 server on this machine, which is reported at once. What is left after the retries is turned into an
 ``RLMError`` that names the endpoint and the setting to change; a 404 is looked into (``/v1`` missing
-from the URL, or a model the server's ``GET /models`` does not list: ``_diagnosis``). Root calls to an
-unproxied ``http://`` endpoint go out through rlm_kernel's lean transport under the SDK (``_transport``,
-``RLM.lean_http``); everything else through the SDK's own.
+from the URL, or a model the server's ``GET /models`` does not list: ``_diagnosis``). Every call goes
+through the SDK's own transports, except root calls to an unproxied ``http://`` endpoint when
+``RLM.lean_http`` is set (opt-in): those go through rlm_kernel's lean transport under the SDK
+(``_transport``, h11 over pooled sockets). Which calls go where, and how their failures compare:
+``_http_clients``.
 """
 
 from __future__ import annotations

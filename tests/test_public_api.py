@@ -6,10 +6,6 @@ found by walking every module of the package, so a new one defined elsewhere fai
 the public packages export, and every public method and property of the classes among them, has a
 docstring of its own (ruff's D1 rules check the public modules; this also covers the classes that
 live in private modules, such as ``Session``).
-
-``PENDING`` lists the known gaps in files whose owners are changing them: each of its checks is an
-expected failure until the gap is closed. A closed gap shows as XPASS in the summary (or its check is
-gone): its entry can then be removed. Once the list is empty it goes, and so does this paragraph.
 """
 
 from __future__ import annotations
@@ -39,20 +35,9 @@ INTERNAL = {
     "rlm_kernel.executors._monty_errors.SandboxError": (
         "MontyExecutor.run turns it into the block's error (error_type 'SandboxError')"
     ),
-    # The old lean HTTP/1.1 connection, which the h11-based transport replaces (entries go with it).
-    "rlm_kernel.models._http11.ProtocolError": "the lean transport turns it into an httpx error",
-    "rlm_kernel.models._http11.LocalProtocolError": "the lean transport turns it into an httpx error",
     "rlm_kernel.testing._script.ScriptError": (
         "the scripted server answers it as an HTTP error response"
     ),
-}
-
-# Known gaps, each in a file another change owns: the check named by the key fails until the gap is
-# closed as the value says.
-PENDING: dict[str, str] = {
-    "doc:rlm_kernel.models.OpenAIClient.endpoint": "models/openai.py: a docstring",
-    "doc:rlm_kernel.models.OpenAIClient.complete": "models/openai.py: a docstring",
-    "doc:rlm_kernel.models.OpenAIClient.acomplete": "models/openai.py: a docstring",
 }
 
 # The packages whose ``__all__`` is the public API.
@@ -93,19 +78,6 @@ PUBLIC_RAISED = {
     for name, cls in RAISED.items()
     if not cls.__name__.startswith("_") and name not in INTERNAL
 }
-
-
-def _pending(kind: str, names: list[str]) -> list[Any]:
-    return [
-        pytest.param(
-            name,
-            id=name,
-            marks=pytest.mark.xfail(reason=PENDING[f"{kind}:{name}"], strict=False)
-            if f"{kind}:{name}" in PENDING
-            else (),
-        )
-        for name in names
-    ]
 
 
 def _own_doc(obj: Any) -> str | None:
@@ -152,7 +124,7 @@ def _public_names() -> dict[str, Any]:
 PUBLIC_NAMES = _public_names()
 
 
-@pytest.mark.parametrize("name", _pending("errors", sorted(PUBLIC_RAISED)))
+@pytest.mark.parametrize("name", sorted(PUBLIC_RAISED))
 def test_every_exception_and_warning_is_in_rlm_kernel_errors(name: str) -> None:
     cls = PUBLIC_RAISED[name]
     assert getattr(errors, cls.__name__, None) is cls, (
@@ -197,11 +169,7 @@ def test_every_exception_and_warning_has_a_docstring(name: str) -> None:
     assert _own_doc(RAISED[name]), f"{name} has no docstring"
 
 
-def test_pending_keys_name_a_kind_of_check() -> None:
-    assert sorted(k for k in PENDING if not k.startswith(("errors:", "doc:", "api:"))) == []
-
-
-@pytest.mark.parametrize("name", _pending("doc", sorted(PUBLIC_NAMES)))
+@pytest.mark.parametrize("name", sorted(PUBLIC_NAMES))
 def test_every_public_name_has_a_docstring(name: str) -> None:
     assert _own_doc(PUBLIC_NAMES[name]), f"{name} has no docstring"
 

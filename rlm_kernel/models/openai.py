@@ -171,6 +171,7 @@ class OpenAIClient:
 
     @property
     def endpoint(self) -> str:
+        """The base URL requests go to, without credentials (for messages, records and cache keys)."""
         return self._endpoint
 
     def _params(self, model: str, messages: Sequence[Message]) -> dict[str, Any]:
@@ -195,6 +196,8 @@ class OpenAIClient:
     def complete(
         self, messages: Sequence[Message], *, model: str, on_delta: DeltaCallback | None = None
     ) -> Completion:
+        """One chat completion for ``messages`` from ``model`` (streamed when ``on_delta`` is given or
+        RLM.stream is on), with the SDK's retries; failures come back as rlm_kernel's ModelError."""
         params = self._params(model, messages)
         started = time.perf_counter()
         try:
@@ -207,6 +210,7 @@ class OpenAIClient:
         return self._finish(data, messages, model, started)
 
     async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
+        """``complete`` on the async client, for sub-calls running side by side (``llm_batch``)."""
         params = self._params(model, messages)
         started = time.perf_counter()
         try:

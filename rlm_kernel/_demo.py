@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ._events import CodeReady, Event, Finished, IterationFinished
+from ._examples import RECORDING, examples_dir
 from ._replay import replay_session
 from ._session import Session
 from ._trajectory import Trajectory
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 QUICKSTART = "quickstart.ipynb"
 DEFAULT_OUT = Path("rlm-demo")  # rlm-kernel demo --out's default
-RECORDING = Path("sessions") / "quickstart.jsonl"
 CONTEXT = "ops-log.txt"
 EXPORTS = {
     "json": "quickstart.trajectory.json",
@@ -37,18 +37,6 @@ EXPORTS = {
     "ipynb": "quickstart.trajectory.ipynb",
     "sft": "quickstart.sft.jsonl",
 }
-
-
-def examples_dir() -> Path:
-    """The bundled examples: inside the installed package, or beside it in a source checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "examples", here.parent / "examples"):
-        if (candidate / RECORDING).is_file():
-            return candidate
-    raise ConfigError(
-        "The bundled examples (examples/sessions/quickstart.jsonl) are missing",
-        fix="Run rlm-kernel from a clone of the repository, or reinstall rlm_kernel",
-    )
 
 
 class Transcript:

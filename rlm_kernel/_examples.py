@@ -10,11 +10,26 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ._demo import examples_dir
 from .errors import ConfigError
+
+# The recording the demo replays; its presence marks a folder as the bundled examples.
+RECORDING = Path("sessions") / "quickstart.jsonl"
 
 # What running the examples leaves beside them (gitignored in a checkout): not part of a fresh copy.
 _LEFT_BY_RUNS = ("exported", "quickstart-session.*", "__pycache__", ".ipynb_checkpoints")
+
+
+def examples_dir() -> Path:
+    """The bundled examples: inside the installed package, or beside it in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "examples", here.parent / "examples"):
+        if (candidate / RECORDING).is_file():
+            return candidate
+    raise ConfigError(
+        f"The bundled examples ({RECORDING}) are missing from {here}",
+        fix="Reinstall rlm_kernel (pip install --force-reinstall rlm_kernel), or run rlm-kernel "
+        "from a clone of the repository",
+    )
 
 
 def copy_examples(target: Path) -> list[str]:

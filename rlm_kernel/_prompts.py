@@ -202,6 +202,28 @@ BEST_ANSWER_PROMPT = (
 
 BASELINE_SYSTEM = "Answer the question using the context. Be concise and specific."
 
+COMPACTION_PROMPT = (
+    "Summarise your progress so far in 1-3 paragraphs: what you found, which variables hold "
+    "intermediate results, and what remains to do. This summary replaces your history."
+)
+
+
+def compacted_note(after: int) -> str:
+    """The message that follows the summary once the history up to iteration ``after`` is compacted."""
+    return (
+        f"Your history up to iteration {after} was compacted into the summary above; the REPL still "
+        "holds every variable (SHOW_VARS() lists them). Continue."
+    )
+
+
+def follow_up_text(question: str, previous: str | None) -> str:
+    """How a follow-up question reaches the model, after its previous answer if it gave one."""
+    text = (
+        f"Follow-up question: {question}\nThe REPL still holds every variable you made "
+        "(SHOW_VARS() lists them). Continue with code."
+    )
+    return text if previous is None else f"Your previous answer was: {previous!r}\n\n{text}"
+
 
 def context_text(context: object) -> str:
     """The whole context as text, for baseline mode (the only place the context enters a prompt)."""

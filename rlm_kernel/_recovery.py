@@ -9,7 +9,7 @@ it keeps later decisions (compaction) the same; the difference is reported with 
 Then the session switches to the live clients and appends to the same JSONL file.
 
 This module sits above the session and uses only its public surface and the seam documented for it
-(``Session.restoring``, ``restore_records``, ``keep_recorded_observation``, ``reopen``,
+(``Session.restoring``, ``restore_records``, ``reopen``,
 ``end_as_recorded``, ``compact_if_due``, ``go_live``, ``redactor``); the session never imports it.
 """
 
@@ -27,14 +27,15 @@ from typing import Any
 
 from ._config import RLM
 from ._context import describe_context, load_context
-from ._replay import _LOOP_SETTINGS, recorded_settings
+from ._replay import _LOOP_SETTINGS, collect_answers, recorded_completion, recorded_settings
+from ._schema import FinalRecord, IterationRecord, Record, SessionRecord
 from ._session import Session, Tools
 from ._trajectory import Trajectory, TrajectoryWriter
 from .errors import ContextError, RecoveryWarning, ReplayMissError, RLMError, TrajectoryError
 from .executors import Executor
 from .models import Completion, Message, ModelClient
 from .models._base import DeltaCallback
-from .models.replay import ReplayClient, collect_answers, recorded_completion
+from .models.replay import ReplayClient
 
 # The loop settings a replay takes from the record, plus the executor: code must run where it ran.
 _RESUMED_SETTINGS = (*_LOOP_SETTINGS, "executor")
@@ -156,7 +157,7 @@ class _RecordedTurns:
         return self.complete(messages, model=model)
 
 
-def _recorded_subcalls(records: list[dict[str, Any]]) -> list[tuple[str, Completion]]:
+def _recorded_subcalls(records: list[Record]) -> list[tuple[str, Completion]]:
     """Every sub-call answer by request key, superseded steps' included (the re-run repeats them)."""
     calls: list[tuple[str, Completion]] = []
     for record in records:
@@ -166,30 +167,31 @@ def _recorded_subcalls(records: list[dict[str, Any]]) -> list[tuple[str, Complet
 
 
 def _catch_up(
-    session: Session, root: _RecordedTurns, records: list[dict[str, Any]], path: Path
+    session: Session, root: _RecordedTurns, records: list[Record], path: Path
 ) -> list[Mismatch]:
     mismatches: list[Mismatch] = []
-    summaries: list[Completion] = []  # compactions happen inside the next step's propose()
     for index in range(1, len(records)):
         record = records[index]
-        # What the session had written before this record (rewind and execute read it).
+        # What the session had written before this record (rewind and execute read it), and the
+        # history it makes: the recorded observations, whatever a re-run printed.
         session.restore_records(Trajectory(records[:index]))
         kind = record["type"]
         try:
-            if kind == "compaction":
-                summaries.append(recorded_completion(record["summary"], record["model_call"]))
-            elif kind == "iteration":
+            if record["type"] == "compaction":
+                # Due now, as it was when recorded: the history is the one it was made from.
+                root.queue = deque([recorded_completion(record["summary"], record["model_call"])])
+                session.compact_if_due()
+            elif record["type"] == "iteration":
                 after = records[index + 1] if index + 1 < len(records) else None
-                root.queue = deque([*summaries, *_turns_for(session, record, after)])
-                summaries = []
+                root.queue = deque(_turns_for(session, record, after))
                 mismatches.extend(_step(session, record))
-            elif kind == "rewind":
+            elif record["type"] == "rewind":
                 session.rewind(record["to_iteration"])
-            elif kind == "follow_up":
+            elif record["type"] == "follow_up":
                 if session.state == "idle":
                     session.pause()  # it ended before its first step (e.g. a model error)
                 session.follow_up(record["question"])
-            elif kind == "final":
+            elif record["type"] == "final":
                 _final(session, record)
         except RLMError as exc:
             raise TrajectoryError(
@@ -197,16 +199,11 @@ def _catch_up(
                 fix="The session went another way when re-run than when it was recorded. Start a "
                 "new session on the same context, or replay it (`rlm-kernel replay`) to see where",
             ) from exc
-    if summaries:  # the crash came between a compaction and the step that followed it
-        root.queue = deque(summaries)
-        session.compact_if_due()
     root.queue.clear()
     return mismatches
 
 
-def _turns_for(
-    session: Session, record: dict[str, Any], after: dict[str, Any] | None
-) -> list[Completion]:
+def _turns_for(session: Session, record: IterationRecord, after: Record | None) -> list[Completion]:
     """The root turns one recorded step used: its proposal (unless a rewind re-runs a proposal the
     session already has), its child RLMs' turns, and the best-answer call a limit forced after it."""
     turns: list[Completion] = []
@@ -214,13 +211,14 @@ def _turns_for(
     pending = session.pending
     if pending is not None and pending.iteration == record["iteration"] and turns:
         turns = turns[1:]  # collect_answers puts the step's own turn first
-    forced = after.get("forced") if after is not None and after["type"] == "final" else None
-    if forced and after is not None and after["reason"] != "baseline":
-        turns.append(recorded_completion(forced["response"], forced["model_call"]))
+    if after is not None and after["type"] == "final" and after["reason"] != "baseline":
+        forced = after["forced"]
+        if forced:
+            turns.append(recorded_completion(forced["response"], forced["model_call"]))
     return turns
 
 
-def _step(session: Session, record: dict[str, Any]) -> list[Mismatch]:
+def _step(session: Session, record: IterationRecord) -> list[Mismatch]:
     found: list[Mismatch] = []
     if session.state == "done":
         # The re-run submitted an answer where the recorded run went on: follow the record.
@@ -234,17 +232,13 @@ def _step(session: Session, record: dict[str, Any]) -> list[Mismatch]:
         raise KeyboardInterrupt
     if rerun["output"] != record["output"]:
         found.append(Mismatch(record["iteration"], _short_diff(record["output"], rerun["output"])))
-    if rerun["observation"] != record["observation"]:
-        session.keep_recorded_observation(record["observation"])
     return found
 
 
-def _final(session: Session, record: dict[str, Any]) -> None:
+def _final(session: Session, record: FinalRecord) -> None:
     """The recorded ending stands, whether or not the re-run reached it the same way (stopped,
     baseline, or a re-run whose code went another way)."""
-    session.end_as_recorded(
-        record["answer"], record["reason"], record["message"], record.get("forced")
-    )
+    session.end_as_recorded(record["answer"], record["reason"], record["message"], record["forced"])
 
 
 def _short_diff(recorded: str, rerun: str) -> str:
@@ -262,7 +256,7 @@ def _short_diff(recorded: str, rerun: str) -> str:
 # --- checks, the file, the report ---------------------------------------------------------------
 
 
-def _check_context(loaded: object, recorded: dict[str, Any], path: Path) -> None:
+def _check_context(loaded: object, recorded: SessionRecord, path: Path) -> None:
     info, want = describe_context(loaded), recorded["context"]
     if info.sha256 == want["sha256"]:
         return

@@ -5,17 +5,18 @@ tokens."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._config import RLM, setting_names
 from ._context import describe_context, load_context
+from ._schema import ModelCall, Record, SubcallRecord, standing
 from ._session import Session
 from ._trajectory import Trajectory
 from .errors import ContextMismatchWarning, TrajectoryError
 from .executors import Executor
-from .models import ModelClient
-from .models.replay import replay_clients
+from .models import Completion, ModelClient, Usage
+from .models.replay import ReplayClient
 
 # Settings that shape the loop and must match the recording for the replay to follow it.
 _LOOP_SETTINGS = (
@@ -96,3 +97,50 @@ def recorded_edits(recording: Trajectory) -> dict[int, str]:
     """The code a person ran in place of the model's, by iteration, for the steps that stand (a
     step rewound and run again counts as run the second time)."""
     return {it["iteration"]: it["code"] for it in recording.iterations if it.get("edited_by_user")}
+
+
+def replay_clients(
+    recording: Trajectory, *, fallback: ModelClient | None = None, speed: float | None = None
+) -> tuple[ReplayClient, ReplayClient]:
+    """(root client, sub-call client) serving everything ``recording`` recorded."""
+    turns: list[Completion] = []
+    calls: list[tuple[str, Completion]] = []
+    collect_answers(recording.records, turns, calls)
+    return (
+        ReplayClient(sequence=turns, fallback=fallback, speed=speed),
+        ReplayClient(keyed=calls, fallback=fallback, speed=speed),
+    )
+
+
+def collect_answers(
+    records: Iterable[Record], turns: list[Completion], calls: list[tuple[str, Completion]]
+) -> None:
+    """Append the recorded root turns of ``records`` to ``turns``, in the order they were asked (a
+    child's turns come inside its parent's iteration), and their sub-call answers to ``calls`` by
+    request key. Only the records that stand count (``_schema.standing``)."""
+    for record, _ in standing(records):
+        if record["type"] == "compaction":
+            turns.append(recorded_completion(record["summary"], record["model_call"]))
+        elif record["type"] == "final" and record["forced"]:
+            forced = record["forced"]
+            turns.append(recorded_completion(forced["response"], forced["model_call"]))
+        elif record["type"] == "iteration":
+            if record["model_call"]["request_key"] is not None:
+                turns.append(recorded_completion(record["response"], record["model_call"]))
+            for call in record["subcalls"]:
+                child = call["child"]
+                if child:
+                    collect_answers(Trajectory.from_dict(child).records, turns, calls)
+                elif call.get("request_key") and call.get("error") is None:
+                    key = str(call["request_key"])
+                    calls.append((key, recorded_completion(call["response"], call)))
+
+
+def recorded_completion(text: str, call: ModelCall | SubcallRecord) -> Completion:
+    """The completion a recorded model call (its ``model_call`` entry, or a sub-call) answered."""
+    return Completion(
+        text=text,
+        model=call["model"],
+        usage=Usage.from_dict(call.get("usage", {})),
+        latency=float(call.get("latency", 0.0)),
+    )

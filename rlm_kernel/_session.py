@@ -9,6 +9,7 @@ notebook) call ``run()``; the cells driver calls ``propose``/``execute`` from su
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -17,15 +18,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ._config import RLM
 from ._context import ContextInfo, context_value, describe_context, load_context
-from ._endings import Endings
+from ._endings import (
+    Ending,
+    baseline,
+    best_answer,
+    compaction,
+    compaction_due,
+    exceeded_limit,
+    uses_baseline,
+)
 from ._events import (
     CodeReady,
     Emitter,
     Event,
+    Finished,
     IterationFinished,
     IterationStarted,
     Listener,
@@ -39,15 +49,29 @@ from ._iteration import BlockRunner, Outcome
 from ._namespace import Helpers, normalize_tools
 from ._prompts import (
     extract_code,
+    follow_up_text,
     metadata_message,
     observation_message,
     system_prompt,
     truncate,
 )
-from ._records import Proposal, Result, iteration_record, now, render_output
+from ._records import Proposal, Result, render_output, unified_diff
+from ._schema import (
+    SCHEMA_VERSION,
+    ForcedCall,
+    IterationRecord,
+    Record,
+    SessionRecord,
+    final_record,
+    follow_up_record,
+    iteration_record,
+    model_call,
+    now,
+    rewind_record,
+)
 from ._secrets import Redactor
 from ._subcalls import Budget, SubcallCache, SubcallEngine
-from ._trajectory import SCHEMA_VERSION, Trajectory, TrajectoryWriter
+from ._trajectory import Trajectory, TrajectoryWriter
 from ._version import __version__
 from .errors import IterationTimeout, ModelError, ReplayMissError, RLMError, SessionStateError
 from .executors import Executor, admitted_tools, executor_note, make_executor, release_executor
@@ -76,7 +100,7 @@ class _Shared:
     redactor: Redactor
 
 
-class Session(Endings):
+class Session:
     """One RLM session: a question about a context, answered step by step (see the module docstring).
 
     ``Session(question, context, *, config=None, client=None, sub_client=None, namespace=None,
@@ -182,7 +206,7 @@ class Session(Endings):
         # goes on from the preamble it saw.
         self._restoring = _restore is not None
         if _restore is not None:
-            self.history = History(list(_restore.session["messages"]))
+            self.history = History.from_session(_restore.session)
         # Iterations before the current question (follow-ups get a fresh iteration budget).
         self._question_start = 0
         self._writer: TrajectoryWriter | None = None
@@ -254,7 +278,7 @@ class Session(Endings):
         n = self.iteration + 1
         self._emit(IterationStarted(self.id, self.depth, n))
         if self.config.compaction:
-            self._maybe_compact()
+            self._compact_if_due()
         messages = self.messages
         on_delta = None
         if self.config.stream and self._shared.emitter.active:
@@ -270,8 +294,11 @@ class Session(Endings):
         self._emit(CodeReady(self.id, self.depth, n, completion.text, blocks))
         return self._pending
 
-    def execute(self, code: str | None = None) -> dict[str, Any]:
-        """Run the pending step; ``code`` replaces the model's code (a person's edit)."""
+    def execute(self, code: str | None = None) -> IterationRecord | dict[str, Any]:
+        """Run the pending step; ``code`` replaces the model's code (a person's edit).
+
+        Returns the step's record, or ``{"type": "interrupted", "iteration": n}`` when it was
+        interrupted (then nothing of it is recorded)."""
         self._require("idle", "paused", "running")
         with self._counted():
             return self._execute(code)
@@ -288,7 +315,7 @@ class Session(Endings):
             if counting and self.state != "running":
                 self._shared.budget.clock(False)
 
-    def _execute(self, code: str | None) -> dict[str, Any]:
+    def _execute(self, code: str | None) -> IterationRecord | dict[str, Any]:
         proposal = self._pending or self.propose()
         edited = code is not None and code.strip() != proposal.code.strip()
         blocks = (code,) if code is not None and edited else proposal.blocks
@@ -318,15 +345,19 @@ class Session(Endings):
         self._pending = None
         if outcome.submission is not None:
             submission = outcome.submission
-            self._finish(submission.value, "final", f"Answered by {submission.source}")
+            self._end(Ending(submission.value, "final", f"Answered by {submission.source}"))
         else:
-            self._check_limits()
+            exceeded = exceeded_limit(
+                self._shared.budget, self.history, self._question_start, self.config
+            )
+            if exceeded is not None:
+                self._end(best_answer(self._root_call, self.history, self.question, *exceeded))
         if self.state == "idle":
             # Stepped by hand rather than by run(): wait for the next step.
             self._set_state("paused", "stepped")
         return record
 
-    def step(self) -> dict[str, Any]:
+    def step(self) -> IterationRecord | dict[str, Any]:
         """One iteration: propose, then execute the model's code (or the edit planned for it)."""
         self._require("idle", "paused", "running")
         proposal = self.propose()
@@ -337,8 +368,13 @@ class Session(Endings):
         self._require("idle", "paused", "running")
         self.begin()
         try:
-            if self._use_baseline():
-                self._baseline()
+            if uses_baseline(self.config, self.context_info, self.depth):
+                call = self._root_call
+                self._end(
+                    baseline(
+                        call, self.context, self.question, self.trajectory.session, self.config.mode
+                    )
+                )
             while self.checkpoint():
                 self.step()
         except (ModelError, ReplayMissError) as exc:
@@ -369,7 +405,7 @@ class Session(Endings):
         if self.state != "running":
             return False
         if self._stop.is_set():
-            self._finish(None, "stopped", "Stopped on request")
+            self._end(Ending(None, "stopped", "Stopped on request"))
             return False
         if self._pause.is_set():
             self._pause.clear()
@@ -401,7 +437,7 @@ class Session(Endings):
         if self.state == "running":
             self._stop.set()
         elif self.state in ("idle", "paused"):
-            self._finish(None, "stopped", "Stopped on request")
+            self._end(Ending(None, "stopped", "Stopped on request"))
 
     def follow_up(self, question: str) -> None:
         """Ask a new question in the same session: same namespace, the earlier exchange kept as history."""
@@ -414,19 +450,7 @@ class Session(Endings):
         self._slot.clear()
         self._helpers.reset_answer(self.executor.namespace)
         self._stop.clear()
-        text = (f"Your previous answer was: {previous!r}\n\n" if previous is not None else "") + (
-            f"Follow-up question: {question}\nThe REPL still holds every variable you made "
-            "(SHOW_VARS() lists them). Continue with code."
-        )
-        self.history.extend_last(text)
-        self._record(
-            {
-                "type": "follow_up",
-                "question": question,
-                "after_iteration": self.iteration,
-                "at": now(),
-            }
-        )
+        self._apply(follow_up_record(question, self.iteration, follow_up_text(question, previous)))
         self._set_state("paused", "follow-up question")
 
     def rewind(self, n: int) -> Proposal:
@@ -438,9 +462,9 @@ class Session(Endings):
                 f"Cannot rewind to iteration {n}: this session has iterations 1–{len(standing)}",
                 fix="Pick an iteration that exists",
             )
-        self.history.rewind(n)
+        self.history.check_rewind(n)
         target = standing[n - 1]
-        self._record({"type": "rewind", "to_iteration": n, "at": now()})
+        self._apply(rewind_record(n))
         self._pending = Proposal(
             n,
             target["response"],
@@ -509,16 +533,11 @@ class Session(Endings):
 
     def restore_records(self, trajectory: Trajectory) -> None:
         """While restoring: the records the session had written up to this point of the record,
-        which ``rewind`` and ``execute`` read (the re-enactment itself writes none)."""
+        which ``rewind`` and ``execute`` read (the re-enactment itself writes none), and the history
+        they make: what the model saw and answered, even where a re-run printed something else."""
         self._require_restoring("restore_records")
         self.trajectory = trajectory
-
-    def keep_recorded_observation(self, observation: str) -> None:
-        """While restoring: the last step's observation in the history is the recorded one, even
-        where the re-run printed something else; it is what the model saw and answered."""
-        self._require_restoring("keep_recorded_observation")
-        assistant, _ = self.history.turns[-1]
-        self.history.turns[-1] = (assistant, {"role": "user", "content": observation})
+        self.history = History.of(trajectory.records)
 
     def reopen(self, reason: str) -> None:
         """While restoring: from ``done`` back to ``paused``, without an answer, where the re-run
@@ -528,19 +547,19 @@ class Session(Endings):
         self._set_state("paused", reason)
 
     def end_as_recorded(
-        self, answer: str | None, reason: str, message: str, forced: dict[str, Any] | None = None
+        self, answer: str | None, reason: str, message: str, forced: ForcedCall | None = None
     ) -> None:
         """While restoring: the recorded ending stands (answer, reason, message and a forced
         best-answer call), whether or not the re-run reached it the same way."""
         self._require_restoring("end_as_recorded")
         if self.state != "done":
-            self._finish(answer, reason, message, forced)
+            self._end(Ending(answer, reason, message, forced))
         self.answer, self.reason, self.message = answer, reason, message
 
     def compact_if_due(self) -> None:
         """Compact the history now if it is due, as the next ``propose`` would first (a record that
         ends between a compaction and the step after it)."""
-        self._maybe_compact()
+        self._compact_if_due()
 
     def go_live(
         self,
@@ -578,7 +597,7 @@ class Session(Endings):
         edited: bool,
         outcome: Outcome,
         started: float,
-    ) -> dict[str, Any]:
+    ) -> IterationRecord:
         notes = outcome.notes
         output = truncate(render_output(outcome.results, len(blocks)), self.config.max_output_chars)
         if edited:
@@ -600,23 +619,32 @@ class Session(Endings):
             if not edited
             else self._shared.redactor.scrub(f"```repl\n{executed}\n```")
         )
-        self.history.add(assistant, observation)
+        completion, submission = proposal.completion, outcome.submission
         record = iteration_record(
-            proposal,
-            self._root_model,
-            executed=executed,
+            proposal.iteration,
+            call=model_call(completion, proposal.request_key, self._root_model),
+            response=proposal.response,
+            blocks=list(proposal.blocks),
+            code=executed,
             edited=edited,
-            outcome=outcome,
+            diff=unified_diff(proposal.code, executed) if edited else None,
+            results=[r.to_dict() for r in outcome.results],
             output=output,
+            notes=notes,
+            assistant=assistant,
             observation=observation,
             subcalls=self._engine.take_records(),
-            ran_for=time.perf_counter() - started,
+            final=None
+            if submission is None
+            else {"value": submission.value, "source": submission.source},
+            duration=time.perf_counter() - started + (completion.latency if completion else 0.0),
         )
-        self._record(record)
-        self._emit(IterationFinished(self.id, self.depth, proposal.iteration, record))
+        self._apply(record)
+        # Listeners (front ends, below the records layer) read the record as a plain dict.
+        self._emit(IterationFinished(self.id, self.depth, proposal.iteration, cast(Any, record)))
         return record
 
-    # --- model calls, limits, finishing -------------------------------------------------------------------
+    # --- model calls, endings -------------------------------------------------------------------------
     def _root_call(
         self, messages: list[Message], on_delta: Callable[[str], None] | None = None
     ) -> Completion:
@@ -626,6 +654,48 @@ class Session(Endings):
         self._root_usage.add(completion.model, completion.usage)
         self._shared.budget.charge(completion.usage, completion.model)
         return completion
+
+    def _compact_if_due(self) -> None:
+        if compaction_due(self.history, self.config):
+            self._apply(compaction(self._root_call, self.history))
+
+    def _end(self, ending: Ending, *, state: StateName = "done") -> None:
+        """Finish the current question as ``ending`` says: the final record, then the state."""
+        self.answer, self.reason, self.message = ending.answer, ending.reason, ending.message
+        if ending.error is not None:
+            self.error = ending.error
+        self._pending = None
+        try:
+            self._record(
+                final_record(
+                    ending.answer,
+                    ending.reason,
+                    ending.message,
+                    ending.forced,
+                    usage=self.usage.to_dict(),
+                    duration=time.monotonic() - self._started,
+                    error=self.error.to_dict() if self.error else None,
+                )
+            )
+        finally:  # ended even when the record cannot be written
+            self._set_state(state, ending.reason)
+            # A sandbox gives its worker back; a follow-up or rewind restores it from its last dump.
+            release_executor(self.executor)
+            self._emit(Finished(self.id, self.depth, ending.answer, ending.reason, ending.message))
+            if self._writer is not None:
+                self._writer.close()
+
+    def hold(self, exc: RLMError) -> None:
+        """Pause on a model error, keeping it as the reason: fix the setting, then resume."""
+        self.error, self.reason, self.message = exc, "error", str(exc)
+        self._set_state("paused", type(exc).__name__)
+
+    def fail(self, exc: Exception) -> None:
+        """End in ``failed`` on an error nothing can resume from (a bug, a full disk)."""
+        where = f" The trajectory so far is in {self.path}." if self.path else ""
+        message = f"Stopped by an unexpected error: {exc!r}.{where}"
+        with contextlib.suppress(Exception):  # writing the record may be what fails
+            self._end(Ending(None, "failed", message), state="failed")
 
     def _run_child(
         self, prompt: str, context: object, call_id: str
@@ -660,7 +730,7 @@ class Session(Endings):
             executor_note=executor_note(self.executor),
         )
 
-    def _session_record(self, parent_call: str | None) -> dict[str, Any]:
+    def _session_record(self, parent_call: str | None) -> SessionRecord:
         return {
             "type": "session",
             "schema_version": SCHEMA_VERSION,
@@ -678,7 +748,12 @@ class Session(Endings):
             "messages": list(self.history.preamble),
         }
 
-    def _record(self, record: dict[str, Any]) -> None:
+    def _apply(self, record: Record) -> None:
+        """A record that changes the history: applied to it, then recorded."""
+        self.history.apply(record)
+        self._record(record)
+
+    def _record(self, record: Record) -> None:
         if self._restoring:
             return
         self.trajectory.append(record)

@@ -16,10 +16,11 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _aio
 from ._events import Emitter, SubcallFinished, SubcallStarted
+from ._schema import SubcallRecord, subcall_record
 from ._secrets import Redactor, redact_kwargs
 from .errors import CostUnknownWarning, RLMError
 from .models import Completion, Message, ModelClient, Usage, UsageSummary, request_key
@@ -163,7 +164,7 @@ class SubcallEngine:
         self.redactor = redactor
         self.usage = UsageSummary()
         self._child_runner = child_runner
-        self._records: list[dict[str, Any]] = []
+        self._records: list[SubcallRecord] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._semaphore: asyncio.Semaphore | None = None
@@ -171,7 +172,7 @@ class SubcallEngine:
         self.iteration = 0
 
     # --- bookkeeping --------------------------------------------------------------------------
-    def take_records(self) -> list[dict[str, Any]]:
+    def take_records(self) -> list[SubcallRecord]:
         """The calls made since the last take, in call order (batches in prompt order)."""
         with self._lock:
             records, self._records = self._records, []
@@ -255,48 +256,32 @@ class SubcallEngine:
             self._end(record, started)
             raise
         else:
-            record.update(
-                response=completion.text,
-                usage=completion.usage.to_dict(),
-                cached=completion.cached,
-                model=completion.model,
-            )
+            record["response"] = completion.text
+            record["usage"] = completion.usage.to_dict()
+            record["cached"] = completion.cached
+            record["model"] = completion.model
         return self._end(record, started)
 
     def _start(
         self, kind: str, model: str, prompt: str, key: str | None, batch: dict[str, Any] | None
-    ) -> dict[str, Any]:
+    ) -> SubcallRecord:
         """A new sub-call record (its trajectory shape), announced to listeners."""
         call_id, seq = self._new_id()
-        record: dict[str, Any] = {
-            "id": call_id,
-            "seq": seq,
-            "kind": kind,
-            "model": model,
-            "depth": self.depth + 1,
-            "prompt": prompt,
-            "response": "",
-            "error": None,
-            "usage": Usage().to_dict(),
-            "latency": 0.0,
-            "started": time.time(),
-            "cached": False,
-            "request_key": key,
-            "batch": batch,
-            "child": None,
-        }
+        record = subcall_record(call_id, seq, kind, model, self.depth + 1, prompt, key, batch)
         size = batch["size"] if batch else 1
         self.emitter.emit(
             SubcallStarted(self.session_id, self.depth, call_id, kind, model, prompt, size)
         )
         return record
 
-    def _end(self, record: dict[str, Any], started: float) -> str:
+    def _end(self, record: SubcallRecord, started: float) -> str:
         """Keep the finished record for the iteration and announce it; the text the model gets back."""
         record["latency"] = time.perf_counter() - started
         with self._lock:
             self._records.append(record)
-        self.emitter.emit(SubcallFinished(self.session_id, self.depth, record["id"], record))
+        self.emitter.emit(
+            SubcallFinished(self.session_id, self.depth, record["id"], cast(dict[str, Any], record))
+        )
         return f"Error: {record['error']}" if record["error"] else str(record["response"])
 
     async def _complete(self, messages: list[Message], model: str) -> Completion:
@@ -375,7 +360,8 @@ class SubcallEngine:
                 self._end(record, started)
                 raise
             self.usage.merge(usage)
-            record.update(response=answer, child=child, usage=usage.total.to_dict())
+            record["response"], record["child"] = answer, child
+            record["usage"] = usage.total.to_dict()
         return self._end(record, started)
 
 

@@ -1,18 +1,23 @@
-"""The trajectory: one versioned record schema, written as it happens and read back.
+"""The trajectory: the one record of a run, written as it happens and read back.
 
-A trajectory is a list of records, each a JSON object with a ``type``:
+A trajectory is a list of records, each a JSON object with a ``type`` (their shapes, and the functions
+that build them: ``_schema``):
 
 - ``session`` (first): ids, question, context fingerprint (type, length, sha256 — never the context
   itself), settings (never an API key), models, and the system and metadata messages the model saw.
 - ``iteration``: the model call (model, request key, usage, latency), the raw response, the code as
   proposed and as executed (``edited_by_user`` and a unified diff when a person changed it), each
-  block's stdout/stderr/traceback/value, the observation sent back, notes, the sub-call tree (child
-  RLMs nested as their own trajectories), and the submission if any.
+  block's stdout/stderr/traceback/value, notes, the turn it added to the history (``assistant`` and
+  ``observation``), the sub-call tree (child RLMs nested as their own trajectories), and the
+  submission if any.
 - ``rewind``: later iterations from ``to_iteration`` on are superseded (a person re-ran an earlier step).
-- ``compaction``: the root history was summarised after ``after_iteration``.
-- ``follow_up``: a new question asked in the same session after ``after_iteration``.
-- ``final``: answer, reason, usage, and the forced best-answer call if a limit ended the run (one per
-  question; a follow-up adds another).
+- ``compaction``: the root history was summarised after ``after_iteration`` (``summary``, ``note``).
+- ``follow_up``: a new question asked in the same session after ``after_iteration`` (``text``).
+- ``final``: answer, reason, usage, and the forced best-answer call if a limit ended the run, with the
+  messages it sent (one per question; a follow-up adds another).
+
+The history the root model was sent is a fold over these records (``History.apply``). Files of schema
+version 1 are read too, brought up to version 2 as they are read (``_schema_v1``).
 
 Autosave appends each record as one JSONL line and flushes it, so a crash loses at most the iteration
 in flight. ``save``/``load`` round-trip both ``.jsonl`` and ``.json`` (``{"schema_version", "records"}``);
@@ -29,11 +34,23 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ._environment import env_value
+from ._schema import (
+    RECORD_TYPES,
+    SCHEMA_VERSION,
+    FinalRecord,
+    IterationRecord,
+    Record,
+    SessionRecord,
+    SubcallRecord,
+    as_records,
+    iterations,
+)
+from ._schema_v1 import upgrade
 from ._secrets import Redactor
 from .errors import TrajectoryError
 
-SCHEMA_VERSION = 1
-RECORD_TYPES = frozenset({"session", "iteration", "rewind", "compaction", "follow_up", "final"})
+# The versions this module reads: the current one, and version 1 through ``_schema_v1``.
+READABLE_VERSIONS = (1, SCHEMA_VERSION)
 
 
 class Exporter(Protocol):
@@ -62,8 +79,8 @@ def use_exporter(export: Exporter) -> None:
 class Trajectory:
     """A session's records, in the order they were written (see the module docstring)."""
 
-    def __init__(self, records: list[dict[str, Any]] | None = None) -> None:
-        self.records: list[dict[str, Any]] = records if records is not None else []
+    def __init__(self, records: list[Record] | None = None) -> None:
+        self.records: list[Record] = records if records is not None else []
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Trajectory) and self.records == other.records
@@ -74,43 +91,39 @@ class Trajectory:
         question = self.session.get("question", "") if self.records else ""
         return f"<Trajectory {question[:40]!r}: {len(self.iterations)} iterations>"
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: Record) -> None:
         """Add ``record`` at the end (the session does; readers need not)."""
         self.records.append(record)
 
     @property
-    def session(self) -> dict[str, Any]:
+    def session(self) -> SessionRecord:
         """The first record: ids, question, context fingerprint, settings, models, preamble."""
-        if not self.records or self.records[0].get("type") != "session":
+        first = self.records[0] if self.records else None
+        if first is None or first["type"] != "session":
             raise TrajectoryError(
                 "This trajectory has no session record", fix="Load a complete trajectory file"
             )
-        return self.records[0]
+        return first
 
     @property
-    def iterations(self) -> list[dict[str, Any]]:
-        """The iterations that stand, with rewinds applied."""
-        current: list[dict[str, Any]] = []
-        for record in self.records:
-            if record["type"] == "iteration":
-                current.append(record)
-            elif record["type"] == "rewind":
-                current = [r for r in current if r["iteration"] < record["to_iteration"]]
-        return current
+    def iterations(self) -> list[IterationRecord]:
+        """The iterations that stand, with rewinds applied (``_schema.standing``)."""
+        return list(iterations(self.records))
 
     @property
-    def final(self) -> dict[str, Any] | None:
+    def final(self) -> FinalRecord | None:
         """The latest final record, if the latest question was answered."""
         last = self.records[-1] if self.records else None
         return last if last is not None and last["type"] == "final" else None
 
-    def subcalls(self) -> Iterator[dict[str, Any]]:
+    def subcalls(self) -> Iterator[SubcallRecord]:
         """Every sub-call in the tree, children's included, depth first."""
         for iteration in self.iterations:
             for call in iteration.get("subcalls", []):
                 yield call
-                if call.get("child"):
-                    yield from Trajectory.from_dict(call["child"]).subcalls()
+                child = call["child"]
+                if child:
+                    yield from Trajectory.from_dict(child).subcalls()
 
     def to_dict(self) -> dict[str, Any]:
         """``{"schema_version", "records"}``: what the ``json`` format holds."""
@@ -120,15 +133,13 @@ class Trajectory:
     def from_dict(cls, data: Mapping[str, Any]) -> Trajectory:
         """The trajectory ``to_dict`` made (a child RLM's, say), checked like a file."""
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise TrajectoryError(
                 f"Trajectory schema version {version!r} is not supported (this rlm_kernel reads "
-                f"version {SCHEMA_VERSION})",
+                f"versions {', '.join(map(str, READABLE_VERSIONS))})",
                 fix="Open it with the rlm_kernel version that wrote it",
             )
-        records = list(data.get("records", []))
-        _validate(records, "<dict>")
-        return cls(records)
+        return cls(_checked(list(data.get("records", [])), "<dict>"))
 
     def redactor(self) -> Redactor:
         """Secrets to keep out of what is written: the session's API key and secret-looking
@@ -187,7 +198,7 @@ class Trajectory:
                 raise TrajectoryError(
                     f"{source} is not valid JSON: {exc}", fix="Check the file"
                 ) from exc
-        records: list[dict[str, Any]] = []
+        raw: list[dict[str, Any]] = []
         # Split on newline bytes only: str.splitlines() would also split inside a record's text at
         # characters JSON leaves unescaped (U+2028, U+0085, ...).
         lines = data.split(b"\n")
@@ -197,32 +208,35 @@ class Trajectory:
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line.decode("utf-8")))
+                raw.append(json.loads(line.decode("utf-8")))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 if number == len(lines):
                     break  # the last line was being written when the process died (even mid-character)
                 raise TrajectoryError(
                     f"{source}, line {number}, is not valid JSON: {exc}", fix="Check the file"
                 ) from exc
-        _validate(records, str(source))
-        if records[0].get("schema_version") != SCHEMA_VERSION:
-            raise TrajectoryError(
-                f"{source} has schema version {records[0].get('schema_version')!r}; this rlm_kernel "
-                f"reads version {SCHEMA_VERSION}",
-                fix="Open it with the rlm_kernel version that wrote it",
-            )
-        return cls(records)
+        return cls(_checked(raw, str(source)))
 
 
-def _validate(records: list[dict[str, Any]], where: str) -> None:
-    if not records or records[0].get("type") != "session":
+def _checked(raw: list[dict[str, Any]], where: str) -> list[Record]:
+    """Records read from a file or a dict, checked and brought up to the current schema version."""
+    if not raw or not isinstance(raw[0], dict) or raw[0].get("type") != "session":
         raise TrajectoryError(f"{where} does not start with a session record", fix="Check the file")
-    for record in records:
-        if record.get("type") not in RECORD_TYPES:
+    version = raw[0].get("schema_version")
+    if version not in READABLE_VERSIONS:
+        raise TrajectoryError(
+            f"{where} has schema version {version!r}; this rlm_kernel reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}",
+            fix="Open it with the rlm_kernel version that wrote it",
+        )
+    for record in raw:
+        if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:
+            kind = record.get("type") if isinstance(record, dict) else type(record).__name__
             raise TrajectoryError(
-                f"{where} holds a record of unknown type {record.get('type')!r}",
+                f"{where} holds a record of unknown type {kind!r}",
                 fix="Open it with the rlm_kernel version that wrote it",
             )
+    return as_records(upgrade(raw) if version == 1 else raw)
 
 
 def dumps(record: Mapping[str, Any]) -> str:

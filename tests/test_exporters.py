@@ -21,6 +21,7 @@ from conftest import SECRET, fence, settings
 
 import rlm_kernel
 from rlm_kernel import RLM, Session, Trajectory, TrajectoryError
+from rlm_kernel._examples import examples_dir
 from rlm_kernel.exporters import FORMATS, export, import_trajectory, infer_format
 from rlm_kernel.exporters._common import walk
 from rlm_kernel.models import request_key
@@ -582,3 +583,73 @@ def test_a_final_undone_by_a_rewind_is_not_exported(serve: Serve, tmp_path: Path
     answers = [c.source for c in notebook.cells if c.metadata.rlm.role == "answer"]
     assert len(answers) == 1
     assert "second" in answers[0]
+
+
+# --- schema version 1 ---------------------------------------------------------------------------
+
+# What version 2 added to the records: the texts each record put into the root model's conversation.
+V2_FIELDS = {"iteration": ("assistant",), "compaction": ("note",), "follow_up": ("text",)}
+
+
+def as_version_1(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records a version-1 rlm_kernel wrote for the same run: version 2 less what it added."""
+    old = []
+    for record in records:
+        record = {k: v for k, v in record.items() if k not in V2_FIELDS.get(record["type"], ())}
+        if record["type"] == "session":
+            record["schema_version"] = 1
+        if record["type"] == "iteration":
+            record["subcalls"] = [
+                {
+                    **c,
+                    "child": {"schema_version": 1, "records": as_version_1(c["child"]["records"])},
+                }
+                if c["child"]
+                else c
+                for c in record["subcalls"]
+            ]
+        if record["type"] == "final" and record["forced"]:
+            record["forced"] = {
+                k: v for k, v in record["forced"].items() if k in ("response", "model_call")
+            }
+        old.append(record)
+    return old
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_a_version_1_file_reads_as_the_version_2_record_of_the_same_run(
+    serve: Serve, tmp_path: Path, scenario: str, suffix: str
+) -> None:
+    trajectory, _ = SCENARIOS[scenario](serve)
+    records = json.loads(json.dumps(trajectory.records))
+    old = as_version_1(records)
+    path = tmp_path / f"v1{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in old), encoding="utf-8")
+    else:
+        path.write_text(json.dumps({"schema_version": 1, "records": old}), encoding="utf-8")
+    assert old != records  # the scenario has something version 1 did not store
+    assert Trajectory.load(path).records == records
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in examples_dir().glob("sessions/*.jsonl")))
+def test_the_bundled_version_1_sessions_rebuild_every_prompt(name: str) -> None:
+    path = examples_dir() / "sessions" / name
+    first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+    assert first["schema_version"] == 1
+    trajectory = Trajectory.load(path)
+    final = trajectory.final
+    if final is not None and final["reason"] == "baseline":
+        # Its one call carried the whole context, which no record holds: the rest is rebuilt.
+        [(_, prompt)] = model_prompts(trajectory)
+        assert prompt[1]["content"].startswith("Context:\n[the context P is not exported: ")
+        return
+    assert_prompts_match_the_recording(trajectory)
+
+
+def test_a_schema_version_this_release_does_not_know_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "v9.jsonl"
+    path.write_text(json.dumps({"type": "session", "schema_version": 9}) + "\n", encoding="utf-8")
+    with pytest.raises(TrajectoryError, match="schema version 9"):
+        Trajectory.load(path)

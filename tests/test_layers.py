@@ -42,6 +42,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "loop parts",
         (
+            "_schema",
+            "_schema_v1",
             "_prompts",
             "_final",
             "_namespace",

@@ -161,7 +161,6 @@ def test_the_recovery_seam_is_refused_by_a_live_session(
     session.step()
     for call in (
         lambda: session.restore_records(Trajectory()),
-        lambda: session.keep_recorded_observation("seen"),
         lambda: session.reopen("why"),
         lambda: session.end_as_recorded("a", "final", "m"),
         lambda: session.go_live(ScriptedClient([])),

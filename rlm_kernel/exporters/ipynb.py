@@ -14,11 +14,12 @@ import html
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from .._trajectory import SCHEMA_VERSION, Trajectory
+from .._schema import SCHEMA_VERSION, context_summary
+from .._trajectory import Trajectory
 from .._version import __version__
-from ._common import context_summary, subcall_tokens, walk, write_text
+from ._common import subcall_tokens, walk, write_text
 
 # A fenced block, or an unclosed one running to the end: what is left is the model's prose.
 _FENCED = re.compile(r"```[^\n]*\n.*?(?:```|\Z)", re.DOTALL)
@@ -229,7 +230,7 @@ def _calls_html(calls: list[dict[str, Any]], max_chars: int) -> str:
 def _child_html(child: Trajectory, max_chars: int) -> str:
     steps = []
     for record in child.iterations:
-        calls = record.get("subcalls", [])
+        calls = cast(list[dict[str, Any]], record["subcalls"])
         nested = _calls_html(calls, max_chars) if calls else ""
         steps.append(
             f"<details><summary>child step {record['iteration']} · {len(calls)} "

@@ -4,7 +4,8 @@ The root model's turns are served in the order they were recorded (a replay re-e
 if a printed timing differs). Sub-calls are looked up by ``request_key`` (model + messages +
 parameters), because the code that makes them runs again for real and may ask them in another order;
 identical requests recorded more than once are served in recorded order. A sub-call the recording lacks
-raises ``ReplayMissError`` unless a live ``fallback`` client is given.
+raises ``ReplayMissError`` unless a live ``fallback`` client is given. Which answers a recording holds,
+in which order, is the records' business (``rlm_kernel._replay.replay_clients``).
 """
 
 from __future__ import annotations
@@ -12,23 +13,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
 
 from ..errors import ReplayMissError
-from ._base import Completion, DeltaCallback, Message, ModelClient, Usage, request_key
-
-
-class Recording(Protocol):
-    """What a replay reads of a recorded session: its records (``rlm_kernel.Trajectory`` is one).
-
-    The clients sit below the records layer, so they take the records, not the trajectory type."""
-
-    @property
-    def records(self) -> list[dict[str, Any]]:
-        """The session's records as written, rewinds included (a replay drops what they undo)."""
-        ...
+from ._base import Completion, DeltaCallback, Message, ModelClient, request_key
 
 
 class ReplayClient:
@@ -104,63 +93,3 @@ class ReplayClient:
         if self._fallback is None:
             raise self._miss(messages, model)
         return await self._fallback.acomplete(messages, model=model)
-
-
-def replay_clients(
-    recording: Recording, *, fallback: ModelClient | None = None, speed: float | None = None
-) -> tuple[ReplayClient, ReplayClient]:
-    """(root client, sub-call client) serving everything ``recording`` recorded."""
-    turns: list[Completion] = []
-    calls: list[tuple[str, Completion]] = []
-    collect_answers(recording.records, turns, calls)
-    return (
-        ReplayClient(sequence=turns, fallback=fallback, speed=speed),
-        ReplayClient(keyed=calls, fallback=fallback, speed=speed),
-    )
-
-
-def collect_answers(
-    records: list[dict[str, Any]], turns: list[Completion], calls: list[tuple[str, Completion]]
-) -> None:
-    """Append the recorded root turns of ``records`` to ``turns``, in the order they were asked (a
-    child's turns come inside its parent's iteration), and their sub-call answers to ``calls`` by
-    request key. Rewound iterations are left out."""
-    for record in _standing(records):
-        if record["type"] == "compaction":
-            turns.append(recorded_completion(record["summary"], record["model_call"]))
-        elif record["type"] == "final" and record.get("forced"):
-            forced = record["forced"]
-            turns.append(recorded_completion(forced["response"], forced["model_call"]))
-        elif record["type"] == "iteration":
-            if record["model_call"]["request_key"] is not None:
-                turns.append(recorded_completion(record["response"], record["model_call"]))
-            for call in record.get("subcalls", []):
-                if call.get("child"):
-                    collect_answers(call["child"]["records"], turns, calls)
-                elif call.get("request_key") and call.get("error") is None:
-                    calls.append((call["request_key"], recorded_completion(call["response"], call)))
-
-
-def _standing(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Records with rewound iterations dropped: what a replay should re-enact."""
-    kept: list[dict[str, Any]] = []
-    for record in records:
-        if record["type"] == "rewind":
-            kept = [
-                r
-                for r in kept
-                if r["type"] != "iteration" or r["iteration"] < record["to_iteration"]
-            ]
-        else:
-            kept.append(record)
-    return iter(kept)
-
-
-def recorded_completion(text: str, call: dict[str, Any]) -> Completion:
-    """The completion a recorded model call (its ``model_call`` entry, or a sub-call) answered."""
-    return Completion(
-        text=text,
-        model=call["model"],
-        usage=Usage.from_dict(call.get("usage", {})),
-        latency=float(call.get("latency", 0.0)),
-    )

@@ -6,11 +6,19 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ._config import RLM
+from ._prompts import observation_message, truncate
+from ._schema import IterationRecord, SubcallRecord, iteration_record, model_call
+from ._secrets import Redactor
 from ._trajectory import Trajectory
 from .errors import RLMError
 from .executors import ExecResult
 from .models import Completion, UsageSummary
+
+if TYPE_CHECKING:
+    from ._iteration import Outcome
 
 
 @dataclass(frozen=True)
@@ -67,4 +75,56 @@ def unified_diff(before: str, after: str) -> str:
         difflib.unified_diff(
             before.splitlines(True), after.splitlines(True), "proposed", "executed"
         )
+    )
+
+
+EDITED_NOTE = "A person edited your code for this step before it ran; the code above is what ran."
+
+
+def step_record(
+    proposal: Proposal,
+    blocks: tuple[str, ...],
+    edited: bool,
+    outcome: Outcome,
+    *,
+    question: str,
+    config: RLM,
+    root_model: str,
+    redactor: Redactor,
+    subcalls: list[SubcallRecord],
+    ran_for: float,
+) -> IterationRecord:
+    """The record of a step that ran ``blocks`` (a person's edit when ``edited``): its output as the
+    model reads it, and the turn it adds to the history."""
+    notes = [EDITED_NOTE, *outcome.notes] if edited else list(outcome.notes)
+    output = truncate(render_output(outcome.results, len(blocks)), config.max_output_chars)
+    observation = observation_message(
+        output,
+        question=question,
+        turn=proposal.iteration + 1,
+        max_iterations=config.max_iterations,
+        notes=notes,
+    )
+    executed = "\n\n".join(blocks)
+    # A person's edit is shown to the model as its own turn; a key typed into it must not travel.
+    assistant = proposal.response if not edited else redactor.scrub(f"```repl\n{executed}\n```")
+    completion, submission = proposal.completion, outcome.submission
+    return iteration_record(
+        proposal.iteration,
+        call=model_call(completion, proposal.request_key, root_model),
+        response=proposal.response,
+        blocks=list(proposal.blocks),
+        code=executed,
+        edited=edited,
+        diff=unified_diff(proposal.code, executed) if edited else None,
+        results=[r.to_dict() for r in outcome.results],
+        output=output,
+        notes=notes,
+        assistant=assistant,
+        observation=observation,
+        subcalls=subcalls,
+        final=None
+        if submission is None
+        else {"value": submission.value, "source": submission.source},
+        duration=ran_for + (completion.latency if completion else 0.0),
     )

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal, TypedDict, cast, get_args
 
+from ._version import __version__
 from .models import Completion, Message, Usage, request_key
 
 SCHEMA_VERSION = 2
@@ -164,6 +165,38 @@ RECORD_TYPES: frozenset[str] = frozenset(get_args(RecordType))
 def now() -> str:
     """The time stamp records carry: ISO 8601, UTC, milliseconds."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def session_record(
+    session_id: str,
+    *,
+    question: str,
+    parent_call: str | None,
+    depth: int,
+    context: dict[str, Any],
+    config: dict[str, Any],
+    models: dict[str, str],
+    endpoint: str,
+    tools: list[dict[str, str]],
+    messages: list[Message],
+) -> SessionRecord:
+    """The first record of a session (of this rlm_kernel version, in this schema version)."""
+    return {
+        "type": "session",
+        "schema_version": SCHEMA_VERSION,
+        "session_id": session_id,
+        "parent_call": parent_call,
+        "depth": depth,
+        "created": now(),
+        "rlm_kernel_version": __version__,
+        "question": question,
+        "context": context,
+        "config": config,
+        "models": models,
+        "endpoint": endpoint,
+        "tools": tools,
+        "messages": messages,
+    }
 
 
 def model_call(

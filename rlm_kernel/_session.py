@@ -51,28 +51,22 @@ from ._prompts import (
     extract_code,
     follow_up_text,
     metadata_message,
-    observation_message,
     system_prompt,
-    truncate,
 )
-from ._records import Proposal, Result, render_output, unified_diff
+from ._records import Proposal, Result, step_record
 from ._schema import (
-    SCHEMA_VERSION,
     ForcedCall,
     IterationRecord,
     Record,
     SessionRecord,
     final_record,
     follow_up_record,
-    iteration_record,
-    model_call,
-    now,
     rewind_record,
+    session_record,
 )
 from ._secrets import Redactor
 from ._subcalls import Budget, SubcallCache, SubcallEngine
 from ._trajectory import Trajectory, TrajectoryWriter
-from ._version import __version__
 from .errors import IterationTimeout, ModelError, ReplayMissError, RLMError, SessionStateError
 from .executors import Executor, admitted_tools, executor_note, make_executor, release_executor
 from .models import (
@@ -598,46 +592,17 @@ class Session:
         outcome: Outcome,
         started: float,
     ) -> IterationRecord:
-        notes = outcome.notes
-        output = truncate(render_output(outcome.results, len(blocks)), self.config.max_output_chars)
-        if edited:
-            notes.insert(
-                0,
-                "A person edited your code for this step before it ran; the code above is what ran.",
-            )
-        observation = observation_message(
-            output,
+        record = step_record(
+            proposal,
+            blocks,
+            edited,
+            outcome,
             question=self.question,
-            turn=proposal.iteration + 1,
-            max_iterations=self.config.max_iterations,
-            notes=notes,
-        )
-        executed = "\n\n".join(blocks)
-        # A person's edit is shown to the model as its own turn; a key typed into it must not travel.
-        assistant = (
-            proposal.response
-            if not edited
-            else self._shared.redactor.scrub(f"```repl\n{executed}\n```")
-        )
-        completion, submission = proposal.completion, outcome.submission
-        record = iteration_record(
-            proposal.iteration,
-            call=model_call(completion, proposal.request_key, self._root_model),
-            response=proposal.response,
-            blocks=list(proposal.blocks),
-            code=executed,
-            edited=edited,
-            diff=unified_diff(proposal.code, executed) if edited else None,
-            results=[r.to_dict() for r in outcome.results],
-            output=output,
-            notes=notes,
-            assistant=assistant,
-            observation=observation,
+            config=self.config,
+            root_model=self._root_model,
+            redactor=self._shared.redactor,
             subcalls=self._engine.take_records(),
-            final=None
-            if submission is None
-            else {"value": submission.value, "source": submission.source},
-            duration=time.perf_counter() - started + (completion.latency if completion else 0.0),
+            ran_for=time.perf_counter() - started,
         )
         self._apply(record)
         # Listeners (front ends, below the records layer) read the record as a plain dict.
@@ -731,22 +696,18 @@ class Session:
         )
 
     def _session_record(self, parent_call: str | None) -> SessionRecord:
-        return {
-            "type": "session",
-            "schema_version": SCHEMA_VERSION,
-            "session_id": self.id,
-            "parent_call": parent_call,
-            "depth": self.depth,
-            "created": now(),
-            "rlm_kernel_version": __version__,
-            "question": self.question,
-            "context": self.context_info.to_dict(),
-            "config": self.config.public_dict(),
-            "models": {"root": self._root_model, "sub": self.config.effective_sub_model()},
-            "endpoint": self._shared.client.endpoint,
-            "tools": [s.__dict__ for s in self._helpers.specs],
-            "messages": list(self.history.preamble),
-        }
+        return session_record(
+            self.id,
+            question=self.question,
+            parent_call=parent_call,
+            depth=self.depth,
+            context=self.context_info.to_dict(),
+            config=self.config.public_dict(),
+            models={"root": self._root_model, "sub": self.config.effective_sub_model()},
+            endpoint=self._shared.client.endpoint,
+            tools=[s.__dict__ for s in self._helpers.specs],
+            messages=list(self.history.preamble),
+        )
 
     def _apply(self, record: Record) -> None:
         """A record that changes the history: applied to it, then recorded."""

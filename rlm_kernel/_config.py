@@ -104,14 +104,14 @@ class RLM(Configurable):
         "connection errors, per model call.",
     ).tag(config=True)
     lean_http = Bool(
-        False,
-        help="Opt-in. For a plain http:// endpoint with no proxy (a local vLLM, Ollama or llama.cpp), "
-        "send root-model requests over rlm_kernel's own pooled HTTP/1.1 connections (framed by h11, "
-        "as the SDK's transport frames them) instead of the SDK's default transport: about 0.2 ms "
-        "less per call. The SDK still builds each request, retries and maps errors; an answer the "
-        "server sends before it has read the whole request (a 413 for an oversized prompt) is "
-        "returned as it is. False (the default) uses the SDK's own transports for every call; "
-        "sub-calls always do.",
+        True,
+        help="For a plain http:// endpoint with no proxy (a local vLLM, Ollama or llama.cpp), send "
+        "root-model requests over rlm_kernel's own pooled HTTP/1.1 connections (framed by h11, as the "
+        "SDK's transport frames them) instead of the SDK's default transport: about 0.3-0.5 ms less "
+        "per call (benchmarks/README.md). The SDK still builds each request, retries and maps errors; an "
+        "answer the server sends before it has read the whole request (a 413 for an oversized "
+        "prompt) is returned as it is. False uses the SDK's own transports for every call; "
+        "sub-calls always do, and https:// endpoints and proxies always use them.",
     ).tag(config=True)
 
     # --- the loop ------------------------------------------------------------------------------

@@ -59,8 +59,8 @@ def test_root_calls_share_one_keep_alive_connection(
 
 def test_the_setting_chooses_the_transport(serve: Callable[..., ScriptedServer]) -> None:
     server = serve(["a"])
-    assert transport_name(client_for(server)) == "HTTPTransport"  # opt-in
-    assert transport_name(client_for(server, lean_http=True)) == "LeanTransport"
+    assert transport_name(client_for(server)) == "LeanTransport"  # the default, for http://
+    assert transport_name(client_for(server, lean_http=False)) == "HTTPTransport"
     assert type(client_for(server, lean_http=True)._async._client._transport).__name__ == (
         "AsyncHTTPTransport"  # sub-calls: the SDK's, always
     )

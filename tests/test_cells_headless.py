@@ -9,10 +9,15 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import fence, record_edited_session, settings
 from nbclient import NotebookClient
 
-from rlm_kernel.testing import HeadlessFrontend, ScriptedServer
+from rlm_kernel.testing import (
+    HeadlessFrontend,
+    ScriptedServer,
+    fence,
+    record_edited_session,
+    settings,
+)
 
 KERNELS = pytest.mark.parametrize("kernel_name", ["rlm", "python3"])
 

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import fence, record_edited_session
 
 from rlm_kernel import ConfigError, Trajectory
 from rlm_kernel._config import parse_assignment
-from rlm_kernel.testing import Fault, ScriptedServer
+from rlm_kernel.testing import Fault, ScriptedServer, fence, record_edited_session
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

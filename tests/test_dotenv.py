@@ -12,12 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import fence, settings
 
 import rlm_kernel
 from rlm_kernel import RLM, ConfigError, Trajectory
 from rlm_kernel._secrets import Redactor
-from rlm_kernel.testing import ScriptedServer
+from rlm_kernel.testing import ScriptedServer, fence, settings
 
 KEY = "sk-dotenv-0123456789-abcdef"
 AZURE_KEY = "azure-key-0123456789-abcdef"

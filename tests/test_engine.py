@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import child_rlm_sub, fence, settings
 
 import rlm_kernel
 from rlm_kernel import RLM, Trajectory
@@ -26,7 +25,7 @@ from rlm_kernel._events import SubcallFinished, SubcallStarted
 from rlm_kernel._timeout import IterationTimeout, time_limit
 from rlm_kernel.models import Message, Usage
 from rlm_kernel.models.openai import OpenAIClient
-from rlm_kernel.testing import ChatRequest, Reply, ScriptedServer
+from rlm_kernel.testing import ChatRequest, Reply, ScriptedServer, child_rlm_sub, fence, settings
 
 NEEDLE = "TANGERINE-4491"
 # The scenarios that must behave the same in-process and in the sandbox.

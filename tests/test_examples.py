@@ -13,10 +13,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import kernel_env
 from nbclient import NotebookClient
 
 import rlm_kernel
+from rlm_kernel.testing import kernel_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("*.ipynb"))

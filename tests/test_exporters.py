@@ -17,7 +17,6 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import SECRET, fence, settings
 
 import rlm_kernel
 from rlm_kernel import RLM, Session, Trajectory, TrajectoryError
@@ -25,7 +24,7 @@ from rlm_kernel._examples import examples_dir
 from rlm_kernel.exporters import FORMATS, export, import_trajectory, infer_format
 from rlm_kernel.exporters._common import walk
 from rlm_kernel.models import request_key
-from rlm_kernel.testing import ChatRequest, ScriptedServer
+from rlm_kernel.testing import SECRET, ChatRequest, ScriptedServer, fence, settings
 
 Serve = Callable[..., ScriptedServer]
 MARKER = "ZEBRA-MARKER-7731"

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import SECRET, fence, settings
 
 import rlm_kernel
 from rlm_kernel import RLM, ConfigError, Trajectory
@@ -19,7 +18,7 @@ from rlm_kernel.errors import (
     ModelResponseError,
     ModelServerError,
 )
-from rlm_kernel.testing import Fault, ScriptedServer
+from rlm_kernel.testing import SECRET, Fault, ScriptedServer, fence, settings
 
 TWO_TURNS = [fence("print(len(P))"), fence("FINAL('done')")]
 

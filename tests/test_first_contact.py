@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Kernel, fence, kernel_env, settings
 
 import rlm_kernel
 from rlm_kernel import RLM, ConfigError, Session, Trajectory
@@ -24,7 +23,7 @@ from rlm_kernel._records import Result
 from rlm_kernel.errors import ModelConnectionError, ModelNotFoundError, ModelResponseError
 from rlm_kernel.models import OpenAIClient
 from rlm_kernel.models._diagnosis import is_local_host
-from rlm_kernel.testing import Fault, ScriptedServer
+from rlm_kernel.testing import Fault, Kernel, ScriptedServer, fence, kernel_env, settings
 
 TWO_TURNS = [fence("print(len(P))"), fence("FINAL('done')")]
 

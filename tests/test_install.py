@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import kernel_env
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
 import rlm_kernel
+from rlm_kernel.testing import kernel_env
 
 LOGOS = {"logo-32x32": 32, "logo-64x64": 64}
 

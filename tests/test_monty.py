@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import SECRET, fence, settings
 
 import rlm_kernel
 from rlm_kernel import RLM, Session
@@ -21,7 +20,7 @@ from rlm_kernel._records import Result
 from rlm_kernel._sandbox import is_sandbox_safe, sandbox_safe
 from rlm_kernel.executors import NamespaceExecutor
 from rlm_kernel.executors.monty import MontyExecutor
-from rlm_kernel.testing import ScriptedServer
+from rlm_kernel.testing import SECRET, ScriptedServer, fence, settings
 
 pytest.importorskip("pydantic_monty")
 

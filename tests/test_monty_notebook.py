@@ -6,10 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Kernel, child_rlm_sub, configure, fence
 from test_cells_headless import Run, make_notebook, text
 
-from rlm_kernel.testing import ChatRequest, ScriptedServer
+from rlm_kernel.testing import ChatRequest, Kernel, ScriptedServer, child_rlm_sub, configure, fence
 
 NEEDLE = "TANGERINE-4491"
 CONTEXT = (

@@ -11,19 +11,18 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import (
+from rlm_kernel import RLM, Session
+from rlm_kernel.testing import (
     EDITED_STEP,
     Kernel,
     KernelRun,
+    ScriptedServer,
     configure,
     fence,
     kernel_env,
     record_edited_session,
     settings,
 )
-
-from rlm_kernel import RLM, Session
-from rlm_kernel.testing import ScriptedServer
 
 HAS_RLM = "ip = get_ipython()\nprint(ip.find_line_magic('rlm') is not None, ip.find_cell_magic('rlm_step') is not None)"
 SESSION_ID = "from rlm_kernel.notebook import get_magics\nprint(get_magics(get_ipython()).current.session.id)"

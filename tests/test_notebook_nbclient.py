@@ -9,10 +9,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import fence, kernel_env, settings
 from nbclient import NotebookClient
 
-from rlm_kernel.testing import ScriptedServer
+from rlm_kernel.testing import ScriptedServer, fence, kernel_env, settings
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
-from conftest import fence, settings
-
 from rlm_kernel import RLM, Session
 from rlm_kernel._progress import ProgressLine
-from rlm_kernel.testing import ScriptedServer
+from rlm_kernel.testing import ScriptedServer, fence, settings
 
 
 def test_progress_line_follows_the_session(serve: Callable[..., ScriptedServer]) -> None:

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Kernel, configure, fence, kernel_env, settings
 
 import rlm_kernel
 from rlm_kernel import RLM, ContextError, Session, SessionStateError, Trajectory
 from rlm_kernel._recovery import resume
 from rlm_kernel.errors import RecoveryWarning
 from rlm_kernel.models import ScriptedClient
-from rlm_kernel.testing import ScriptedServer
+from rlm_kernel.testing import Kernel, ScriptedServer, configure, fence, kernel_env, settings
 
 
 def config(server: ScriptedServer, **overrides: Any) -> RLM:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import fence, settings
 
 from rlm_kernel import RLM, Session, SessionStateError, Trajectory
 from rlm_kernel._events import (
@@ -19,7 +18,7 @@ from rlm_kernel._events import (
     SubcallStarted,
 )
 from rlm_kernel.models import ConversationKeys, Message, request_key
-from rlm_kernel.testing import ScriptedServer
+from rlm_kernel.testing import ScriptedServer, fence, settings
 
 
 def make(server: ScriptedServer, context: object = "ctx", **overrides: Any) -> Session:

@@ -14,9 +14,8 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from conftest import fence
 
-from rlm_kernel.testing import ScriptedServer
+from rlm_kernel.testing import ScriptedServer, fence
 
 # What `import rlm_kernel` must not import: the SDK and its HTTP and model layers, and the notebook
 # and kernel stack (the %rlm magics and the kernel import those when they load).

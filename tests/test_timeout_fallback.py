@@ -11,12 +11,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from conftest import fence, settings
 
 import rlm_kernel
 from rlm_kernel import RLM
 from rlm_kernel._timeout import uses_alarm
-from rlm_kernel.testing import ScriptedServer
+from rlm_kernel.testing import ScriptedServer, fence, settings
 
 
 @contextmanager

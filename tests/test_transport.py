@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import fence, settings
 
 import rlm_kernel
 from rlm_kernel import RLM
@@ -26,7 +25,7 @@ from rlm_kernel._aio import run_sync
 from rlm_kernel.errors import ModelConnectionError, ModelError, ModelResponseError
 from rlm_kernel.models import _transport
 from rlm_kernel.models.openai import OpenAIClient, _http_library
-from rlm_kernel.testing import ChatRequest, Fault, ScriptedServer
+from rlm_kernel.testing import ChatRequest, Fault, ScriptedServer, fence, settings
 
 THREE_TURNS = [fence("x = 6 * 7"), fence("print(x)"), fence("FINAL(x)")]
 HELLO = [{"role": "user", "content": "hello"}]

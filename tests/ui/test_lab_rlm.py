@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import fence, record_edited_session, settings
 
 from rlm_kernel import Trajectory
-from rlm_kernel.testing import ScriptedServer
+from rlm_kernel.testing import ScriptedServer, fence, record_edited_session, settings
 
 from .conftest import LabPage, LabServer
 

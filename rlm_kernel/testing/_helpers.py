@@ -1,0 +1,81 @@
+"""Helpers the test suite and the benchmarks share for scripted runs: a fake key, a root-model turn that
+runs code, a sub model that plays a child RLM, the settings that point rlm_kernel at a ``ScriptedServer``,
+and a recorded session a person edited."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rlm_kernel._config import RLM
+from rlm_kernel._session import Session
+from rlm_kernel.testing._server import ChatRequest, ScriptedServer
+
+# A key-shaped secret: a test that finds it in a file, a prompt or a log has found a leak.
+SECRET = "sk-test-0123456789-SECRET-abcdef"
+
+
+def fence(code: str) -> str:
+    """A root-model turn that runs ``code``."""
+    return f"```repl\n{code}\n```"
+
+
+def child_rlm_sub(reader: Callable[[ChatRequest], str]) -> Callable[[ChatRequest], str]:
+    """A scripted sub model for rlm_query at depth 2: a child RLM's root turns (they carry our system
+    prompt) look at P, then submit what one plain sub-call (answered by ``reader``) finds in it."""
+
+    def answer(request: ChatRequest) -> str:
+        if request.messages[0]["role"] != "system":
+            return reader(request)  # a plain sub-call made by the child
+        turn = sum(m["role"] == "assistant" for m in request.messages) + 1
+        if turn == 1:
+            return fence("print(len(P))")
+        return fence('FINAL(llm_query("Report the vault code in this text, or none:\\n" + P))')
+
+    return answer
+
+
+# What a user's shell may hold that would point a test at a real model or key.
+ENDPOINT_VARIABLES = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "RLM_MODEL",
+    "RLM_SUB_MODEL",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_ENDPOINT",
+    "OPENAI_API_VERSION",
+)
+
+
+# The code a person ran in place of the model's first step in ``record_edited_session``.
+EDITED_STEP = "x = 41 + 1\nprint(x)"
+
+
+def record_edited_session(serve: Callable[..., ScriptedServer], context: str) -> Path:
+    """A finished recording in which a person replaced the model's step 1 (x = 1) with EDITED_STEP
+    before it ran; the model then doubled x. Its answer is 84; re-running the model's own step 1
+    instead would give 2. The server is stopped: a replay must need no model."""
+    server = serve(
+        {"root": [fence("x = 1\nprint(x)"), fence("y = x * 2\nprint(y)"), fence("FINAL(y)")]}
+    )
+    session = Session(
+        "Double it", context, config=RLM().with_overrides(settings(server)), namespace={}
+    )
+    session.propose()
+    session.execute(EDITED_STEP)
+    assert session.run().answer == "84"
+    assert session.path is not None
+    server.stop()
+    return session.path
+
+
+def settings(server: ScriptedServer, **overrides: Any) -> dict[str, Any]:
+    """Settings that point rlm_kernel at ``server`` with root model 'root' and sub model 'sub'."""
+    return {
+        "base_url": server.base_url,
+        "model": "root",
+        "sub_model": "sub",
+        "max_retries": 0,
+        **overrides,
+    }

@@ -37,7 +37,8 @@ atexit.register(shutil.rmtree, DATA_DIR, True)
 import openai  # noqa: E402
 
 import rlm_kernel  # noqa: E402
-from rlm_kernel.testing import ChatRequest, ScriptedServer  # noqa: E402
+from rlm_kernel import testing  # noqa: E402
+from rlm_kernel.testing import ChatRequest, ScriptedServer, fence  # noqa: E402
 from rlm_kernel.testing._server import Script  # noqa: E402
 
 __all__ = [
@@ -70,22 +71,13 @@ REFERENCE = {
 }
 
 
-def fence(code: str) -> str:
-    """A root-model turn that runs ``code``."""
-    return f"```repl\n{code}\n```"
-
-
 def settings(server: ScriptedServer, **overrides: Any) -> dict[str, Any]:
-    """Settings pointing rlm_kernel at ``server``: root model 'root', sub model 'sub', no retries."""
-    return {
-        "base_url": server.base_url,
-        "model": "root",
-        "sub_model": "sub",
-        "max_retries": 0,
-        "api_key_env": _NO_KEY_ENV,
-        "trajectory_dir": str(DATA_DIR / "sessions"),
-        **overrides,
-    }
+    """The test suite's settings for ``server`` (root model 'root', sub model 'sub', no retries), with
+    no key and the benchmark's own data directory."""
+    return testing.settings(
+        server,
+        **{"api_key_env": _NO_KEY_ENV, "trajectory_dir": str(DATA_DIR / "sessions"), **overrides},
+    )
 
 
 def make_config(server: ScriptedServer, **overrides: Any) -> rlm_kernel.RLM:

@@ -363,12 +363,9 @@ class Session:
         self.begin()
         try:
             if uses_baseline(self.config, self.context_info, self.depth):
-                call = self._root_call
-                self._end(
-                    baseline(
-                        call, self.context, self.question, self.trajectory.session, self.config.mode
-                    )
-                )
+                record = self.trajectory.session
+                mode = self.config.mode
+                self._end(baseline(self._root_call, self.context, self.question, record, mode))
             while self.checkpoint():
                 self.step()
         except (ModelError, ReplayMissError) as exc:
@@ -551,8 +548,8 @@ class Session:
         self.answer, self.reason, self.message = answer, reason, message
 
     def compact_if_due(self) -> None:
-        """Compact the history now if it is due, as the next ``propose`` would first (a record that
-        ends between a compaction and the step after it)."""
+        """Compact the history now if it is due, as the next ``propose`` would first (recovery
+        re-enacts a recorded compaction with it)."""
         self._compact_if_due()
 
     def go_live(

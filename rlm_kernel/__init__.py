@@ -56,14 +56,23 @@ use_exporter(_export)
 
 def load_ipython_extension(ip: Any) -> None:
     """``%load_ext rlm_kernel``: the %rlm magics and the RLM settings."""
-    from .notebook import load_ipython_extension as load
+    from ._notebook import load_ipython_extension as load
 
     load(ip)
 
 
+def current_session() -> Session | None:
+    """The session the latest ``%rlm`` in this IPython shell started, replayed or took up again;
+    None outside IPython or before the first one. Its ``trajectory``, ``usage`` and ``answer`` are
+    what the cell showed."""
+    from ._notebook import current_session as current
+
+    return current()
+
+
 def unload_ipython_extension(ip: Any) -> None:
     """``%unload_ext rlm_kernel``: the %rlm magics removed again."""
-    from .notebook import unload_ipython_extension as unload
+    from ._notebook import unload_ipython_extension as unload
 
     unload(ip)
 
@@ -86,6 +95,7 @@ __all__ = [
     "Trajectory",
     "TrajectoryError",
     "__version__",
+    "current_session",
     "describe_context",
     "export",
     "import_trajectory",

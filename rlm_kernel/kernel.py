@@ -6,8 +6,8 @@ from typing import Any
 
 from ipykernel.ipkernel import IPythonKernel
 
+from ._notebook._protocol import PROTOCOL_VERSION
 from ._version import __version__
-from .notebook._protocol import PROTOCOL_VERSION
 
 
 class RLMKernel(IPythonKernel):

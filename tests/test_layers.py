@@ -58,7 +58,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("session", ("_session",)),
     ("records out and back", ("exporters", "_replay", "_recovery")),
     ("headless front ends", ("_api", "_progress", "_demo", "_examples", "cli", "install")),
-    ("notebook", ("notebook",)),
+    ("notebook", ("_notebook",)),
     ("kernel and test tools", ("kernel", "__main__", "testing")),
     ("package face", ("__init__", "_labextension")),
 ]
@@ -75,7 +75,7 @@ RULES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
             for n in names
             if layer not in ("notebook", "kernel and test tools", "package face")
         ),
-        ("notebook",),
+        ("_notebook",),
     ),
     (
         "the core never imports recovery or replay",
@@ -268,7 +268,7 @@ def test_the_scan_sees_the_imports_it_must() -> None:
     """The scanner itself: imports inside functions and under TYPE_CHECKING are found."""
     found = {(imp.source, imp.target) for imp in all_imports()}
     assert ("_session", "models.openai") in found  # inside a function
-    assert ("__init__", "notebook") in found  # inside a function of the package face
+    assert ("__init__", "_notebook") in found  # inside a function of the package face
     assert ("exporters", "exporters.ipynb") in found  # ``from . import ipynb``
     assert ("_api", "_session") in found
 

@@ -25,7 +25,7 @@ from rlm_kernel.testing import (
 )
 
 HAS_RLM = "ip = get_ipython()\nprint(ip.find_line_magic('rlm') is not None, ip.find_cell_magic('rlm_step') is not None)"
-SESSION_ID = "from rlm_kernel.notebook import get_magics\nprint(get_magics(get_ipython()).current.session.id)"
+SESSION_ID = "from rlm_kernel._notebook import get_magics\nprint(get_magics(get_ipython()).current.session.id)"
 
 
 def answer_of(run: KernelRun) -> str | None:
@@ -83,7 +83,7 @@ def test_settings_precedence(serve: Callable[..., ScriptedServer], tmp_path: Pat
     k = Kernel("rlm", env, tmp_path)
     try:
         shown = k.run(
-            "from rlm_kernel.notebook import get_magics\ns = get_magics(get_ipython()).settings\nprint(s.model, s.sub_model, s.max_iterations, s.base_url)"
+            "from rlm_kernel._notebook import get_magics\ns = get_magics(get_ipython()).settings\nprint(s.model, s.sub_model, s.max_iterations, s.base_url)"
         )
         assert shown.stdout.split() == ["from-file", "from-file", "4", server.base_url]
         k.run("%config RLM.model = 'from-config'")
@@ -445,7 +445,7 @@ def test_a_replay_re_enacts_a_persons_edit_and_steps_through(
     rest = kernel.run("%rlm resume")
     assert answer_of(rest) == "84"
     flags = kernel.run(
-        "from rlm_kernel.notebook import get_magics\n"
+        "from rlm_kernel._notebook import get_magics\n"
         "s = get_magics(get_ipython()).current.session\n"
         "print([it['edited_by_user'] for it in s.trajectory.iterations])"
     )

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from rlm_kernel._notebook import _protocol as protocol
+from rlm_kernel._notebook._protocol import validate
 from rlm_kernel.errors import ProtocolError
-from rlm_kernel.notebook import _protocol as protocol
-from rlm_kernel.notebook._protocol import validate
 
 FIXTURE = Path(__file__).parent / "fixtures" / "protocol_v1.json"
 DATA: dict[str, Any] = json.loads(FIXTURE.read_text(encoding="utf-8"))

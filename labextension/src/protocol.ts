@@ -1,7 +1,7 @@
 /**
  * The rlm_kernel comm protocol, version 1: the frontend side, defined once.
  *
- * The kernel side is `rlm_kernel/notebook/_protocol.py`; both are checked against the shared
+ * The kernel side is `rlm_kernel/_notebook/_protocol.py`; both are checked against the shared
  * fixture `tests/fixtures/protocol_v1.json`. Keep the field tables and error wording of the two
  * files in step. This module is pure (no JupyterLab imports) so the node test runner can load it.
  */

@@ -17,8 +17,8 @@ from typing import Any
 
 import nbformat
 
+from .._notebook._protocol import COMM_TARGET, PROTOCOL_VERSION, validate
 from .._version import __version__
-from ..notebook._protocol import COMM_TARGET, PROTOCOL_VERSION, validate
 
 
 class HeadlessFrontend:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._config import RLM
+from .._session import Session
 from .magics import RLMMagics
 
 _ATTR = "_rlm_kernel_magics"
@@ -44,3 +45,13 @@ def unload_ipython_extension(ip: Any) -> None:
 def get_magics(ip: Any) -> RLMMagics | None:
     """The loaded RLMMagics of a shell (for front-end drivers and tests)."""
     return getattr(ip, _ATTR, None)
+
+
+def current_session() -> Session | None:
+    """The session the latest ``%rlm`` in this IPython shell started (``rlm_kernel.current_session``)."""
+    from IPython.core.getipython import get_ipython
+
+    shell = get_ipython()
+    magics = get_magics(shell) if shell is not None else None
+    entry = magics.current if magics is not None else None
+    return entry.session if entry is not None else None

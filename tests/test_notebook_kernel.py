@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rlm_kernel import RLM, Session
 from rlm_kernel.testing import (
@@ -25,7 +26,7 @@ from rlm_kernel.testing import (
 )
 
 HAS_RLM = "ip = get_ipython()\nprint(ip.find_line_magic('rlm') is not None, ip.find_cell_magic('rlm_step') is not None)"
-SESSION_ID = "from rlm_kernel._notebook import get_magics\nprint(get_magics(get_ipython()).current.session.id)"
+SESSION_ID = "import rlm_kernel\nprint(rlm_kernel.current_session().id)"
 
 
 def answer_of(run: KernelRun) -> str | None:
@@ -190,6 +191,55 @@ def test_step_mode_shows_each_step_before_it_runs(
     assert kernel.run("print(made)").stdout.strip() == "2"
 
 
+def run_as_the_extension(kernel: Kernel, code: str, timeout: float = 60) -> KernelRun:
+    """Execute ``code`` in a request tagged as the JupyterLab extension tags every request: from a
+    front end that can insert cells."""
+    kc = kernel.client
+    content = {
+        "code": code,
+        "silent": False,
+        "store_history": True,
+        "user_expressions": {},
+        "allow_stdin": False,
+        "stop_on_error": True,
+    }
+    tag = {"rlm_frontend": {"version": "test", "session": kc.session.session}}
+    request = kc.session.msg("execute_request", content, metadata=tag)
+    kc.shell_channel.send(request)
+    msg_id = request["header"]["msg_id"]
+    messages: list[dict[str, Any]] = []
+    while True:
+        message = kc.get_iopub_msg(timeout=timeout)
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        messages.append(message)
+        if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+            break
+    reply = kc.get_shell_msg(timeout=timeout)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=timeout)
+    return KernelRun(messages, reply)
+
+
+def test_a_session_started_inline_stays_inline(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    """The driver is chosen once, when the session starts: a later command from a front end that
+    could insert cells still runs this session's steps in its own cell, and inserts none."""
+    server = serve({"root": [fence("made = 1\nprint(made)"), fence("FINAL(made)")]})
+    configure(kernel, server)
+    kernel.run("ctx = 'c'")
+    started = kernel.run('%rlm "q" ctx --step')
+    assert "Step mode: `%rlm step` runs step 1" in started.text
+    stepped = run_as_the_extension(kernel, "%rlm step")
+    assert not stepped.errors, stepped.errors
+    assert [m for m in stepped.messages if m["msg_type"].startswith("comm_")] == []
+    assert stepped.stdout == "1\n"  # step 1's print, in this cell
+    assert "Step mode: `%rlm step` runs step 2" in stepped.text
+    done = run_as_the_extension(kernel, "%rlm step")
+    assert answer_of(done) == "1"
+
+
 def test_pause_and_stop_from_magics(kernel: Kernel, serve: Callable[..., ScriptedServer]) -> None:
     server = serve({"root": [fence("print(1)"), fence("print(2)")]})
     configure(kernel, server)
@@ -258,7 +308,7 @@ def test_an_edited_step_rewinds_and_continues(
     assert not rerun.errors
     assert answer_of(rerun) == "70"  # the model's steps 2 and 3 ran again, on the edited x
     traj = kernel.run(
-        "import json\ns = get_magics(get_ipython()).current.session\n"
+        "import json\nimport rlm_kernel\ns = rlm_kernel.current_session()\n"
         "print(json.dumps([it['edited_by_user'] for it in s.trajectory.iterations]))"
     )
     assert json.loads(traj.stdout.strip().splitlines()[-1]) == [True, False, False]
@@ -445,8 +495,8 @@ def test_a_replay_re_enacts_a_persons_edit_and_steps_through(
     rest = kernel.run("%rlm resume")
     assert answer_of(rest) == "84"
     flags = kernel.run(
-        "from rlm_kernel._notebook import get_magics\n"
-        "s = get_magics(get_ipython()).current.session\n"
+        "import rlm_kernel\n"
+        "s = rlm_kernel.current_session()\n"
         "print([it['edited_by_user'] for it in s.trajectory.iterations])"
     )
     assert flags.stdout.strip().splitlines()[-1] == "[True, False, False]"

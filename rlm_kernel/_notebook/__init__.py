@@ -27,7 +27,7 @@ def unload_ipython_extension(ip: Any) -> None:
     magics: RLMMagics | None = getattr(ip, _ATTR, None)
     if magics is None:
         return
-    for entry in magics.sessions.values():
+    for entry in magics.sessions:
         if entry.session.state in ("idle", "paused"):
             entry.session.stop()
     if magics.cells is not None:
@@ -53,5 +53,5 @@ def current_session() -> Session | None:
 
     shell = get_ipython()
     magics = get_magics(shell) if shell is not None else None
-    entry = magics.current if magics is not None else None
+    entry = magics.sessions.current if magics is not None else None
     return entry.session if entry is not None else None

@@ -1,7 +1,7 @@
 """``%rlm replay`` and ``%rlm resume --from``: sessions that come from a recording.
 
-A mixin of ``RLMMagics``: a replay re-enacts a recorded session with the model's answers served from the
-record; a resume after a crash re-runs the finished steps that way, then goes on live.
+A replay re-enacts a recorded session with the model's answers served from the record; a resume after
+a crash re-runs the finished steps that way, then goes on live.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import argparse
 import io
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TextIO, cast
 
 from IPython.core.display_functions import display
 from IPython.core.error import UsageError
@@ -19,78 +20,79 @@ from IPython.core.error import UsageError
 from .._config import RLM
 from .._recovery import resume, resumed_config
 from .._replay import replay_session
-from .._session import Session
 from .._trajectory import Trajectory
 from ..errors import RecoveryWarning, RLMError
 from ..executors import Executor, NamespaceExecutor
 from ..models import ModelClient
 from . import _html
 from ._html import HTML
-from ._notebook_session import NotebookSession
+from ._notebook_session import Driver, NotebookSession
+from ._registry import SessionRegistry
+from ._workspace import Workspace
 
 
 class RecordedSessions:
-    ip: Any
-    settings: RLM
-    sessions: dict[str, NotebookSession]
+    """Starts the sessions that come from a recording and adds them to ``registry``.
 
-    if TYPE_CHECKING:  # provided by RLMMagics
+    ``settings`` are the kernel's ``RLM`` settings, ``workspace`` the namespace the code runs in,
+    ``choose`` the driver for a new session by its settings (as for ``%rlm``), and ``inline`` the
+    driver of a resumed session, which runs in the resume cell whatever the front end.
+    """
 
-        def _refuse_while_running(self) -> None: ...
+    def __init__(
+        self,
+        settings: RLM,
+        workspace: Workspace,
+        registry: SessionRegistry,
+        choose: Callable[[RLM], Driver],
+        inline: Driver,
+    ) -> None:
+        self._settings = settings
+        self._workspace = workspace
+        self._registry = registry
+        self._choose = choose
+        self._inline = inline
 
-        def _resolve_context(self, name: str) -> object: ...
-
-        def _protect_user_names(self) -> None: ...
-
-        def _remember_helpers(self) -> None: ...
-
-        def _executor(self, config: RLM) -> Executor | None: ...
-
-        def _register(self, session: Session, *, step_mode: bool = False) -> NotebookSession: ...
-
-        def _show_status(self, entry: NotebookSession) -> None: ...
-
-        def _drive(self, entry: NotebookSession) -> None: ...
-
-        def _launch(self, entry: NotebookSession) -> None: ...
-
-    def _replay(self, args: argparse.Namespace) -> None:
+    def replay(self, args: argparse.Namespace) -> None:
+        """``%rlm replay PATH ctx``: re-enact the recording, driven as a new ``%rlm`` session is."""
         if args.context is None:
             raise UsageError(
                 f"%rlm replay: which context? Pass the variable the session was recorded on: "
                 f"%rlm replay {args.path} ctx"
             )
-        self._refuse_while_running()
-        context = self._resolve_context(args.context)
+        self._registry.refuse_while_running()
+        context = self._workspace.resolve_context(args.context)
         try:
             recording = Trajectory.load(Path(args.path).expanduser())
             fallback = self._live_fallback() if args.live_fallback else None
-            self._protect_user_names()
+            self._workspace.protect_user_names()
             session = replay_session(
                 recording,
                 None,
                 context,
-                executor=self._executor(self.settings),
+                executor=self._workspace.executor(self._settings),
                 speed=args.speed,
-                base=self.settings,
+                base=self._settings,
                 fallback=fallback,
             )
         except RLMError as exc:
             raise UsageError(f"%rlm replay: {exc}") from None
-        self._remember_helpers()
-        self._launch(self._register(session, step_mode=args.step))
+        self._workspace.remember_helpers()
+        entry = NotebookSession(session, self._choose(session.config), step_mode=args.step)
+        self._registry.add(entry)
+        entry.driver.start(entry)
 
     def _live_fallback(self) -> ModelClient:
         from ..models.openai import OpenAIClient  # only now: the SDK is slow to import
 
         try:
-            return OpenAIClient(self.settings)
+            return OpenAIClient(self._settings)
         except RLMError as exc:
             raise UsageError(
                 f"%rlm replay --live-fallback needs a model to ask what the recording lacks: {exc}"
             ) from None
 
-    def _resume_from(self, source: str, context_name: str | None) -> None:
+    def resume_from(self, source: str, context_name: str | None) -> None:
         """``%rlm resume --from PATH ctx``: ``rlm_kernel.resume``, then on with the live model, inline."""
         path = Path(source).expanduser()
         if context_name is None:
@@ -99,19 +101,19 @@ class RecordedSessions:
                 f"fingerprint, never the context: %rlm resume --from {source} ctx, where ctx holds "
                 "what the session ran on"
             )
-        self._refuse_while_running()
-        context = self._resolve_context(context_name)
+        self._registry.refuse_while_running()
+        context = self._workspace.resolve_context(context_name)
         gates: list[_Gate] = []
         try:
             recording = Trajectory.load(path)
             sid = recording.session["session_id"]
-            if sid in self.sessions:  # two live copies would both append to one file
+            if sid in self._registry:  # two live copies would both append to one file
                 raise UsageError(
                     f"%rlm resume --from: session {sid} is already in this kernel; "
                     f"`%rlm resume {sid}` continues it"
                 )
-            config = resumed_config(recording, self.settings)
-            self._protect_user_names()
+            config = resumed_config(recording, self._settings)
+            self._workspace.protect_user_names()
             executor, gates = self._gated_executor(config)
             for gate in gates:
                 gate.open = False
@@ -123,8 +125,8 @@ class RecordedSessions:
         finally:
             for gate in gates:
                 gate.open = True
-        self._remember_helpers()
-        entry = self._register(session)
+        self._workspace.remember_helpers()
+        entry = self._registry.add(NotebookSession(session, self._inline))
         steps = len(session.trajectory.iterations)
         display(
             HTML(
@@ -142,16 +144,16 @@ class RecordedSessions:
             display(HTML(_html.answer_block(session.answer, session.reason, session.message)))
             print('It had finished; `%rlm "follow-up" --continue` asks it something new.')
             return
-        self._show_status(entry)
-        self._drive(entry)
+        entry.driver.start(entry)  # inline, not in step mode: the status bar, then the run
 
     def _gated_executor(self, config: RLM) -> tuple[Executor | None, list[_Gate]]:
-        """``_executor`` whose live output can be shut off (the gates) while a resume catches up."""
+        """``Workspace.executor`` whose live output can be shut off (the gates) while a resume
+        catches up."""
         if config.executor != "namespace":
             return None, []
         gates = [_Gate(sys.stdout), _Gate(sys.stderr)]
         executor = NamespaceExecutor(
-            self.ip.user_ns,
+            self._workspace.user_ns,
             echo_stdout=cast(TextIO, gates[0]),
             echo_stderr=cast(TextIO, gates[1]),
         )

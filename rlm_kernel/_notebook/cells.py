@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from IPython.core.display_functions import display
+from IPython.core.error import UsageError
 
 from .._events import Event, Finished, IterationFinished, IterationStarted, StateChanged
 from .._session import Session
@@ -22,15 +23,17 @@ from . import _html
 from ._frontend import FrontendLink
 from ._html import HTML
 from ._notebook_session import NotebookSession
-from .inline import InlineRenderer
+from .inline import InlineDriver, InlineRenderer, check_step
 
 
 class CellsDriver:
     """Runs sessions as step cells: asks the front end to insert and run one ``%%rlm_step`` cell per
     iteration, and sends it the session's status for its toolbar."""
 
-    def __init__(self, link: FrontendLink) -> None:
+    def __init__(self, link: FrontendLink, inline: InlineDriver) -> None:
+        """``inline`` runs what a request from no cell-inserting front end asks of a cells session."""
         self.link = link
+        self._inline = inline
         # Step cells inserted to run automatically: a paused session skips them; a person's re-run does not.
         self._auto: set[tuple[str, int]] = set()
         # The insert_cell message of each session's latest step cell, and the last cell inserted for it.
@@ -41,8 +44,95 @@ class CellsDriver:
         """The id of the last cell inserted for ``session_id`` (where new cells for it belong)."""
         return self._last.get(session_id)
 
+    # --- the driver: what the magics ask of a cells session ---------------------------------------
+    # The session's steps are cells of the front end that started it. A command from a request with
+    # no cell-inserting front end (a console on the same kernel) cannot have cells inserted: it runs
+    # in its own cell, as the inline driver runs it.
+    def start(self, entry: NotebookSession) -> None:
+        """``%rlm``, ``%rlm replay``: begin the session and ask for step 1's cell under this one."""
+        client = self.link.requester()
+        if client is None:
+            self._inline.start(entry)
+        else:
+            self._begin(entry, client)
+
+    def follow_up(self, entry: NotebookSession) -> None:
+        """``%rlm "..." --continue``: ask for the next step's cell from here."""
+        client = self.link.requester()
+        if client is None:
+            self._inline.follow_up(entry)
+        else:
+            self._resume(entry, client)
+
+    def resume(self, entry: NotebookSession) -> None:
+        """``%rlm resume``: ask for the next step's cell from here (or run the waiting one)."""
+        client = self.link.requester()
+        if client is None:
+            self._inline.resume(entry)
+        else:
+            self._resume(entry, client)
+
+    def step(self, entry: NotebookSession) -> None:
+        """``%rlm step``: run the waiting step's cell, or ask for it, and the next one unrun."""
+        client = self.link.requester()
+        session = entry.session
+        if client is None or session.state == "done":
+            self._inline.step(entry)  # also says that a finished session has nothing to step
+        elif session.state not in ("paused", "idle"):
+            raise UsageError(f"%rlm step: session {session.id} is {session.state}, not paused")
+        else:
+            entry.step_mode = True
+            self._resume(entry, client)
+
+    def step_cell(self, entry: NotebookSession, n: int, code: str) -> None:
+        """A ``%%rlm_step`` cell: run step ``n``, then ask for the next step's cell."""
+        client = self.link.requester()
+        if client is None:
+            self._inline.step_cell(entry, n, code)
+            return
+        # A step cell the kernel inserted to run by itself says why it did not (the session was
+        # stopped or paused meanwhile) rather than failing a Run All with a usage error.
+        if not self._inserted_to_run(entry.session.id, n):
+            check_step(entry.session, n)
+        self._step_cell(entry, n, code, client)
+
+    def control(self, entry: NotebookSession, action: str) -> None:
+        """A toolbar button of the extension (possibly on a subshell thread: flags only)."""
+        session = entry.session
+        if action == "pause":
+            session.pause()
+        elif action == "stop":
+            session.stop()
+        elif (
+            action in ("resume", "step") and session.state == "paused" and entry.client is not None
+        ):
+            # The kernel cannot run a cell itself: it asks the front end for one that does.
+            self.link.send(
+                entry.client,
+                {
+                    "type": "insert_cell",
+                    "request_id": self.link.request_id(),
+                    "session": session.id,
+                    "iteration": session.iteration,
+                    "after_cell_id": self.last_cell(session.id),
+                    "cell_type": "code",
+                    "source": f"%rlm {action} {session.id}",
+                    "metadata": {
+                        "rlm": {
+                            "session": session.id,
+                            "iteration": session.iteration,
+                            "role": "start",
+                        }
+                    },
+                    "run": True,
+                    "collapsed": False,
+                },
+            )
+        elif action == "step":
+            entry.step_mode = True
+
     # --- the %rlm cell ---------------------------------------------------------------------------
-    def start(self, entry: NotebookSession, client: str) -> None:
+    def _begin(self, entry: NotebookSession, client: str) -> None:
         """``%rlm`` in cells mode: begin the session and ask for step 1's cell under this one."""
         entry.client = client
         session = entry.session
@@ -51,7 +141,7 @@ class CellsDriver:
         display(HTML(_html.notice(f"RLM session {session.id}: its steps follow as cells below.")))
         self._next(entry, after=self.link.cell_id())
 
-    def resume(self, entry: NotebookSession, client: str) -> None:
+    def _resume(self, entry: NotebookSession, client: str) -> None:
         """``%rlm resume`` / ``%rlm step`` in cells mode: ask for the next step's cell from here."""
         entry.client = client
         self._watch(entry)
@@ -68,12 +158,12 @@ class CellsDriver:
         session.begin()
         self._next(entry, after=self.link.cell_id())
 
-    def inserted_to_run(self, session_id: str, n: int) -> bool:
+    def _inserted_to_run(self, session_id: str, n: int) -> bool:
         """Whether step ``n``'s cell was inserted to run by itself (not run by a person)."""
         return (session_id, n) in self._auto
 
     # --- a %%rlm_step cell --------------------------------------------------------------------------
-    def step_cell(self, entry: NotebookSession, n: int, code: str, client: str) -> None:
+    def _step_cell(self, entry: NotebookSession, n: int, code: str, client: str) -> None:
         """Run step ``n``'s cell (an edit or a re-run rewinds to ``n`` and marks later cells stale),
         then ask for the next step's cell; an inserted cell whose session paused or ended meanwhile
         says so instead of running."""

@@ -11,6 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.display_functions import DisplayHandle, display
+from IPython.core.error import UsageError
 
 from .._events import (
     CodeReady,
@@ -23,9 +24,13 @@ from .._events import (
 )
 from .._records import Result
 from .._session import Session
+from ..errors import RLMError
 from . import _html
 from ._html import HTML
+from ._notebook_session import NotebookSession
+from ._workspace import Workspace
 from .panels import IterationPanel
+from .status import StatusBar
 
 # ipywidgets is imported where a widget is built: the RLM kernel loads this module at start-up,
 # and ipywidgets would add about 40 ms to it (benchmarks/startup.py).
@@ -146,3 +151,146 @@ def run_inline(session: Session, renderer: InlineRenderer | None = None) -> Resu
             )
         )
     return result
+
+
+class InlineDriver:
+    """Runs sessions in the cell that asks: ``%rlm`` runs the loop there under a status bar, step
+    mode shows each proposed step before it runs, and a ``%%rlm_step`` cell runs one step."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._workspace = workspace
+
+    def start(self, entry: NotebookSession) -> None:
+        """Show the status bar, then run the session (in step mode: propose its first step)."""
+        self._show_status(entry)
+        if entry.step_mode:
+            self._propose_only(entry)
+        else:
+            self._drive(entry)
+
+    def follow_up(self, entry: NotebookSession) -> None:
+        """Show the status bar and run the new question."""
+        self._show_status(entry)
+        self._drive(entry)
+
+    def resume(self, entry: NotebookSession) -> None:
+        """Run on from the pause, in this cell."""
+        self._drive(entry)
+
+    def step(self, entry: NotebookSession) -> None:
+        """Run the waiting step (proposing it first if there is none), then propose the next one."""
+        session = entry.session
+        if session.state == "done":
+            # Not an error: a notebook stepping through a session may reach its end sooner or later.
+            print(
+                f"Session {session.id} has finished ({session.reason}): nothing left to step. "
+                f'`%rlm "follow-up" --continue` asks it something more.'
+            )
+            return
+        if session.state not in ("paused", "idle"):
+            raise UsageError(f"%rlm step: session {session.id} is {session.state}, not paused")
+        entry.step_mode = True
+        renderer = InlineRenderer(session)
+        try:
+            session.step()
+        except RLMError as exc:
+            display(HTML(_html.error_block(str(exc))))
+            return
+        finally:
+            renderer.detach()
+        state: str = session.state  # changed by step(); re-read
+        if state != "done":
+            self._propose_only(entry)
+
+    def step_cell(self, entry: NotebookSession, n: int, code: str) -> None:
+        """Run step ``n`` with the cell's code (rewinding to it if it is not the waiting step),
+        then go on as the session does: its answer, the next proposed step, or the rest of the run."""
+        check_step(entry.session, n)
+        session = entry.session
+        if session.state == "running":
+            raise UsageError(f"%%rlm_step: session {session.id} is running; pause it first")
+        pending = session.pending
+        if pending is None or pending.iteration != n:
+            session.rewind(n)
+        renderer = InlineRenderer(session)
+        try:
+            session.execute(code)
+        except RLMError as exc:
+            display(HTML(_html.error_block(str(exc))))
+            return
+        finally:
+            renderer.detach()
+        if session.state == "done":
+            display(HTML(_html.answer_block(session.answer, session.reason, session.message)))
+        elif entry.step_mode:
+            self._propose_only(entry)
+        else:
+            self._drive(entry)
+
+    def _drive(self, entry: NotebookSession) -> None:
+        try:
+            run_inline(entry.session)
+        finally:
+            self._workspace.remember_helpers()
+            if entry.status is not None:
+                entry.status.close()
+
+    def _propose_only(self, entry: NotebookSession) -> None:
+        renderer = InlineRenderer(entry.session)
+        try:
+            entry.session.propose()
+        except RLMError as exc:
+            display(HTML(_html.error_block(str(exc))))
+        finally:
+            renderer.detach()
+        session = entry.session
+        if session.state == "idle":
+            session.pause()
+        pending = session.pending
+        if pending is None:
+            return  # the model call failed; the error above says what to do
+        n = pending.iteration
+        planned = (
+            f" In the recording a person ran their own code here instead: `%rlm step` runs that; "
+            f"`%%rlm_step {n}` with other code runs yours."
+            if n in session.edits
+            else ""
+        )
+        display(
+            HTML(
+                _html.notice(
+                    f"Step mode: `%rlm step` runs step {n}; `%rlm edit {n}` lets you change it first."
+                    + planned
+                )
+            )
+        )
+
+    def _show_status(self, entry: NotebookSession) -> None:
+        if entry.status is None:
+            entry.status = StatusBar(entry.session, lambda action: self._button(entry, action))
+        entry.status.display()
+
+    def _button(self, entry: NotebookSession, action: str) -> None:
+        session = entry.session
+        if action == "pause":
+            session.pause()
+        elif action == "stop":
+            session.stop()
+        elif session.state == "paused" and entry.status is not None:
+            # The click came while the kernel was free: run here, rendered under the status bar.
+            with entry.status.log:
+                if action == "step":
+                    self.step(entry)
+                else:
+                    entry.step_mode = False
+                    self._drive(entry)
+
+
+def check_step(session: Session, n: int, magic: str = "%%rlm_step") -> None:
+    """A step cell may run the waiting step or re-run an earlier one, nothing else."""
+    pending = session.pending
+    if (pending is not None and pending.iteration == n) or 1 <= n <= session.iteration:
+        return
+    have = f"iterations 1–{session.iteration}" if session.iteration else "no iterations yet"
+    waiting = f", and step {pending.iteration} is waiting" if pending is not None else ""
+    raise UsageError(f"{magic}: session {session.id} has {have}{waiting}; step {n} does not exist")

@@ -1,6 +1,7 @@
 """Test and benchmark helpers: a scripted OpenAI-compatible chat-completions server on loopback, a
 headless front end that lets nbclient run cells mode without a browser, real kernels driven over
-jupyter_client, and the helpers scripted runs share (the test suite's ``conftest`` holds only fixtures)."""
+jupyter_client, in-process sessions on scripted clients, and the helpers scripted runs share (the test
+suite's ``conftest`` holds only fixtures)."""
 
 from rlm_kernel.testing._frontend import HeadlessFrontend
 from rlm_kernel.testing._helpers import (
@@ -10,6 +11,7 @@ from rlm_kernel.testing._helpers import (
     child_rlm_sub,
     fence,
     record_edited_session,
+    scripted_session,
     settings,
 )
 from rlm_kernel.testing._kernels import Kernel, KernelRun, configure, kernel_env
@@ -31,5 +33,6 @@ __all__ = [
     "fence",
     "kernel_env",
     "record_edited_session",
+    "scripted_session",
     "settings",
 ]

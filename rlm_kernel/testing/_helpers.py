@@ -1,15 +1,16 @@
 """Helpers the test suite and the benchmarks share for scripted runs: a fake key, a root-model turn that
 runs code, a sub model that plays a child RLM, the settings that point rlm_kernel at a ``ScriptedServer``,
-and a recorded session a person edited."""
+a recorded session a person edited, and an in-process session whose models answer from scripts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rlm_kernel._config import RLM
 from rlm_kernel._session import Session
+from rlm_kernel.models import Message, ScriptedClient
 from rlm_kernel.testing._server import ChatRequest, ScriptedServer
 
 # A key-shaped secret: a test that finds it in a file, a prompt or a log has found a leak.
@@ -79,3 +80,36 @@ def settings(server: ScriptedServer, **overrides: Any) -> dict[str, Any]:
         "max_retries": 0,
         **overrides,
     }
+
+
+# What a ``ScriptedClient`` answers from: a list of responses in order, or a function of the request.
+ClientScript = Sequence[str] | Callable[[Sequence[Message], str], str]
+
+
+def scripted_session(
+    root: ClientScript,
+    sub: ClientScript | None = None,
+    *,
+    question: str = "How long is P?",
+    context: object = "abcdefgh" * 50,
+    tools: Mapping[str, Callable[..., Any]] | list[Callable[..., Any]] | None = None,
+    **overrides: Any,
+) -> Session:
+    """A root ``Session`` in this process whose models answer from scripts: no server, no network.
+
+    ``root`` answers the root model's calls (model 'root', and a child RLM's root turns, which ask for
+    model 'sub'); ``sub`` answers the sub-calls, or ``root``'s client does when it is None. Autosave is off, so nothing is written; ``overrides`` are further RLM settings.
+    The default context is 400 characters, under no limit, so the session runs the REPL loop.
+    """
+    config = RLM().with_overrides(
+        {"model": "root", "sub_model": "sub", "autosave": False, **overrides}
+    )
+    client = ScriptedClient(root)
+    return Session(
+        question,
+        context,
+        config=config,
+        client=client,
+        sub_client=ScriptedClient(sub) if sub is not None else client,
+        tools=tools,
+    )

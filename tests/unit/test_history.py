@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_kernel import RLM, Session, SessionStateError
+from rlm_kernel import SessionStateError
 from rlm_kernel._history import History
 from rlm_kernel._schema import compaction_record, follow_up_record, model_call, rewind_record
-from rlm_kernel.models import ScriptedClient
-
-
-def fence(code: str) -> str:
-    return f"```repl\n{code}\n```"
-
-
-def session(script: list[str], **overrides: object) -> Session:
-    config = RLM().with_overrides({"autosave": False, "model": "root", **overrides})
-    return Session("How long is P?", "abcdefgh" * 50, config=config, client=ScriptedClient(script))
+from rlm_kernel.testing import fence, scripted_session
 
 
 def test_the_history_rebuilt_from_the_records_is_the_sessions_own() -> None:
-    s = session(
+    s = scripted_session(
         [
             fence("print('x' * 3000)"),
             "SUMMARY: printed x",  # over the compaction threshold after one step

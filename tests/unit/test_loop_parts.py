@@ -7,32 +7,17 @@ from collections.abc import Sequence
 
 import pytest
 
-from rlm_kernel import RLM, Session
+from rlm_kernel import RLM
 from rlm_kernel._subcalls import Budget
 from rlm_kernel.errors import CostUnknownWarning
-from rlm_kernel.models import Message, ScriptedClient, Usage
-from rlm_kernel.models.scripted import ScriptFunction
-from rlm_kernel.testing import fence
-
-
-def session(
-    root: list[str], sub: list[str] | ScriptFunction | None = None, **overrides: object
-) -> Session:
-    config = RLM().with_overrides({"autosave": False, "model": "root", **overrides})
-    return Session(
-        "How long is P?",
-        "abcdefgh" * 50,
-        config=config,
-        client=ScriptedClient(root),
-        sub_client=ScriptedClient(sub or []),
-    )
-
+from rlm_kernel.models import Message, Usage
+from rlm_kernel.testing import fence, scripted_session
 
 # --- the block runner ------------------------------------------------------------------------------
 
 
 def test_a_final_in_the_first_step_is_refused_and_accepted_once_output_was_seen() -> None:
-    s = session([fence("FINAL(len(P))"), fence("n = len(P)\nprint(n)"), fence("FINAL(n)")])
+    s = scripted_session([fence("FINAL(len(P))"), fence("n = len(P)\nprint(n)"), fence("FINAL(n)")])
     first = s.step()
     assert first["final"] is None
     assert any("first step" in note for note in first["notes"])
@@ -41,7 +26,7 @@ def test_a_final_in_the_first_step_is_refused_and_accepted_once_output_was_seen(
 
 def test_blocks_after_one_that_raised_do_not_run() -> None:
     response = fence("x = 1\nprint(x)") + "\n" + fence("1 / 0") + "\n" + fence("print('never')")
-    s = session([response, fence("FINAL(x)")])
+    s = scripted_session([response, fence("FINAL(x)")])
     record = s.step()
     assert len(record["results"]) == 2
     assert record["results"][1]["error_type"] == "ZeroDivisionError"
@@ -49,7 +34,9 @@ def test_blocks_after_one_that_raised_do_not_run() -> None:
 
 
 def test_a_helper_the_code_overwrote_is_put_back_with_a_note() -> None:
-    s = session([fence("llm_query = 'mine'\nprint(1)"), fence("FINAL(callable(llm_query))")])
+    s = scripted_session(
+        [fence("llm_query = 'mine'\nprint(1)"), fence("FINAL(callable(llm_query))")]
+    )
     record = s.step()
     assert any("llm_query" in note and "reserved" in note for note in record["notes"])
     assert callable(s.executor.namespace["llm_query"])
@@ -63,7 +50,7 @@ def test_llm_batch_answers_in_prompt_order_and_records_each_call() -> None:
     def sub(messages: Sequence[Message], model: str) -> str:
         return messages[-1]["content"].upper()
 
-    s = session(
+    s = scripted_session(
         [fence("out = llm_batch(['a', 'b', 'c'])\nprint(out)"), fence("FINAL_VAR('out')")],
         sub=sub,
     )
@@ -74,7 +61,7 @@ def test_llm_batch_answers_in_prompt_order_and_records_each_call() -> None:
 
 
 def test_max_subcalls_turns_further_calls_into_error_strings() -> None:
-    s = session(
+    s = scripted_session(
         [fence("a = llm_query('one')\nb = llm_query('two')\nprint(a, '|', b)"), fence("FINAL(a)")],
         sub=["first"],
         max_subcalls=1,
@@ -104,7 +91,7 @@ def test_a_cost_limit_without_a_cost_warns_once() -> None:
 
 
 def test_a_token_limit_ends_the_run_with_the_best_answer_call() -> None:
-    s = session([fence("print(len(P))"), "It is 400."], max_tokens=1)
+    s = scripted_session([fence("print(len(P))"), "It is 400."], max_tokens=1)
     result = s.run()
     assert (result.reason, result.answer) == ("max_tokens", "It is 400.")
     assert result.trajectory.final["forced"]["history"] is True  # type: ignore[index]

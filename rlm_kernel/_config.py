@@ -203,6 +203,32 @@ class RLM(Configurable):
         help="Refuse a final answer given before the model has seen any output of its code (first "
         "iteration, or after an earlier block of the same response printed something).",
     ).tag(config=True)
+    loop_guard = Int(
+        2,
+        help="Repeats of an earlier step (the same code, once normalised, or the same output) that "
+        "end the loop early: the first repeat runs with a note that says which step it repeats and "
+        "what to do instead, and the repeat that reaches this count is not run; the model is asked "
+        "for its best answer instead (reason 'loop'). 0 turns the guard off.",
+    ).tag(config=True)
+    prose_nudge = Bool(
+        True,
+        help="When a response states an answer in prose but submits nothing (no code, or code that "
+        "only prints), tell the model once, per question, the exact FINAL(...) line that submits it.",
+    ).tag(config=True)
+    protocol = CaselessStrEnum(
+        ["rlm_kernel", "rlms"],
+        default_value="rlm_kernel",
+        help="The system prompt's shape: 'rlm_kernel' (ours), or 'rlms', the reference "
+        "implementation's (alexzhang13/rlm), for models trained or prompted on it. Every spelling of "
+        "both (context or P, llm_query_batched, rlm_query_batched, FINAL, FINAL_VAR, SUBMIT, the "
+        "answer dict) works under either; docs/protocol.md lists them.",
+    ).tag(config=True)
+    strategy = Unicode(
+        "",
+        help="Tips on how to work added to the system prompt: a name ('search-first', 'map-reduce', "
+        "'verify'; several joined by '+'), or your own tip text (anything that is not a name). "
+        "Empty: none. `%rlm ... --strategy NAME` sets it for one run.",
+    ).tag(config=True)
     executor = CaselessStrEnum(
         ["namespace", "monty"],
         default_value="namespace",

@@ -18,11 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, default, observe
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, default, observe, validate
 from traitlets.config import Configurable
 
 from ._environment import env_value, user_cache_dir, user_data_dir
 from ._secrets import kwargs_secrets, redact_kwargs, redact_url, url_secrets
+from ._strategies import check_strategy
 from .errors import ConfigError
 
 __all__ = ["RLM", "env_value", "parse_assignment", "setting_names"]
@@ -226,9 +227,16 @@ class RLM(Configurable):
     strategy = Unicode(
         "",
         help="Tips on how to work added to the system prompt: a name ('search-first', 'map-reduce', "
-        "'verify'; several joined by '+'), or your own tip text (anything that is not a name). "
+        "'verify'; several joined by '+'), or your own tip text (anything with a space in it). "
         "Empty: none. `%rlm ... --strategy NAME` sets it for one run.",
     ).tag(config=True)
+
+    @validate("strategy")
+    def _valid_strategy(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        check_strategy(value)  # a misspelt name is an error, not a one-word tip
+        return value
+
     executor = CaselessStrEnum(
         ["namespace", "monty"],
         default_value="namespace",

@@ -64,8 +64,17 @@ def exceeded_limit(
     return exceeded
 
 
-def best_answer(call: RootCall, history: History, question: str, reason: str, why: str) -> Ending:
-    """Ask the model once more, without code, for its best answer: the run is at a limit."""
+def best_answer(
+    call: RootCall,
+    history: History,
+    question: str,
+    reason: str,
+    why: str,
+    *,
+    what: str = "Limit reached",
+) -> Ending:
+    """Ask the model once more, without code, for its best answer: the run is at a limit (or the
+    loop guard ended it: ``what`` says which, in the messages)."""
     ask: Message = {
         "role": "user",
         "content": BEST_ANSWER_PROMPT.format(reason=why, question=question),
@@ -74,14 +83,14 @@ def best_answer(call: RootCall, history: History, question: str, reason: str, wh
     try:
         completion = call(messages)
     except ModelError as exc:
-        message = f"Limit reached ({why}) and the best-answer call failed: {exc}"
+        message = f"{what} ({why}) and the best-answer call failed: {exc}"
         return Ending(None, reason, message, error=exc)
     answer = completion.text.strip()
     found = prose_final(answer)
     if found is not None and found[0] == "FINAL":
         answer = found[1]
     forced = forced_call(completion, messages, history=True, shown=[ask])
-    message = f"Limit reached: {why}. The answer is the model's best guess."
+    message = f"{what}: {why}. The answer is the model's best guess."
     return Ending(answer, reason, message, forced)
 
 

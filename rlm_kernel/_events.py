@@ -54,6 +54,14 @@ class IterationFinished(Event):
 
 
 @dataclass(frozen=True)
+class Guarded(Event):
+    """A guard stepped in at ``iteration``; ``record`` is its ``guard`` record (``_guards``)."""
+
+    iteration: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class SubcallStarted(Event):
     call_id: str
     kind: str

@@ -53,7 +53,6 @@ class BlockRunner:
         iteration: int,
         response: str,
         edited: bool,
-        previous: tuple[str, ...] | None,
     ) -> Outcome:
         ns = self._executor.namespace
         out = Outcome()
@@ -93,11 +92,6 @@ class BlockRunner:
             got = self._prose_submission(iteration, response, out.notes)
             if got is not None:
                 out.submission = Submission(self._redactor.scrub(got.value), got.source)
-        elif not edited and blocks == previous:
-            out.notes.append(
-                "This is the same code as your previous step, so its output is the same. "
-                "Try a different step, or submit the answer."
-            )
         return out
 
     def _refusal(self, iteration: int, block: int, seen_output: bool) -> str | None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TextIO
+from typing import TextIO, cast
 
 from ._events import (
     Event,
+    Guarded,
     LiveCounts,
 )
+from ._guards import guard_line
+from ._schema import GuardRecord
 from ._session import Session
 
 
@@ -28,6 +31,9 @@ class ProgressLine:
 
     def on_event(self, event: Event) -> None:
         self._counts.update(event)
+        if isinstance(event, Guarded) and event.depth == 0 and not self._stopped.is_set():
+            # A line of its own that stays above the progress line: a person should see it.
+            self._stream.write("\r\x1b[K" + guard_line(cast(GuardRecord, event.record)) + "\n")
         self.draw()
 
     def render(self) -> str:

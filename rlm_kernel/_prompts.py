@@ -194,6 +194,41 @@ NO_CODE_NOTE = (
     "or submit with FINAL(...) once you have seen output that supports the answer."
 )
 
+_RULE_WORDS = {"repeated_code": "the same code as", "repeated_output": "the same output as"}
+
+
+def repeat_note(iteration: int, of: int, rule: str, *, left: int) -> str:
+    """The loop guard's warning, in the observation of a step that repeats an earlier one."""
+    again = (
+        "the next repeat will not run and ends the run"
+        if left <= 1
+        else f"{left} more repeats end the run"
+    )
+    return (
+        f"Step {iteration} has {_RULE_WORDS[rule]} step {of}, so it found nothing new: its output "
+        f"is already above, at step {of}. If that output answers the question, submit it now with "
+        'FINAL(...) or FINAL_VAR("name") in a repl block; otherwise try something different '
+        f"(another search term, another part of P, a sub-call). Careful: {again}."
+    )
+
+
+def loop_stop_reason(iteration: int, of: int, rule: str) -> str:
+    """Why the loop guard ended a run, as the best-answer call and the final message say it."""
+    return (
+        f"step {iteration} repeated step {of} again ({_RULE_WORDS[rule]} it), so the loop was ended"
+    )
+
+
+def prose_nudge_note(answer: str, *, printed: bool) -> str:
+    """The one nudge for an answer stated in prose (or printed) but never submitted."""
+    how = "printed an answer" if printed else "stated an answer in prose"
+    return (
+        f"You {how}, but that does not submit it: only FINAL(...) in a repl block does. If "
+        f"{answer!r} is your answer, reply with exactly this block:\n```repl\nFINAL({answer!r})\n```\n"
+        "Otherwise continue with code."
+    )
+
+
 BEST_ANSWER_PROMPT = (
     "You cannot run more code: {reason}. Based on everything you have seen so far, give your best "
     "final answer to the question now, as plain text without code. Question: {question}"

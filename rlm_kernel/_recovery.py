@@ -23,7 +23,7 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ._config import RLM
 from ._context import describe_context, load_context
@@ -182,7 +182,9 @@ def _catch_up(
                 root.queue = deque([recorded_completion(record["summary"], record["model_call"])])
                 session.compact_if_due()
             elif record["type"] == "iteration":
-                after = records[index + 1] if index + 1 < len(records) else None
+                # A guard's record may stand between a step and the ending it led to.
+                later = (r for r in records[index + 1 :] if r["type"] != "guard")
+                after = next(later, None)
                 root.queue = deque(_turns_for(session, record, after))
                 mismatches.extend(_step(session, record))
             elif record["type"] == "rewind":
@@ -228,10 +230,16 @@ def _step(session: Session, record: IterationRecord) -> list[Mismatch]:
     if pending is None or pending.iteration != record["iteration"]:
         session.propose()
     rerun = session.execute(record["code"] if record["edited_by_user"] else None)
-    if rerun.get("type") == "interrupted":
+    if rerun["type"] == "interrupted":
         raise KeyboardInterrupt
-    if rerun["output"] != record["output"]:
-        found.append(Mismatch(record["iteration"], _short_diff(record["output"], rerun["output"])))
+    if rerun["type"] == "guard":
+        raise TrajectoryError(
+            f"The loop guard stopped iteration {record['iteration']}, which the recorded run ran",
+            fix="Resume with the recorded RLM.loop_guard setting",
+        )
+    output = cast(IterationRecord, rerun)["output"]
+    if output != record["output"]:
+        found.append(Mismatch(record["iteration"], _short_diff(record["output"], output)))
     return found
 
 

@@ -35,6 +35,10 @@ _LOOP_SETTINGS = (
     "context_window",
     "refuse_early_final",
     "iteration_timeout",
+    "loop_guard",
+    "prose_nudge",
+    "protocol",
+    "strategy",
 )
 
 
@@ -121,6 +125,9 @@ def collect_answers(
     for record, _ in standing(records):
         if record["type"] == "compaction":
             turns.append(recorded_completion(record["summary"], record["model_call"]))
+        elif record["type"] == "guard" and record["model_call"] is not None:
+            # A step the loop guard stopped before it ran: its proposal was a root turn.
+            turns.append(recorded_completion(record["response"] or "", record["model_call"]))
         elif record["type"] == "final" and record["forced"]:
             forced = record["forced"]
             turns.append(recorded_completion(forced["response"], forced["model_call"]))

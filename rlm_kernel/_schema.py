@@ -155,10 +155,34 @@ class FinalRecord(TypedDict):
     error: dict[str, Any] | None
 
 
+class GuardRecord(TypedDict):
+    """A guard stepped in at ``iteration`` (``_guards``): a step that repeats step ``repeats``
+    (``rule`` repeated_code / repeated_output) was ``warned`` or ``stopped``, or an answer stated in
+    prose was ``nudged``. ``note`` is what the model read: for ``warned`` and ``nudged`` it is among
+    the iteration's notes (its observation), for ``stopped`` the reason the best-answer call gives.
+    A step stopped before it ran keeps the model's ``response`` and its ``model_call``."""
+
+    type: Literal["guard"]
+    iteration: int
+    rule: Literal["repeated_code", "repeated_output", "prose_answer"]
+    action: Literal["warned", "stopped", "nudged"]
+    repeats: int | None
+    note: str
+    response: str | None
+    model_call: ModelCall | None
+    at: str
+
+
 Record = (
-    SessionRecord | IterationRecord | RewindRecord | CompactionRecord | FollowUpRecord | FinalRecord
+    SessionRecord
+    | IterationRecord
+    | RewindRecord
+    | CompactionRecord
+    | FollowUpRecord
+    | GuardRecord
+    | FinalRecord
 )
-RecordType = Literal["session", "iteration", "rewind", "compaction", "follow_up", "final"]
+RecordType = Literal["session", "iteration", "rewind", "compaction", "follow_up", "guard", "final"]
 RECORD_TYPES: frozenset[str] = frozenset(get_args(RecordType))
 
 
@@ -328,6 +352,30 @@ def follow_up_record(question: str, after_iteration: int, text: str) -> FollowUp
         "after_iteration": after_iteration,
         "at": now(),
         "text": text,
+    }
+
+
+def guard_record(
+    iteration: int,
+    *,
+    rule: Literal["repeated_code", "repeated_output", "prose_answer"],
+    action: Literal["warned", "stopped", "nudged"],
+    repeats: int | None,
+    note: str,
+    response: str | None = None,
+    call: ModelCall | None = None,
+) -> GuardRecord:
+    """A guard's intervention (see ``GuardRecord``)."""
+    return {
+        "type": "guard",
+        "iteration": iteration,
+        "rule": rule,
+        "action": action,
+        "repeats": repeats,
+        "note": note,
+        "response": response,
+        "model_call": call,
+        "at": now(),
     }
 
 

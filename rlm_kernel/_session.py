@@ -36,6 +36,7 @@ from ._events import (
     Emitter,
     Event,
     Finished,
+    Guarded,
     IterationFinished,
     IterationStarted,
     Listener,
@@ -44,27 +45,38 @@ from ._events import (
     StateName,
 )
 from ._final import FinalSlot
+from ._guards import (
+    prose_guard,
+    repeat_after_run,
+    repeat_before_run,
+    repeat_guard,
+)
 from ._history import History
 from ._iteration import BlockRunner, Outcome
 from ._namespace import Helpers, normalize_tools
 from ._prompts import (
     extract_code,
     follow_up_text,
+    loop_stop_reason,
     metadata_message,
     system_prompt,
 )
-from ._records import Proposal, Result, step_record
+from ._records import Proposal, Result, render_output, step_record
 from ._schema import (
     ForcedCall,
+    GuardRecord,
     IterationRecord,
     Record,
     SessionRecord,
     final_record,
     follow_up_record,
+    guard_record,
+    model_call,
     rewind_record,
     session_record,
 )
 from ._secrets import Redactor
+from ._strategies import strategy_block
 from ._subcalls import Budget, SubcallCache, SubcallEngine
 from ._trajectory import Trajectory, TrajectoryWriter
 from .errors import IterationTimeout, ModelError, ReplayMissError, RLMError, SessionStateError
@@ -288,11 +300,13 @@ class Session:
         self._emit(CodeReady(self.id, self.depth, n, completion.text, blocks))
         return self._pending
 
-    def execute(self, code: str | None = None) -> IterationRecord | dict[str, Any]:
+    def execute(self, code: str | None = None) -> IterationRecord | GuardRecord | dict[str, Any]:
         """Run the pending step; ``code`` replaces the model's code (a person's edit).
 
-        Returns the step's record, or ``{"type": "interrupted", "iteration": n}`` when it was
-        interrupted (then nothing of it is recorded)."""
+        Returns the step's record; the loop guard's record when it ended the run instead of running
+        a step that repeats an earlier one once too often (``RLM.loop_guard``); or
+        ``{"type": "interrupted", "iteration": n}`` when it was interrupted (then nothing of it is
+        recorded)."""
         self._require("idle", "paused", "running")
         with self._counted():
             return self._execute(code)
@@ -309,20 +323,21 @@ class Session:
             if counting and self.state != "running":
                 self._shared.budget.clock(False)
 
-    def _execute(self, code: str | None) -> IterationRecord | dict[str, Any]:
+    def _execute(self, code: str | None) -> IterationRecord | GuardRecord | dict[str, Any]:
         proposal = self._pending or self.propose()
         edited = code is not None and code.strip() != proposal.code.strip()
         blocks = (code,) if code is not None and edited else proposal.blocks
         self._engine.iteration = proposal.iteration
         started = time.perf_counter()
-        standing = self.trajectory.iterations
+        stopped = None if edited else self._stopped_by_loop_guard(proposal)
+        if stopped is not None:
+            return stopped
         outcome = self._runner.run(
             blocks,
             label=f"{self.id} step {proposal.iteration}",
             iteration=proposal.iteration,
             response=proposal.response,
             edited=edited,
-            previous=tuple(standing[-1]["blocks"]) if standing else None,
         )
         if outcome.interrupted:
             # A sandboxed step's thread is abandoned, not unwound: a child RLM in it would go on.
@@ -335,11 +350,18 @@ class Session:
                 "Resuming runs it again; executing edited code runs that instead."
             )
             return {"type": "interrupted", "iteration": proposal.iteration}
+        guard = None if edited else self._guard_after_run(proposal, blocks, outcome)
+        if guard is not None and guard["action"] != "stopped":
+            outcome.notes.append(guard["note"])
         record = self._commit(proposal, blocks, edited, outcome, started)
         self._pending = None
+        if guard is not None:
+            self._guarded(guard)
         if outcome.submission is not None:
             submission = outcome.submission
             self._end(Ending(submission.value, "final", f"Answered by {submission.source}"))
+        elif guard is not None and guard["action"] == "stopped":
+            self._end_loop(guard)
         else:
             exceeded = exceeded_limit(
                 self._shared.budget, self.history, self._question_start, self.config
@@ -351,7 +373,7 @@ class Session:
             self._set_state("paused", "stepped")
         return record
 
-    def step(self) -> IterationRecord | dict[str, Any]:
+    def step(self) -> IterationRecord | GuardRecord | dict[str, Any]:
         """One iteration: propose, then execute the model's code (or the edit planned for it)."""
         self._require("idle", "paused", "running")
         proposal = self.propose()
@@ -606,6 +628,58 @@ class Session:
         self._emit(IterationFinished(self.id, self.depth, proposal.iteration, cast(Any, record)))
         return record
 
+    # --- guards (``_guards``: they judge from the records; the session applies what they say) -----------
+    def _stopped_by_loop_guard(self, proposal: Proposal) -> GuardRecord | None:
+        """A proposed step that repeats an earlier one once too often is not run: the run ends."""
+        repeat = repeat_before_run(self.trajectory.records, proposal.code, self.config.loop_guard)
+        if repeat is None:
+            return None
+        note = loop_stop_reason(proposal.iteration, repeat.of, repeat.rule)
+        call = model_call(proposal.completion, proposal.request_key, self._root_model)
+        self._pending = None
+        guard = guard_record(
+            proposal.iteration,
+            rule=repeat.rule,
+            action="stopped",
+            repeats=repeat.of,
+            note=note,
+            response=proposal.response,
+            call=call,
+        )
+        self._guarded(guard)
+        self._end_loop(guard)
+        return guard
+
+    def _guard_after_run(
+        self, proposal: Proposal, blocks: tuple[str, ...], outcome: Outcome
+    ) -> GuardRecord | None:
+        if outcome.submission is not None:
+            return None
+        records = self.trajectory.records
+        limit = self.config.loop_guard
+        output = render_output(outcome.results, len(blocks))
+        repeat = repeat_after_run(records, "\n\n".join(blocks), output, limit)
+        if repeat is not None:
+            return repeat_guard(proposal.iteration, repeat, limit)
+        if self.config.prose_nudge:
+            return prose_guard(records, proposal.iteration, proposal.response, blocks)
+        return None
+
+    def _guarded(self, guard: GuardRecord) -> None:
+        self._record(guard)
+        self._emit(Guarded(self.id, self.depth, guard["iteration"], cast(Any, guard)))
+
+    def _end_loop(self, guard: GuardRecord) -> None:
+        ending = best_answer(
+            self._root_call,
+            self.history,
+            self.question,
+            "loop",
+            guard["note"],
+            what="Loop guard",
+        )
+        self._end(ending)
+
     # --- model calls, endings -------------------------------------------------------------------------
     def _root_call(
         self, messages: list[Message], on_delta: Callable[[str], None] | None = None
@@ -684,13 +758,15 @@ class Session:
 
     # --- plumbing ---------------------------------------------------------------------------------------
     def _system_prompt(self) -> str:
-        return system_prompt(
+        text = system_prompt(
             self.context_info,
             max_output_chars=self.config.max_output_chars,
             recursive=self.depth + 1 < self.config.max_depth,
             tools=self._helpers.specs,
             executor_note=executor_note(self.executor),
         )
+        tips = strategy_block(self.config.strategy)
+        return f"{text.rstrip()}\n\n{tips}\n" if tips else text
 
     def _session_record(self, parent_call: str | None) -> SessionRecord:
         return session_record(

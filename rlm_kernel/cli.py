@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-iterations", type=int, help="RLM.max_iterations")
     run.add_argument("--max-depth", type=int, help="RLM.max_depth")
     run.add_argument("--mode", choices=["rlm", "auto", "baseline"], help="RLM.mode")
+    run.add_argument(
+        "--strategy", help="RLM.strategy: search-first, map-reduce, verify (join with +), or tips"
+    )
     _add_set(run)
     run.add_argument(
         "--replay",
@@ -249,7 +252,15 @@ def _export_parser(commands: Any) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name in ("model", "sub_model", "base_url", "max_iterations", "max_depth", "mode"):
+    for name in (
+        "model",
+        "sub_model",
+        "base_url",
+        "max_iterations",
+        "max_depth",
+        "mode",
+        "strategy",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value

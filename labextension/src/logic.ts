@@ -207,6 +207,9 @@ export function badgeText(rlm: IRlmCellMetadata): string {
       if (typeof rlm.subcalls === 'number' && Number.isInteger(rlm.subcalls)) {
         parts.push(plural(rlm.subcalls, 'sub-call'));
       }
+      if (typeof rlm.guard === 'string' && rlm.guard) {
+        parts.push(rlm.guard);
+      }
       return parts.join(' · ');
     }
     case 'reasoning':

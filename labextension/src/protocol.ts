@@ -34,6 +34,8 @@ export interface IRlmCellMetadata {
   role: Role;
   /** Number of sub-calls the iteration made (set by the kernel, often via `update_cell`). */
   subcalls?: number;
+  /** A guard stepped in at this step, e.g. "repeats step 2" (set by the kernel via `update_cell`). */
+  guard?: string;
   /** Set by the frontend on `mark_stale` (remove: false). */
   stale?: boolean;
   [key: string]: unknown;
@@ -315,7 +317,8 @@ const CELL_RLM_FIELDS: readonly IField[] = [
   req('session', 'string'),
   req('iteration', 'int'),
   req('role', ROLES),
-  opt('subcalls', 'int')
+  opt('subcalls', 'int'),
+  opt('guard', 'string')
 ];
 
 function checkFields(

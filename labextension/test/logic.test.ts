@@ -148,6 +148,10 @@ describe('texts', () => {
       badgeText({ session: 's', iteration: 1, role: 'step', subcalls: 1 }),
       'RLM · step 1 · 1 sub-call'
     );
+    assert.equal(
+      badgeText({ session: 's', iteration: 5, role: 'step', subcalls: 0, guard: 'repeats step 2' }),
+      'RLM · step 5 · 0 sub-calls · repeats step 2'
+    );
     assert.equal(badgeText({ session: 's', iteration: 4, role: 'answer' }), 'RLM · answer');
     assert.equal(badgeText({ session: 's', iteration: 2, role: 'reasoning' }), 'RLM · reasoning 2');
   });

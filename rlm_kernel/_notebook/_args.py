@@ -37,6 +37,7 @@ def _start_parser(prog: str, *, question: bool, context: bool) -> _Parser:
     p.add_argument("--max-depth", type=int)
     p.add_argument("--executor")
     p.add_argument("--mode")
+    p.add_argument("--strategy", help="RLM.strategy: search-first, map-reduce, verify, or tips")
     p.add_argument("--tools", help="comma-separated names of functions in the notebook")
     p.add_argument("--step", action="store_true")
     p.add_argument("--continue", dest="follow_up", action="store_true")
@@ -105,6 +106,7 @@ _NOT_FOR_FOLLOW_UP = {
     "max_depth": "--max-depth",
     "executor": "--executor",
     "mode": "--mode",
+    "strategy": "--strategy",
     "tools": "--tools",
     "set": "--set",
 }
@@ -152,7 +154,15 @@ def parse_sub(name: str, tokens: list[str]) -> argparse.Namespace:
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Settings given as options of one %rlm call."""
     values: dict[str, Any] = {}
-    for name in ("model", "sub_model", "max_iterations", "max_depth", "executor", "mode"):
+    for name in (
+        "model",
+        "sub_model",
+        "max_iterations",
+        "max_depth",
+        "executor",
+        "mode",
+        "strategy",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value

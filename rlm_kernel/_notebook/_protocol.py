@@ -35,6 +35,7 @@ FRONTENDS: Final = ("jupyterlab", "notebook", "nbclient")
 
 class _RlmCellMetadataOptional(TypedDict, total=False):
     subcalls: int
+    guard: str  # a guard stepped in at this step (``_guards.guard_badge``)
     stale: bool
 
 
@@ -256,6 +257,7 @@ _CELL_RLM_FIELDS: Final[tuple[_Field, ...]] = (
     ("iteration", "int", True),
     ("role", ROLES, True),
     ("subcalls", "int", False),
+    ("guard", "string", False),
 )
 
 KERNEL_MESSAGE_TYPES: Final = frozenset(

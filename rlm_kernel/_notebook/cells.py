@@ -11,12 +11,14 @@ running cell, so nbclient's headless front end sees them too.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from IPython.core.display_functions import display
 from IPython.core.error import UsageError
 
 from .._events import Event, Finished, IterationFinished, IterationStarted, StateChanged
+from .._guards import guard_at, guard_badge
+from .._schema import IterationRecord
 from .._session import Session
 from ..errors import ModelError, ReplayMissError, RLMError
 from . import _html
@@ -222,14 +224,20 @@ class CellsDriver:
             raise
         finally:
             renderer.detach()
-        if record.get("type") == "iteration":
+        metadata: dict[str, Any] = {}
+        if record["type"] == "iteration":
+            metadata["subcalls"] = len(cast(IterationRecord, record)["subcalls"])
+        guard = guard_at(session.trajectory.records, n)
+        if guard is not None:
+            metadata["guard"] = guard_badge(guard)
+        if metadata:
             self._send(
                 entry,
                 {
                     "type": "update_cell",
                     "session": session.id,
                     "iteration": n,
-                    "metadata": {"subcalls": len(record["subcalls"])},
+                    "metadata": metadata,
                 },
             )
         self._next(entry, after=self.link.cell_id())

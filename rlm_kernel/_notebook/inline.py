@@ -8,7 +8,7 @@ the extension). A kernel interrupt pauses the session; ``%rlm resume`` continues
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from IPython.core.display_functions import DisplayHandle, display
 from IPython.core.error import UsageError
@@ -17,12 +17,15 @@ from .._events import (
     CodeReady,
     Event,
     Finished,
+    Guarded,
     IterationFinished,
     IterationStarted,
     SubcallFinished,
     SubcallStarted,
 )
+from .._guards import guard_line
 from .._records import Result
+from .._schema import GuardRecord
 from .._session import Session
 from ..errors import RLMError
 from . import _html
@@ -90,6 +93,9 @@ class InlineRenderer:
             self._panel_for_iteration().finished(event.record, nested)
         elif isinstance(event, IterationFinished):
             self._iteration_done(event.record)
+        elif isinstance(event, Guarded):
+            line = guard_line(cast(GuardRecord, event.record))
+            display(HTML(_html.notice(line, color="#6a1b9a")))
         elif isinstance(event, Finished):
             display(HTML(_html.answer_block(event.answer, event.reason, event.message)))
 

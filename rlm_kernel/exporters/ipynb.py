@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 from typing import Any, cast
 
-from .._schema import SCHEMA_VERSION, context_summary
+from .._guards import guard_line
+from .._schema import SCHEMA_VERSION, GuardRecord, context_summary
 from .._trajectory import Trajectory
 from .._version import __version__
 from ._common import subcall_tokens, walk, write_text
@@ -52,6 +53,9 @@ def build(trajectory: Trajectory, *, max_chars: int = 2_000) -> dict[str, Any]:
         elif step.type == "follow_up":
             text = f"## Follow-up question\n\n{_esc(record['question'])}"
             cells.append(_markdown(text, step.after, "follow-up"))
+        elif step.type == "guard":
+            text = f"*{_esc(guard_line(cast(GuardRecord, record)))}*"
+            cells.append(_markdown(text, record["iteration"], "guard"))
         elif step.type == "final":
             cells.append(_markdown(_answer(record), step.after, "answer"))
     if not steps or steps[-1].type != "final":

@@ -55,7 +55,6 @@ class Runner:
         iteration: int = 2,
         edited: bool = False,
         response: str = "",
-        previous: tuple[str, ...] | None = None,
     ) -> Outcome:
         return self.runner.run(
             blocks,
@@ -63,7 +62,6 @@ class Runner:
             iteration=iteration,
             response=response,
             edited=edited,
-            previous=previous,
         )
 
 
@@ -157,16 +155,6 @@ def test_overwritten_helpers_are_put_back_with_one_note() -> None:
     named, rest = out.notes[0].split(" are reserved helper name(s)")
     assert set(named.split(", ")) == {"FINAL", "P"}
     assert "put back" in rest
-
-
-def test_the_same_code_as_the_previous_step_is_pointed_out() -> None:
-    r = Runner()
-    out = r.run("print(1)", previous=("print(1)",))
-    assert any("same code as your previous step" in note for note in out.notes)
-    assert not any("same code" in n for n in r.run("print(1)", previous=("print(2)",)).notes)
-    assert not any(
-        "same code" in n for n in r.run("print(1)", previous=("print(1)",), edited=True).notes
-    )
 
 
 @pytest.mark.parametrize(

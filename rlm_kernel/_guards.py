@@ -14,7 +14,8 @@ records a ``guard`` record), so a rewind, a follow-up or a recovery re-enactment
   (no code, or code that only prints literals) gets the exact ``FINAL(...)`` line to use, once per
   question, and never before the model has seen output of its own code (a guess is not nudged).
 
-A person's edit is never judged: what a person runs is deliberate.
+A person's edit is never judged (what a person runs is deliberate), but the model repeating a
+person's step is a repeat like any other.
 """
 
 from __future__ import annotations
@@ -62,10 +63,9 @@ def question_records(records: Sequence[Record]) -> list[Record]:
     return list(records[start:])
 
 
-def _judged(records: Sequence[Record]) -> list[IterationRecord]:
-    """The standing steps of the current question that the model wrote (a person's edits are not
-    judged, and are not held against the model's later steps either)."""
-    return [it for it in iterations(question_records(records)) if not it["edited_by_user"]]
+def _standing(records: Sequence[Record]) -> list[IterationRecord]:
+    """The standing steps of the current question."""
+    return list(iterations(question_records(records)))
 
 
 def _repeat_of(
@@ -83,9 +83,12 @@ def _repeat_of(
 
 
 def repeats_so_far(steps: Sequence[IterationRecord]) -> int:
-    """How many of ``steps`` repeat an earlier one of them."""
+    """How many of the model's ``steps`` repeat an earlier one (a person's step may be repeated by
+    the model, which counts; a person's own step never counts)."""
     return sum(
-        1 for i, step in enumerate(steps) if _repeat_of(step["code"], step["output"], steps[:i])
+        1
+        for i, step in enumerate(steps)
+        if not step["edited_by_user"] and _repeat_of(step["code"], step["output"], steps[:i])
     )
 
 
@@ -93,7 +96,7 @@ def repeat_before_run(records: Sequence[Record], code: str, limit: int) -> Repea
     """The proposed ``code`` repeats an earlier step, and that repeat reaches the limit: not run."""
     if limit <= 0 or not code.strip():
         return None
-    steps = _judged(records)
+    steps = _standing(records)
     found = _repeat_of(code, None, steps)
     count = repeats_so_far(steps) + 1
     if found is None or count < limit:
@@ -107,7 +110,7 @@ def repeat_after_run(
     """The step that just ran (not yet in ``records``) repeats an earlier one."""
     if limit <= 0 or not code.strip():
         return None
-    steps = _judged(records)
+    steps = _standing(records)
     found = _repeat_of(code, output, steps)
     if found is None:
         return None
@@ -164,7 +167,7 @@ def prose_guard(
 ) -> GuardRecord | None:
     """A nudge for a response that states an answer but submits nothing: once per question, and
     only once the model has seen output of its own code in this question."""
-    if not _judged(records):
+    if not _standing(records):
         return None  # nothing seen yet: a stated answer would be a guess
     if any(r["type"] == "guard" and r["rule"] == "prose_answer" for r in question_records(records)):
         return None

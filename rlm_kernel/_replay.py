@@ -42,13 +42,24 @@ _LOOP_SETTINGS = (
 )
 
 
+# Loop settings added after recordings were first made, with the value that behaves as the versions
+# before them did: a recording that lacks one was made without it, and replays that way.
+_BEFORE_THE_SETTING: dict[str, Any] = {
+    "loop_guard": 0,
+    "prose_nudge": False,
+    "protocol": "rlm_kernel",
+    "strategy": "",
+}
+
+
 def recorded_settings(
     recording: Trajectory, names: tuple[str, ...] = _LOOP_SETTINGS
 ) -> dict[str, Any]:
     """The recorded values of ``names``: a re-run must use them to follow the recording (request
-    keys name the models; limits decide when it ends). Settings this version lacks are skipped."""
+    keys name the models; limits decide when it ends). Settings this version lacks are skipped;
+    settings the recording's version lacked take the value that behaves as that version did."""
     known = set(setting_names())
-    recorded: Mapping[str, Any] = recording.session["config"]
+    recorded: Mapping[str, Any] = {**_BEFORE_THE_SETTING, **recording.session["config"]}
     return {k: v for k, v in recorded.items() if k in names and k in known}
 
 

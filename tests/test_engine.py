@@ -252,7 +252,7 @@ def test_stop_during_a_child_rlm_ends_both_at_their_next_safe_point(
 
     code = "for i in range(3):\n    r = rlm_query('dig', 'ctx')\n    print(r)"
     server = serve({"root": [fence(code), fence("FINAL(r)")], "sub": child})
-    config = RLM().with_overrides(settings(server, max_depth=2, max_iterations=50))
+    config = RLM().with_overrides(settings(server, max_depth=2, max_iterations=50, loop_guard=0))
     session = rlm_kernel.Session("q", "ctx", config=config)
     result = session.run()
 
@@ -596,7 +596,7 @@ def test_wall_timeout_counts_running_time_only(serve: Callable[..., ScriptedServ
 def test_wall_timeout_counts_steps_taken_by_hand(serve: Callable[..., ScriptedServer]) -> None:
     slow = fence("import time\ntime.sleep(0.4)\nprint('step')")
     server = serve({"root": [*[slow] * 8, "best"]})
-    config = RLM().with_overrides(settings(server, wall_timeout=1.0))
+    config = RLM().with_overrides(settings(server, wall_timeout=1.0, loop_guard=0))
     session = rlm_kernel.Session("q", "c", config=config)
     while session.state == "paused" or session.state == "idle":
         session.execute()  # one step at a time (it asks the model first): never "running"

@@ -236,3 +236,29 @@ def test_the_exported_notebook_shows_each_intervention(tmp_path: Path) -> None:
     text = Path(written).read_text()
     assert "Loop guard: step 2 has the same code as step 1" in text
     assert "step 3 (not run) repeated step 1 again" in text
+
+
+def test_the_model_repeating_a_persons_step_is_a_repeat() -> None:
+    s = scripted_session([fence("print('model')"), "mine", fence(LOOK), fence(LOOK), "2"])
+    s.step()
+    s.propose()
+    s.execute(LOOK)  # a person's step 2
+    result = s.run()  # the model's step 3 repeats it, and step 4 again
+    assert result.reason == "loop"
+    assert [(g["iteration"], g["action"], g["repeats"]) for g in guards(s)] == [
+        (3, "warned", 2),
+        (4, "stopped", 2),
+    ]
+
+
+def test_a_recording_made_before_the_guards_replays_without_them() -> None:
+    """Its settings lack loop_guard: the replay follows it to the limit it reached."""
+    recorded = scripted_session([fence(LOOK)] * 4 + ["2"], loop_guard=0, max_iterations=4)
+    recorded.run()
+    old = recorded.trajectory.to_dict()
+    for key in ("loop_guard", "prose_nudge", "protocol", "strategy"):
+        del old["records"][0]["config"][key]
+    from rlm_kernel import Trajectory
+
+    result = replay_session(Trajectory.from_dict(old), None, "abcdefgh" * 50).run()
+    assert (result.reason, len(result.trajectory.iterations)) == ("max_iterations", 4)

@@ -87,7 +87,7 @@ def best_answer(
         return Ending(None, reason, message, error=exc)
     answer = completion.text.strip()
     found = prose_final(answer)
-    if found is not None and found[0] == "FINAL":
+    if found is not None and found[0] != "FINAL_VAR":
         answer = found[1]
     forced = forced_call(completion, messages, history=True, shown=[ask])
     message = f"{what}: {why}. The answer is the model's best guess."

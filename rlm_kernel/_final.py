@@ -1,12 +1,14 @@
 """Termination: how a final answer is submitted, and only from executed code.
 
-``FINAL(value)``, ``FINAL_VAR("name")`` and ``answer["ready"] = True`` all land in one ``FinalSlot``. The
+``FINAL(value)``, ``FINAL_VAR("name")``, DSPy's ``SUBMIT(...)`` and ``answer["ready"] = True`` all land
+in one ``FinalSlot``. The
 session decides afterwards whether the submission stands (``_session`` refuses one made before the model
 could have seen its code's output).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 @dataclass
 class Submission:
     value: str
-    source: str  # "FINAL", "FINAL_VAR", "answer" or "prose"
+    source: str  # "FINAL", "FINAL_VAR", "SUBMIT", "answer" or "prose"
 
 
 class FinalSlot:
@@ -43,6 +45,29 @@ def make_final(slot: FinalSlot) -> Any:
         return "Final answer submitted."
 
     return FINAL
+
+
+def make_submit(slot: FinalSlot) -> Any:
+    def SUBMIT(*values: object, **fields: object) -> str:
+        """Submit the final answer: ``SUBMIT(value)``, ``SUBMIT(answer=value)``, or several named
+        fields (``SUBMIT(name=..., year=...)``), submitted together as one JSON object."""
+        if len(values) + len(fields) == 0 or (values and fields) or len(values) > 1:
+            message = (
+                "SUBMIT takes one answer, SUBMIT(value), or named fields, SUBMIT(name=..., "
+                "year=...); nothing was submitted."
+            )
+            print(message)
+            return message
+        if values:
+            value: object = values[0]
+        elif len(fields) == 1:
+            value = next(iter(fields.values()))
+        else:
+            value = json.dumps(fields, ensure_ascii=False, default=str)
+        slot.submit(value, "SUBMIT")
+        return "Final answer submitted."
+
+    return SUBMIT
 
 
 def make_final_var(slot: FinalSlot, namespace: MutableMapping[str, Any]) -> Any:

@@ -113,7 +113,8 @@ class BlockRunner:
     def _prose_submission(
         self, iteration: int, response: str, notes: list[str]
     ) -> Submission | None:
-        """A paper-style ``FINAL(…)`` / ``FINAL_VAR(…)`` line in a response that has no code."""
+        """A paper-style ``FINAL(…)`` / ``FINAL_VAR(…)`` / ``SUBMIT(…)`` line in a response that has
+        no code."""
         found = prose_final(response)
         if found is None:
             notes.append(NO_CODE_NOTE)
@@ -123,7 +124,7 @@ class BlockRunner:
             notes.append(refusal)
             return None
         kind, argument = found
-        if kind == "FINAL":
+        if kind != "FINAL_VAR":
             return Submission(argument, "prose")
         message = submit_variable(self._slot, self._executor.namespace, argument, "prose")
         if self._slot.submission is None:

@@ -2,6 +2,11 @@
 
 Small models overwrite helpers (``def FINAL(x): return x``) or rebind ``P``; after every block the
 originals are put back and the model is told, so the next step still works.
+
+Besides our own names, the spellings other runtimes' models were trained or prompted on are bound
+too (docs/protocol.md): ``context`` is ``P`` (the reference implementation's name),
+``llm_query_batched`` is ``llm_batch``, ``rlm_query_batched`` runs several child RLMs, and ``SUBMIT``
+is DSPy's way to submit.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import inspect
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from ._final import FinalSlot, make_final, make_final_var, new_answer
+from ._final import FinalSlot, make_final, make_final_var, make_submit, new_answer
 from ._prompts import ToolSpec
 from .errors import ConfigError
 
@@ -19,12 +24,15 @@ if TYPE_CHECKING:
 
 RESERVED = (
     "P",
+    "context",
     "llm_query",
     "llm_batch",
     "llm_query_batched",
     "rlm_query",
+    "rlm_query_batched",
     "FINAL",
     "FINAL_VAR",
+    "SUBMIT",
     "answer",
     "SHOW_VARS",
 )
@@ -79,11 +87,14 @@ class Helpers:
         self._namespace: MutableMapping[str, Any] | None = None
         self._bound: dict[str, Any] = {
             "P": context,
+            "context": context,
             "llm_query": engine.llm_query,
             "llm_batch": engine.llm_batch,
             "llm_query_batched": engine.llm_batch,
             "rlm_query": engine.rlm_query,
+            "rlm_query_batched": engine.rlm_query_batched,
             "FINAL": make_final(slot),
+            "SUBMIT": make_submit(slot),
             "SHOW_VARS": self.show_vars,
             **self._tools,
         }

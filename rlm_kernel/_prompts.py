@@ -18,7 +18,9 @@ from ._context import ContextInfo
 _FENCE = re.compile(r"```(?:repl|python|py)[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)
 _BARE_FENCE = re.compile(r"```[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)
 # Up to the first ")" that ends a line: an answer may span lines, the prose after it is not part of it.
-_PROSE_FINAL = re.compile(r"^\s*(FINAL_VAR|FINAL)\((.*?)\)\s*$", re.MULTILINE | re.DOTALL)
+_PROSE_FINAL = re.compile(r"^\s*(FINAL_VAR|FINAL|SUBMIT)\((.*?)\)\s*$", re.MULTILINE | re.DOTALL)
+# DSPy's SUBMIT(answer="...") names its one field.
+_FIELD = re.compile(r"^[A-Za-z_]\w*\s*=\s*(?!=)")
 
 
 @dataclass(frozen=True)
@@ -306,11 +308,14 @@ def _is_python(text: str) -> bool:
 
 
 def prose_final(response: str) -> tuple[str, str] | None:
-    """A paper-style ``FINAL(answer)`` / ``FINAL_VAR(name)`` line in a response without code."""
+    """A paper-style ``FINAL(answer)`` / ``FINAL_VAR(name)`` line, or DSPy's ``SUBMIT(answer)``, in a
+    response without code: the kind and the argument (a value, or for ``FINAL_VAR`` a name)."""
     match = _PROSE_FINAL.search(response)
     if match is None:
         return None
     kind, argument = match.group(1), match.group(2).strip()
+    if kind == "SUBMIT":
+        argument = _FIELD.sub("", argument, count=1)
     if len(argument) >= 2 and argument[0] == argument[-1] and argument[0] in "'\"":
         argument = argument[1:-1]
     return kind, argument

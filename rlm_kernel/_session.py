@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+from . import _prompts_rlms as rlms
 from ._config import RLM
 from ._context import ContextInfo, context_value, describe_context, load_context
 from ._endings import (
@@ -198,7 +199,10 @@ class Session:
         self._runner = BlockRunner(
             self.executor, self._helpers, self._slot, self.config, _shared.redactor
         )
-        metadata = metadata_message(
+        first_message = (
+            rlms.metadata_message if self.config.protocol == "rlms" else metadata_message
+        )
+        metadata = first_message(
             question, self.context_info, max_iterations=self.config.max_iterations
         )
         self.history = History(
@@ -758,13 +762,16 @@ class Session:
 
     # --- plumbing ---------------------------------------------------------------------------------------
     def _system_prompt(self) -> str:
-        text = system_prompt(
-            self.context_info,
-            max_output_chars=self.config.max_output_chars,
-            recursive=self.depth + 1 < self.config.max_depth,
-            tools=self._helpers.specs,
-            executor_note=executor_note(self.executor),
-        )
+        if self.config.protocol == "rlms":
+            text = rlms.system_prompt(self._helpers.specs, executor_note(self.executor))
+        else:
+            text = system_prompt(
+                self.context_info,
+                max_output_chars=self.config.max_output_chars,
+                recursive=self.depth + 1 < self.config.max_depth,
+                tools=self._helpers.specs,
+                executor_note=executor_note(self.executor),
+            )
         tips = strategy_block(self.config.strategy)
         return f"{text.rstrip()}\n\n{tips}\n" if tips else text
 

@@ -228,6 +228,16 @@ class SubcallEngine:
             return _aio.run_sync(self._one(text, self._model(None), "rlm_query", None))
         return self._child(text, context)
 
+    def rlm_query_batched(self, prompts: Sequence[object]) -> list[str]:
+        """``rlm_query`` for each prompt (each child RLM reads its own prompt); answers in order.
+
+        The reference implementation's name. The children run one after another, not in parallel:
+        each runs code in a REPL of its own, and a step's printed output is captured per process,
+        so concurrent children would mix their output."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        return [self.rlm_query(prompt) for prompt in prompts]
+
     # --- implementation ------------------------------------------------------------------------------
     async def _batch(self, prompts: list[str], model: str) -> list[str]:
         batch_id = f"b{next(self._ids)}"

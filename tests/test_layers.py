@@ -46,6 +46,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_schema",
             "_schema_v1",
             "_prompts",
+            "_prompts_rlms",
             "_final",
             "_namespace",
             "_subcalls",

@@ -205,6 +205,21 @@ def test_final_var_and_show_vars_read_the_sandbox(serve: Callable[..., ScriptedS
     assert (result.answer, result.trajectory.iterations[2]["final"]["source"]) == ("4", "prose")
 
 
+def test_the_reference_spellings_work_in_the_sandbox(serve: Callable[..., ScriptedServer]) -> None:
+    """``context`` is ``P`` (sent once, bound as an alias), ``llm_query_batched`` and ``SUBMIT`` are
+    helpers there too, and a rebound ``context`` is put back like ``P``."""
+    root = [
+        fence("print(context is P, llm_query_batched(['a', 'b']))\ncontext = 'gone'"),
+        fence("SUBMIT(answer=context.upper())"),
+    ]
+    server = serve({"root": root, "sub": lambda r: r.prompt * 2})
+    result = run_monty(server, context="kept")
+    first = result.trajectory.iterations[0]
+    assert first["results"][0]["stdout"] == "True ['aa', 'bb']\n"
+    assert any("context" in n for n in first["notes"])
+    assert (result.answer, result.trajectory.iterations[1]["final"]["source"]) == ("KEPT", "SUBMIT")
+
+
 def test_answer_dict_and_a_refused_early_final(serve: Callable[..., ScriptedServer]) -> None:
     root = [
         fence('answer["content"] = "early"\nanswer["ready"] = True'),

@@ -375,6 +375,20 @@ def test_user_variables_named_like_helpers_are_kept(
     assert kernel.run("print(rlm_saved['answer'])").stdout.strip() == "42"
 
 
+def test_a_context_variable_called_context_needs_no_keeping(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    """The reference's name for the context is bound as an alias of P: the user's own ``context``,
+    when it is the context asked about, is the same object, so nothing is set aside."""
+    server = serve({"root": [fence("print(context == P)"), fence("FINAL(2)")]})
+    configure(kernel, server)
+    kernel.run("context = 'c'")
+    run = kernel.run('%rlm "q" context')
+    assert "rlm_saved" not in run.stdout
+    assert "True" in run.stdout
+    assert kernel.run("print(context)").stdout.strip() == "c"
+
+
 def test_the_rlm_kernel_advertises_its_protocol(tmp_path: Path) -> None:
     k = Kernel("rlm", kernel_env(tmp_path), tmp_path)
     try:

@@ -65,7 +65,7 @@ class RecordedSessions:
         try:
             recording = Trajectory.load(Path(args.path).expanduser())
             fallback = self._live_fallback() if args.live_fallback else None
-            self._workspace.protect_user_names()
+            self._workspace.protect_user_names(context)
             session = replay_session(
                 recording,
                 None,
@@ -113,7 +113,7 @@ class RecordedSessions:
                     f"`%rlm resume {sid}` continues it"
                 )
             config = resumed_config(recording, self._settings)
-            self._workspace.protect_user_names()
+            self._workspace.protect_user_names(context)
             executor, gates = self._gated_executor(config)
             for gate in gates:
                 gate.open = False

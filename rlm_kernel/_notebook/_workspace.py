@@ -79,11 +79,15 @@ class Workspace:
             tools[name] = fn
         return tools
 
-    def protect_user_names(self) -> None:
-        """Keep the user's own variables that share a helper's name, and say so once."""
+    def protect_user_names(self, context: object) -> None:
+        """Keep the user's own variables that share a helper's name, and say so once. A variable
+        that is the very ``context`` given (``%rlm "q" context``) needs no keeping: the session
+        binds that same object under the name."""
         ns = self.user_ns
         saved = ns.setdefault("rlm_saved", {})
         for name in RESERVED:
+            if name in ns and ns[name] is context:
+                continue
             if name in ns and id(ns[name]) != self._helper_ids.get(name):
                 saved[name] = ns[name]
                 if name not in self._warned:

@@ -135,7 +135,7 @@ class RLMMagics(Magics):
         self.sessions.refuse_while_running()
         context = self.workspace.resolve_context(args.context)
         config = self._config(args)
-        self.workspace.protect_user_names()
+        self.workspace.protect_user_names(context)
         try:
             session = Session(
                 args.question,

@@ -12,14 +12,25 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ._monty_pool import SandboxLimits
 
 HOST_MODULE = "rlm"
-# The helpers _namespace.Helpers binds besides P and answer; any other callable is a user tool.
+# The helpers _namespace.Helpers binds besides the data (P, context, answer); any other callable is a
+# user tool. tests/unit/test_repl_helpers.py holds this equal to _namespace.RESERVED.
 HELPERS = frozenset(
-    {"llm_query", "llm_batch", "llm_query_batched", "rlm_query", "FINAL", "FINAL_VAR", "SHOW_VARS"}
+    {
+        "llm_query",
+        "llm_batch",
+        "llm_query_batched",
+        "rlm_query",
+        "rlm_query_batched",
+        "FINAL",
+        "FINAL_VAR",
+        "SUBMIT",
+        "SHOW_VARS",
+    }
 )
 ANSWER = "answer"
 # Helpers that are defined inside the sandbox rather than imported from the host module.
@@ -154,9 +165,13 @@ def import_error(module: str) -> str:
     )
 
 
-def prelude(imported: Sequence[str], guarded: Sequence[str]) -> str:
-    """Import the host helpers, define the shims, and remember the originals of ``guarded``."""
+def prelude(
+    imported: Sequence[str], guarded: Sequence[str], aliases: Mapping[str, str] | None = None
+) -> str:
+    """Import the host helpers, define the shims, bind each alias to the input it names (``context``
+    is ``P``: sent once, not twice), and remember the originals of ``guarded``."""
     lines = [f"import {HOST_MODULE} as __rlm_host__"]
+    lines += [f"{alias} = {name}" for alias, name in (aliases or {}).items()]
     if imported:
         lines.append(f"from {HOST_MODULE} import {', '.join(imported)}")
     if "FINAL_VAR" in guarded:

@@ -260,12 +260,19 @@ class MontyExecutor:
         assert self._modules is not None
         data = [n for n in self._guarded if not callable(self._originals[n])]
         imported = [n for n in self._guarded if n not in data and n not in SHIMMED]
-        inputs = {name: self._originals[name] for name in data}
+        # A value bound under two names (P and context) is sent once: a context can be large.
+        first: dict[int, str] = {}
+        aliases: dict[str, str] = {}
+        for name in data:
+            original = first.setdefault(id(self._originals[name]), name)
+            if original != name:
+                aliases[name] = original
+        inputs = {name: self._originals[name] for name in data if name not in aliases}
         inputs[ANSWER] = self._ns.get(ANSWER)
         worker = self._checkout()
         self._live.worker = worker
         try:
-            worker.session.feed_run(prelude(imported, self._guarded), inputs=inputs)
+            worker.session.feed_run(prelude(imported, self._guarded, aliases), inputs=inputs)
         except MontyError as exc:
             self._live.drop()
             raise SandboxError(

@@ -206,6 +206,30 @@ def test_run_all_inserts_and_runs_each_step_then_the_answer(
     lab.screenshot("lab_rlm_run_all")
 
 
+def test_a_looping_model_gets_guard_badges_and_a_loop_answer(
+    lab: LabPage, serve: Serve, tmp_path: Path
+) -> None:
+    """The loop guard in cells: the repeat is run and badged, the second repeat is stopped before
+    it runs, and the answer cell comes from the best-answer call."""
+    look = "i = P.find('code')\nprint(i)"
+    model = serve({"root": [fence(look), fence(look), fence(look), "The code is 7781."]})
+    notebook(lab.server, "loop.ipynb", model, tmp_path)
+    lab.open_notebook("loop.ipynb")
+    lab.run_all()
+    all_cells = wait_answer(lab)
+    steps = of_role(all_cells, "step")
+    assert [step_number(c) for c in steps] == [1, 2, 3]
+    assert [c["badge"] for c in steps] == [
+        "RLM · step 1 · 0 sub-calls",
+        "RLM · step 2 · 0 sub-calls · repeats step 1",
+        "RLM · step 3 · loop stopped",  # proposed, not run: no sub-call count
+    ]
+    assert "Loop guard: step 2 has the same code as step 1" in steps[1]["outputs"]
+    [answer] = of_role(all_cells, "answer")
+    assert answer["source"].startswith("**RLM · Ended: loop**")
+    assert "7781" in answer["source"]
+
+
 def wait_for_file_code(path: Path, then: str) -> str:
     """Model code that blocks until the test creates ``path`` (so the test can act mid-step)."""
     return (

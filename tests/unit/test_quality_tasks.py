@@ -13,8 +13,8 @@ from rlm_kernel.testing import fence, scripted_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-import _quality_tasks as tasks  # noqa: E402
-import quality  # noqa: E402
+import _quality_tasks as tasks
+import quality
 
 
 @pytest.mark.parametrize("kind", tasks.KINDS)
@@ -81,5 +81,6 @@ def test_root_prompt_tokens_count_every_root_call_and_no_sub_call() -> None:
     stopped = [r["model_call"] for r in records if r["type"] == "guard" and r["model_call"]]
     forced = records[-1]["forced"]["model_call"]["usage"]["prompt_tokens"]
     expected = sum(steps) + sum(c["usage"]["prompt_tokens"] for c in stopped) + forced
-    assert len(stopped) == 1 and forced > 0
+    assert len(stopped) == 1
+    assert forced > 0
     assert quality.root_prompt_tokens(records) == expected

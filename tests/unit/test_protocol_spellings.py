@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -15,20 +14,9 @@ from rlm_kernel._namespace import RESERVED
 from rlm_kernel._prompts import prose_final
 from rlm_kernel._prompts_rlms import ORCHESTRATOR_ADDENDUM, SYSTEM_PROMPT
 from rlm_kernel.executors._monty_code import HELPERS
-from rlm_kernel.models import Message
 from rlm_kernel.testing import fence, scripted_session
 
 DATA = {"P", "context", "answer"}
-
-
-class Recorder:
-    def __init__(self, script: Sequence[str]) -> None:
-        self.script = list(script)
-        self.sent: list[list[Message]] = []
-
-    def __call__(self, messages: Sequence[Message], model: str) -> str:
-        self.sent.append(list(messages))
-        return self.script[len(self.sent) - 1]
 
 
 def test_the_sandbox_knows_every_helper_the_namespace_binds() -> None:
@@ -133,9 +121,11 @@ def test_rlm_query_batched_at_the_depth_limit_asks_plain_calls() -> None:
 
 
 def test_the_rlms_protocol_sends_the_reference_prompt_shape() -> None:
-    model = Recorder([fence("print(context[:4])"), fence("FINAL(1)")])
-    scripted_session(model, protocol="rlms", max_iterations=5).run()
-    system, first = model.sent[0][0]["content"], model.sent[0][1]["content"]
+    s = scripted_session(
+        [fence("print(context[:4])"), fence("FINAL(1)")], protocol="rlms", max_iterations=5
+    )
+    s.run()
+    system, first = (m["content"] for m in s.trajectory.session["messages"][:2])
     assert system.startswith(SYSTEM_PROMPT.format(custom_tools_section="")[:200])
     assert ORCHESTRATOR_ADDENDUM in system
     assert first.startswith("Answer the following: How long is P?\n\nYour context is a str of 400")
@@ -144,10 +134,11 @@ def test_the_rlms_protocol_sends_the_reference_prompt_shape() -> None:
 
 
 def test_the_default_protocol_sends_ours() -> None:
-    model = Recorder([fence("print(P[:4])"), fence("FINAL(1)")])
-    scripted_session(model).run()
-    assert "You are the root of a Recursive Language Model" in model.sent[0][0]["content"]
-    assert "Answer the following" not in model.sent[0][1]["content"]
+    s = scripted_session([fence("print(P[:4])"), fence("FINAL(1)")])
+    s.run()
+    system, first = (m["content"] for m in s.trajectory.session["messages"][:2])
+    assert "You are the root of a Recursive Language Model" in system
+    assert "Answer the following" not in first
 
 
 def test_a_protocol_that_is_not_one_is_a_config_error() -> None:

@@ -228,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     done = {(r["task"], r["config"]) for r in load(path)} if args.resume else set()
     if not args.resume:
         path.write_text("")
-    print(f"rlm_kernel from {Path(rlm_kernel.__file__).parent}; {len(todo)} runs -> {path}")
+    print(
+        f"rlm_kernel from {Path(rlm_kernel.__file__).parent}; {len(todo)} runs -> {path}; "
+        f"trajectories in {common['trajectory_dir']}"
+    )
     for task, config in todo:
         if (task.id, config) in done:
             continue

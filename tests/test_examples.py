@@ -36,9 +36,11 @@ SHOWS = {
         "2 lines mention the keypad:",
         "answer: 7351 | final",
         "step 2 by a person: notes = ",
-        "34 reviews were classified DELIVERY, average 2.24 stars",
+        "34 reviews were classified DELIVERY, average 2.29 stars",
+        "Loop guard: step 3 has the same code as step 2",  # the model repeats the person's step
+        "Loop guard: step 4 (not run) repeated step 2 again",
         "truth: 15 delivery complaints, average 2.0 stars",
-        "Ended: max_iterations",
+        "Ended: loop",
         "direct call: 3 reviews complain about the delivery",
     ],
     "codebase_qa.ipynb": [

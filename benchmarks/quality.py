@@ -210,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         "api_key_env": "RLM_QUALITY_NO_KEY",  # a local endpoint takes no key
         "temperature": 0.0,
         "max_iterations": 8,
+        # A small model can fall into generating until its window is full (half an hour on a CPU).
+        "max_completion_tokens": 1024,
         "request_timeout": 600.0,
         "trajectory_dir": tempfile.mkdtemp(prefix="rlm-quality-"),
         **parse_settings(args.settings),

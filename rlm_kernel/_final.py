@@ -1,9 +1,8 @@
 """Termination: how a final answer is submitted, and only from executed code.
 
 ``FINAL(value)``, ``FINAL_VAR("name")``, DSPy's ``SUBMIT(...)`` and ``answer["ready"] = True`` all land
-in one ``FinalSlot``. The
-session decides afterwards whether the submission stands (``_session`` refuses one made before the model
-could have seen its code's output).
+in one ``FinalSlot``. The session decides afterwards whether the submission stands (``_session``
+refuses one made before the model could have seen its code's output).
 """
 
 from __future__ import annotations

@@ -795,3 +795,46 @@ def test_compaction_summarises_history_not_the_context(
     last = server.requests[-1]
     assert "SUMMARY: printed x and y" in [m["content"] for m in last.messages]
     assert all("x" * 3000 not in m["content"] for m in last.messages)
+
+
+# --- guards over real HTTP (the unit tier drives them in process: tests/unit/test_guards.py) ------
+
+
+def test_the_loop_guard_over_http_warns_then_stops_a_repeated_code(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    look = fence("i = P.find('7')\nprint(i)")
+    server = serve({"root": [look, look, look, "It is 7781."]})
+    result = rlm_kernel.run("q", "code 7781", **settings(server))
+    assert (result.reason, result.answer) == ("loop", "It is 7781.")
+    guards = [r for r in result.trajectory.records if r["type"] == "guard"]
+    assert [(g["rule"], g["action"], g["iteration"]) for g in guards] == [
+        ("repeated_code", "warned", 2),
+        ("repeated_code", "stopped", 3),
+    ]
+    # The warning reached the model in its next prompt, over the wire.
+    assert "already above, at step 1" in json.dumps(server.requests[2].messages[-1])
+    assert Trajectory.load(result.path) == result.trajectory
+
+
+def test_the_loop_guard_over_http_sees_a_repeated_output(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    steps = [fence("print(len(P))"), fence("n = len(P)\nprint(n)"), fence("FINAL(9)")]
+    server = serve({"root": steps})
+    result = rlm_kernel.run("q", "code 7781", **settings(server))
+    [guard] = [r for r in result.trajectory.records if r["type"] == "guard"]
+    assert (guard["rule"], guard["action"], guard["repeats"]) == ("repeated_output", "warned", 1)
+    assert (result.reason, result.answer) == ("final", "9")
+
+
+def test_the_prose_nudge_over_http_gives_the_final_line_once(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    root = [fence("print(P[-4:])"), "The answer is 7781.", fence("FINAL('7781')")]
+    server = serve({"root": root})
+    result = rlm_kernel.run("q", "code 7781", **settings(server))
+    [guard] = [r for r in result.trajectory.records if r["type"] == "guard"]
+    assert (guard["rule"], guard["action"], guard["iteration"]) == ("prose_answer", "nudged", 2)
+    assert "FINAL('7781')" in json.dumps(server.requests[2].messages[-1])
+    assert (result.reason, result.answer) == ("final", "7781")

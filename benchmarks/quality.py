@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,23 +42,11 @@ sys.path.insert(1, str(Path(__file__).resolve().parent))  # _quality_tasks; afte
 import _quality_tasks as tasks
 
 import rlm_kernel
+from rlm_kernel._config import parse_assignment
+from rlm_kernel.errors import ConfigError
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STRATEGIES = ("search-first", "map-reduce", "verify")
-
-
-def parse_settings(text: str) -> dict[str, Any]:
-    """``k=v,k=v`` into settings; values are read as JSON where they parse, else kept as text."""
-    out: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--settings: {item!r} is not key=value")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def config_settings(config: str) -> dict[str, Any]:
@@ -167,15 +156,8 @@ def report(paths: list[Path]) -> None:
         print(
             f"{label}: {own}/{len(rs)} rlm runs ended by the model's submission or the loop guard "
             f"({own / len(rs):.0%}); reasons: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(_count(r["reason"] for r in rs).items()))
+            + ", ".join(f"{k} {v}" for k, v in sorted(Counter(r["reason"] for r in rs).items()))
         )
-
-
-def _count(items: Iterable[str]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items:
-        out[item] = out.get(item, 0) + 1
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="small,large", help="small, large, or characters")
     parser.add_argument("--seeds", default="1")
     parser.add_argument("--depths", default=",".join(str(d) for d in tasks.DEPTHS))
-    parser.add_argument("--settings", default="", help="extra settings, k=v,k=v")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a further setting, as rlm-kernel run --set takes it (repeatable)",
+    )
     parser.add_argument("--resume", action="store_true", help="skip runs already in the file")
     parser.add_argument("--report", action="store_true", help="print the table of every label")
     args = parser.parse_args(argv)
@@ -202,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             "RLM_TEST_BASE_URL is not set: serve a model (see docs/testing.md) and point it there"
         )
         return 2
+    try:
+        extra = dict(parse_assignment(item) for item in args.set)
+    except ConfigError as exc:
+        print(exc)
+        return 2
     model = os.environ.get("RLM_TEST_MODEL", "local")
     common: dict[str, Any] = {
         "base_url": url,
@@ -214,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_completion_tokens": 1024,
         "request_timeout": 600.0,
         "trajectory_dir": tempfile.mkdtemp(prefix="rlm-quality-"),
-        **parse_settings(args.settings),
+        **extra,
     }
     depths = tuple(float(d) for d in args.depths.split(","))
     todo = [

@@ -1,0 +1,269 @@
+"""Soak: many concurrent sessions in one process, with mixed faults, for minutes.
+
+``--sessions`` worker threads (50 by default) each run sessions back to back with ``rlm_kernel.run``
+until ``--seconds`` have passed, against one loopback ``ScriptedServer``. Every session gets its own
+token in its context; the scripted root model's code prints ``SEEN:`` and the token it reads from
+``P``, and the model submits the token it saw. Meanwhile a host thread keeps printing ``HOST-NOISE``.
+Each session also meets one fault, by turn:
+
+- ``clean``: print the token, submit it;
+- ``server-500``: the first root request of the session is answered 500 (the SDK retries);
+- ``model-error``: the first step's code raises; the next step prints the token;
+- ``timeout``: the first step sleeps past ``RLM.iteration_timeout`` (off the main thread);
+- ``big-print``: the step prints 2 MB before the token;
+- ``subcalls``: an ``llm_batch`` of 8 prompts, each answered after 50 ms, whose answers carry the token;
+- ``stray-thread``: the step starts a thread that keeps printing ``STRAY`` for a second;
+- ``raised-interrupt``: the first step raises ``KeyboardInterrupt`` itself (no signal): an error;
+- ``json-replaced``: the first step sets ``json.dumps = None`` (the runtime must put it back).
+
+What must hold, and is printed: every session ends with its own token as the answer; no observation
+the model got holds another session's token, ``HOST-NOISE`` or ``STRAY`` (cross-wired output); the
+threads and file descriptors alive after the runs settle are those alive after a warm-up session
+(leaks); peak memory. Each worker keeps only counters, so a leak shows as growth, not as the
+benchmark's own bookkeeping.
+
+Usage: python benchmarks/soak.py [--sessions 50] [--seconds 180]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import resource
+import secrets
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from _common import OtherLoad, Verdicts, banner, fence, print_table, serve, settings
+
+import rlm_kernel
+from rlm_kernel.testing import ChatRequest, Fault
+
+FAULTS = (
+    "clean",
+    "server-500",
+    "model-error",
+    "timeout",
+    "big-print",
+    "subcalls",
+    "stray-thread",
+    "raised-interrupt",
+    "json-replaced",
+)
+_SESSION = re.compile(r"soak session (\d+)")
+_SEEN = re.compile(r"SEEN:(\S+)")
+_TOKEN_SHAPE = re.compile(r"TOK-[0-9a-f]{12}")
+_PRINT_TOKEN = 'print("SEEN:" + P.split()[-1])'
+_FIRST_STEP = {
+    "clean": _PRINT_TOKEN,
+    "server-500": _PRINT_TOKEN,
+    "model-error": "raise ValueError('the model got this wrong')",
+    "timeout": "import time\ntime.sleep(4)",
+    "big-print": 'print("x" * 2_000_000)\n' + _PRINT_TOKEN,
+    "subcalls": (
+        'replies = llm_batch([f"echo {P.split()[-1]} #{i}" for i in range(8)])\n'
+        'print("SEEN:" + replies[0].split()[0])'
+    ),
+    "stray-thread": (
+        "import threading, time\n"
+        "def noise():\n"
+        "    for _ in range(20):\n"
+        "        print('STRAY')\n"
+        "        time.sleep(0.05)\n"
+        "threading.Thread(target=noise, daemon=True).start()\n" + _PRINT_TOKEN
+    ),
+    "raised-interrupt": "raise KeyboardInterrupt",
+    "json-replaced": "import json\njson.dumps = None\n" + _PRINT_TOKEN,
+}
+
+
+@dataclass
+class Tally:
+    """What the workers saw; one lock guards it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    completed: Counter[str] = field(default_factory=Counter)
+    wrong: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    cross_wired: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Soak:
+    def __init__(self) -> None:
+        self.tokens: dict[int, str] = {}  # session number → its token
+        self.faults: dict[int, str] = {}
+        self.failed_once: set[int] = set()
+        self.lock = threading.Lock()
+        self.tally = Tally()
+
+    def root(self, request: ChatRequest) -> str | Fault:
+        first_user = next(m["content"] for m in request.messages if m["role"] == "user")
+        number = int(_SESSION.search(str(first_user)).group(1))  # type: ignore[union-attr]
+        token, fault = self.tokens[number], self.faults[number]
+        turn = sum(m["role"] == "assistant" for m in request.messages) + 1
+        if fault == "server-500" and turn == 1:
+            with self.lock:
+                if number not in self.failed_once:
+                    self.failed_once.add(number)
+                    return Fault.status_code(500)
+        if turn == 1:
+            return fence(_FIRST_STEP[fault])
+        observation = request.prompt
+        foreign = set(_TOKEN_SHAPE.findall(observation)) - {token}
+        for intruder in ("HOST-NOISE", "STRAY", *sorted(foreign)):
+            if intruder in observation:
+                with self.tally.lock:
+                    self.tally.cross_wired.append(f"session {number} ({fault}) saw {intruder}")
+        seen = _SEEN.findall(observation)
+        if seen:
+            return fence(f"FINAL({seen[-1]!r})")
+        return fence(_PRINT_TOKEN)
+
+    @staticmethod
+    def sub(request: ChatRequest) -> str:
+        time.sleep(0.05)
+        return request.prompt.split()[1]  # "echo TOK-… #i" → the token
+
+    def worker(self, first: int, stride: int, until: float, base: dict[str, object]) -> None:
+        number = first
+        while time.monotonic() < until:
+            fault = FAULTS[number % len(FAULTS)]
+            token = f"TOK-{secrets.token_hex(6)}"
+            with self.lock:
+                self.tokens[number], self.faults[number] = token, fault
+            try:
+                result = rlm_kernel.run(
+                    f"soak session {number}: what is the token?", f"the token is {token}", **base
+                )
+            except Exception as exc:  # any raise out of run() is a failure of the product
+                with self.tally.lock:
+                    self.tally.errors.append(f"session {number} ({fault}): {exc!r}")
+            else:
+                with self.tally.lock:
+                    self.tally.completed[fault] += 1
+                    self.tally.reasons[result.reason] += 1
+                    if result.answer != token:
+                        self.tally.wrong[fault] += 1
+            with self.lock:
+                del self.tokens[number], self.faults[number]
+            number += stride
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=50, help="concurrent sessions (threads)")
+    parser.add_argument(
+        "--seconds", type=float, default=180.0, help="how long to keep starting runs"
+    )
+    args = parser.parse_args()
+    banner(
+        "soak",
+        f"{args.sessions} concurrent sessions (threads) for {args.seconds:g} s, faults by turn: "
+        + ", ".join(FAULTS),
+    )
+    soak = Soak()
+    with serve({"root": soak.root, "sub": soak.sub}) as server:
+        base = settings(
+            server,
+            max_retries=2,
+            iteration_timeout=1.0,
+            max_iterations=6,
+            autosave=True,
+        )
+        # A warm-up run starts what lives for the process (the sub-call loop, the shared clients).
+        warm_up = len(FAULTS) * 10**6 + FAULTS.index("subcalls")
+        soak.worker(warm_up, 1, time.monotonic() + 1e-3, base)
+        soak.tally = Tally()
+        threads_before = {t.ident for t in threading.enumerate()}
+        fds_before, rss_before = _fds(), _rss_mb()
+        stop_noise = threading.Event()
+
+        # The host application's own output goes to its own sys.stdout: a sink here, so that it is
+        # counted rather than shown, and so that whether it is put back can be checked.
+        host_out = io.StringIO()
+        sys.stdout = host_out
+        noise_lines = 0
+
+        def host_noise() -> None:
+            nonlocal noise_lines
+            while not stop_noise.wait(0.02):
+                print("HOST-NOISE")
+                noise_lines += 1
+
+        noise = threading.Thread(target=host_noise, name="host-noise")
+        load = OtherLoad()
+        started = time.monotonic()
+        until = started + args.seconds
+        noise.start()
+        workers = [
+            threading.Thread(target=soak.worker, args=(i, args.sessions, until, base))
+            for i in range(args.sessions)
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        stop_noise.set()
+        noise.join()
+        elapsed = time.monotonic() - started
+        time.sleep(5.0)  # stray model threads and abandoned timed-out steps end by then
+        put_back = sys.stdout is host_out
+        sys.stdout = sys.__stdout__
+        landed = host_out.getvalue().count("HOST-NOISE")
+        leaked = [t.name for t in threading.enumerate() if t.ident not in threads_before]
+        fds_after, rss_after = _fds(), _rss_mb()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tally = soak.tally
+    done = sum(tally.completed.values())
+    print()
+    print_table(
+        ["fault", "completed", "wrong answer"],
+        [[f, tally.completed[f], tally.wrong[f]] for f in FAULTS],
+    )
+    print("reasons:", dict(tally.reasons))
+    print(f"{done} sessions completed in {elapsed:.0f} s ({done / elapsed:.1f}/s)")
+    print(f"runs that raised: {len(tally.errors)}")
+    for line in tally.errors[:5]:
+        print("  ", line)
+    print(f"cross-wired observations: {len(tally.cross_wired)}")
+    for line in tally.cross_wired[:5]:
+        print("  ", line)
+    print(f"threads left: {len(leaked)} {leaked[:5]}; file descriptors {fds_before} → {fds_after}")
+    print(f"RSS {rss_before:.0f} MB → {rss_after:.0f} MB; peak {peak:.0f} MB")
+    print(f"the host's sys.stdout is its own again afterwards: {put_back}")
+    print(f"the host's own lines: {noise_lines} printed, {landed} reached its sys.stdout")
+    load.report()
+    print()
+    verdicts = Verdicts()
+    wrong = sum(tally.wrong.values())
+    verdicts.check("every run returned", not tally.errors, f"{len(tally.errors)} raised")
+    verdicts.check("no wrong answers", wrong == 0, f"{wrong} of {done}")
+    verdicts.check("no cross-wired output", not tally.cross_wired, f"{len(tally.cross_wired)}")
+    verdicts.check(
+        "the host's output stayed its own",
+        put_back and landed == noise_lines,
+        f"{landed} of {noise_lines} lines, sys.stdout put back: {put_back}",
+    )
+    verdicts.check("no leaked threads", not leaked, f"{len(leaked)}")
+    verdicts.check("no leaked descriptors", fds_after <= fds_before, f"{fds_before} → {fds_after}")
+    verdicts.summary()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

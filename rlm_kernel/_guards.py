@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from typing import Literal, cast
 
 from ._prompts import (
+    UNPARSABLE,
     loop_stop_reason,
+    parse_code,
     prose_nudge_note,
     repeat_note,
 )
@@ -49,7 +51,7 @@ def normalised(code: str) -> str:
     """The code as Python reads it: comments, blank lines, layout and quote style do not count."""
     try:
         return ast.unparse(ast.parse(code))
-    except (SyntaxError, ValueError):
+    except UNPARSABLE:  # unparse recurses too: code nested deeply enough to parse may not unparse
         return " ".join(code.split())
 
 
@@ -189,9 +191,8 @@ def _prose(response: str) -> str:
 
 
 def _only_prints(block: str) -> bool:
-    try:
-        tree = ast.parse(block)
-    except (SyntaxError, ValueError):
+    tree = parse_code(block)
+    if tree is None:
         return False
     return bool(tree.body) and all(_literal_print(node) for node in tree.body)
 

@@ -298,13 +298,21 @@ def _untag(block: str) -> str:
 
 
 def _is_python(text: str) -> bool:
-    if not text.strip():
-        return False
+    return bool(text.strip()) and parse_code(text) is not None
+
+
+# What Python's parser raises for code it cannot read: a syntax error, a NUL byte (ValueError), and
+# for pathologically nested code (``-`` * 100000, a 100000-term sum) its own stack running out, as
+# MemoryError ("too deeply nested") or RecursionError; neither may escape from reading a reply.
+UNPARSABLE = (SyntaxError, ValueError, MemoryError, RecursionError)
+
+
+def parse_code(code: str) -> ast.Module | None:
+    """``code`` parsed, or None when Python cannot parse it (for whatever reason: see UNPARSABLE)."""
     try:
-        ast.parse(text)
-    except (SyntaxError, ValueError):
-        return False
-    return True
+        return ast.parse(code)
+    except UNPARSABLE:
+        return None
 
 
 def prose_final(response: str) -> tuple[str, str] | None:

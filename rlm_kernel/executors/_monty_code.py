@@ -86,7 +86,9 @@ def prepare(code: str) -> tuple[str, str | None]:
     """The code to feed, and the first module it imports that the sandbox does not offer (if any)."""
     try:
         tree = ast.parse(code)
-    except SyntaxError:  # monty's dialect is newer than the host's parser: let monty judge
+    # Monty's dialect is newer than the host's parser, and its parser reports code too deeply nested
+    # for the host's (MemoryError, RecursionError) as the model's SyntaxError: let monty judge.
+    except (SyntaxError, MemoryError, RecursionError):
         return code, None
     blocked = _blocked_import(tree)
     if blocked is not None:

@@ -115,13 +115,18 @@ class NamespaceExecutor:
 
 
 def _split_last_expression(code: str, filename: str) -> tuple[Any, Any]:
-    tree = ast.parse(code, filename=filename, mode="exec")
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body[-1].value)
-        tree.body.pop()
-    body = compile(tree, filename, "exec") if tree.body else None
-    return body, (compile(last, filename, "eval") if last is not None else None)
+    try:
+        tree = ast.parse(code, filename=filename, mode="exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body[-1].value)
+            tree.body.pop()
+        body = compile(tree, filename, "exec") if tree.body else None
+        return body, (compile(last, filename, "eval") if last is not None else None)
+    except (MemoryError, RecursionError):
+        # Python's parser and compiler run out of stack on pathologically nested code ("-" * 10**5):
+        # the model's error, worded as one, not a traceback of this module.
+        raise SyntaxError("the code is too deeply nested to parse; write it flatter") from None
 
 
 def _safe_repr(value: object, limit: int = 10_000) -> str:

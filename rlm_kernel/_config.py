@@ -14,13 +14,27 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, Unicode, default, observe, validate
+from traitlets import (
+    Bool,
+    CaselessStrEnum,
+    Dict,
+    Float,
+    Int,
+    TraitError,
+    Unicode,
+    default,
+    observe,
+    validate,
+)
 from traitlets.config import Configurable
 
+from ._context import DEFAULT_MAX_CONTEXT_MB
 from ._environment import env_value, user_cache_dir, user_data_dir
 from ._secrets import kwargs_secrets, redact_kwargs, redact_url, url_secrets
 from ._strategies import check_strategy
@@ -37,6 +51,77 @@ _DEFAULT_API_VERSION = "2024-10-21"
 _DERIVED = ("model", "sub_model", "base_url", "api_key_env", "api_version")
 # Derived from `provider`: worked out again when the provider changes.
 _BY_PROVIDER = ("base_url", "api_key_env")
+
+
+@dataclass(frozen=True)
+class _Range:
+    """The values a numeric setting can work with: from ``low`` (excluded when ``low_open``) up to
+    ``high``; None bounds nothing. Floats must also be finite (NaN and infinity are no limits)."""
+
+    low: float
+    low_open: bool = False
+    high: float | None = None
+
+    def admits(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        return above and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        low = f"greater than {self.low:g}" if self.low_open else f"at least {self.low:g}"
+        return low if self.high is None else f"{low} and at most {self.high:g}"
+
+
+# Every numeric setting's range, checked at every way in (RLM(...), %config, --set, run(...)): a
+# value outside it would be accepted and then misbehave (max_iterations=0 runs no step, a negative
+# timeout never fires) or fail late in the SDK. Zero is in a range only where it means something
+# (max_retries=0: no retries; max_subcalls=0: no sub-calls; loop_guard=0: off).
+_RANGES: dict[str, _Range] = {
+    "temperature": _Range(0),
+    "max_completion_tokens": _Range(1),
+    "request_timeout": _Range(0, low_open=True),  # 0 would time out every call at once
+    "max_retries": _Range(0),
+    "baseline_threshold": _Range(0),
+    "max_iterations": _Range(1),
+    "max_depth": _Range(1),
+    "max_subcalls": _Range(0),
+    "max_tokens": _Range(1),
+    "max_cost": _Range(0, low_open=True),
+    "iteration_timeout": _Range(0, low_open=True),
+    "wall_timeout": _Range(0, low_open=True),
+    "max_output_chars": _Range(100),
+    "subcall_concurrency": _Range(1),
+    "compaction_threshold": _Range(0, low_open=True, high=1),
+    "context_window": _Range(1),
+    "loop_guard": _Range(0),
+    "max_context_mb": _Range(1),
+    "monty_memory_mb": _Range(16),
+    "monty_max_recursion": _Range(10),
+    "monty_max_host_calls": _Range(1),
+}
+_PRICE_KEYS = ("input", "output", "cached_input")
+
+
+class _SettingValueError(TraitError):
+    """A ConfigError carried through traitlets as the TraitError it needs: traitlets rolls back the
+    values assigned with a bad one (config loading, the constructor) only for a TraitError. ``RLM``
+    raises ``error`` itself once traitlets is done."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _setting_error(name: str, value: Any, exc: TraitError) -> ConfigError:
+    """Our error for what traitlets refused (a wrong type, a value no enum holds)."""
+    if isinstance(exc, _SettingValueError):
+        return exc.error
+    return ConfigError(
+        f"Setting RLM.{name} cannot be {value!r}: {exc}",
+        fix="`%config RLM` shows the type and allowed values of every setting",
+        setting=f"RLM.{name}",
+    )
 
 
 class RLM(Configurable):
@@ -169,13 +254,20 @@ class RLM(Configurable):
     ).tag(config=True)
     max_output_chars = Int(
         20_000,
-        min=100,
         help="Characters of an iteration's output sent back to the model (at least 100); the head and "
         "tail are kept around a marker that says how much was cut.",
     ).tag(config=True)
     subcall_concurrency = Int(16, help="llm_batch / rlm_query calls in flight at once.").tag(
         config=True
     )
+    max_context_mb = Int(
+        DEFAULT_MAX_CONTEXT_MB,
+        allow_none=True,
+        help="Largest context (MB) loaded from files: a file, or a directory's or glob's text files "
+        "together, that is larger is refused before it is read, since P is held in memory whole "
+        "(with the file's bytes while it is decoded). None loads any size. Binary files are never "
+        "read past their first block.",
+    ).tag(config=True)
     cache = CaselessStrEnum(
         ["off", "memory", "disk"],
         default_value="off",
@@ -231,6 +323,47 @@ class RLM(Configurable):
         "Empty: none. `%rlm ... --strategy NAME` sets it for one run.",
     ).tag(config=True)
 
+    @validate(*_RANGES)
+    def _valid_range(self, proposal: Any) -> Any:
+        name, value = proposal["trait"].name, proposal["value"]
+        allowed = _RANGES[name]
+        if value is None or allowed.admits(value):
+            return value
+        trait = proposal["trait"]
+        none = ", or None for no limit" if trait.allow_none else ""
+        raise _SettingValueError(
+            ConfigError(
+                f"RLM.{name} = {value!r} is out of range: it must be {allowed}",
+                fix=f"Use a value that is {allowed}{none}, e.g. %config RLM.{name} = "
+                f"{trait.default_value!r} (the default)",
+                setting=f"RLM.{name}",
+            )
+        )
+
+    @validate("prices")
+    def _valid_prices(self, proposal: Any) -> Any:
+        # Checked now: a bad price would raise in the middle of a run, when a call's cost is added.
+        for model, price in proposal["value"].items():
+            numbers = isinstance(price, Mapping) and all(
+                key in _PRICE_KEYS
+                and isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                and v >= 0
+                for key, v in price.items()
+            )
+            if not numbers:
+                raise _SettingValueError(
+                    ConfigError(
+                        f"RLM.prices[{model!r}] = {price!r} is not a price",
+                        fix="Give USD per million tokens, numbers of at least 0 under 'input', "
+                        "'output' and optionally 'cached_input', e.g. %config RLM.prices = "
+                        "{'gpt-5-mini': {'input': 0.25, 'output': 2.0}}",
+                        setting="RLM.prices",
+                    )
+                )
+        return proposal["value"]
+
     @validate("strategy")
     def _valid_strategy(self, proposal: Any) -> str:
         value = str(proposal["value"])
@@ -249,18 +382,15 @@ class RLM(Configurable):
     # --- the monty sandbox (executor = 'monty'); read when a session's sandbox starts -----------------
     monty_memory_mb = Int(
         1024,
-        min=16,
         help="Memory (MB) the sandbox of one RLM session may use, the context P included; a block "
         "that needs more is stopped and undone. Allow about 3× the context's size plus working room.",
     ).tag(config=True)
     monty_max_recursion = Int(
         1000,
-        min=10,
         help="Maximum call depth of sandboxed code (like sys.getrecursionlimit()).",
     ).tag(config=True)
     monty_max_host_calls = Int(
         1_000_000,
-        min=1,
         help="Calls to helpers and tools (llm_query, llm_batch, …) one sandbox may make over the whole "
         "session; monty's own default of 1000 would cut long llm_query loops. Sub-call budgets are "
         "RLM.max_subcalls, RLM.max_tokens and RLM.max_cost.",
@@ -300,7 +430,27 @@ class RLM(Configurable):
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _DERIVED:
             self.__dict__.setdefault("_given_names", set()).add(name)
-        super().__setattr__(name, value)
+        try:
+            super().__setattr__(name, value)
+        except TraitError as exc:
+            error = _setting_error(name, value, exc)
+            if self._cross_validation_lock:  # loading config: traitlets rolls back on TraitError
+                raise _SettingValueError(error) from None
+            raise error from None
+
+    # A bad value met while traitlets holds notifications (the constructor, config loading, which
+    # %config does) surfaces as a _SettingValueError once it has rolled back: raise ours.
+    def __init__(self, **kwargs: Any) -> None:
+        try:
+            super().__init__(**kwargs)
+        except _SettingValueError as exc:
+            raise exc.error from None
+
+    def _load_config(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super()._load_config(*args, **kwargs)
+        except _SettingValueError as exc:
+            raise exc.error from None
 
     @observe("provider")
     def _provider_changed(self, change: Mapping[str, Any]) -> None:
@@ -390,6 +540,8 @@ class RLM(Configurable):
                 )
             try:
                 setattr(clone, key, value)
+            except ConfigError:
+                raise
             except Exception as exc:  # traitlets raises TraitError and friends; say it in our words
                 raise ConfigError(
                     f"Setting RLM.{key} cannot be {value!r}: {exc}",

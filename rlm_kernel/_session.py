@@ -161,7 +161,11 @@ class Session:
         self._shared = _shared
         self.config = _shared.config
         # A child's context comes from the model's code: a value, never a host path to read.
-        self.context = load_context(context) if _depth == 0 else context_value(context)
+        self.context = (
+            load_context(context, max_mb=self.config.max_context_mb)
+            if _depth == 0
+            else context_value(context)
+        )
         self.context_info: ContextInfo = describe_context(self.context)
         self.state: StateName = "idle"
         self.answer: str | None = None

@@ -16,7 +16,6 @@ This module sits above the session and uses only its public surface and the seam
 from __future__ import annotations
 
 import difflib
-import json
 import warnings
 from collections import deque
 from collections.abc import MutableMapping, Sequence
@@ -30,7 +29,7 @@ from ._context import describe_context, load_context
 from ._replay import _LOOP_SETTINGS, collect_answers, recorded_completion, recorded_settings
 from ._schema import FinalRecord, IterationRecord, Record, SessionRecord
 from ._session import Session, Tools
-from ._trajectory import Trajectory, TrajectoryWriter
+from ._trajectory import Trajectory, TrajectoryWriter, torn_tail
 from .errors import ContextError, RecoveryWarning, ReplayMissError, RLMError, TrajectoryError
 from .executors import Executor
 from .models import Completion, Message, ModelClient
@@ -98,9 +97,9 @@ def resume(
             "session can be taken up again",
             fix="Load the root session's file: a child runs again as part of its parent's step",
         )
-    loaded = load_context(context)
-    _check_context(loaded, recorded, path)
     cfg = resumed_config(recording, (config or RLM()).with_overrides(settings))
+    loaded = load_context(context, max_mb=cfg.max_context_mb)
+    _check_context(loaded, recorded, path)
     if client is None:
         from .models.openai import OpenAIClient  # only now: the SDK is slow to import
 
@@ -282,8 +281,15 @@ def _writer(path: Path, recording: Trajectory, session: Session) -> TrajectoryWr
     new autosave file holding every record so far (the session stays one file either way)."""
     redactor = session.redactor
     if path.suffix == ".jsonl":
+        writer = TrajectoryWriter(
+            path,
+            redactor,
+            fix="Make the file writable, or resume with autosave=False (the new steps are then "
+            "kept in memory only: save them with session.trajectory.save(path))",
+            setting="RLM.autosave",
+        )
         _mend_tail(path)
-        return TrajectoryWriter(path, redactor)
+        return writer
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     directory = session.config.resolved_trajectory_dir()
     target = directory / f"{stamp}-{session.id}.jsonl"
@@ -298,18 +304,15 @@ def _writer(path: Path, recording: Trajectory, session: Session) -> TrajectoryWr
 
 
 def _mend_tail(path: Path) -> None:
-    """A crash mid-write can leave a last line without its newline; appending would glue the next
-    record onto it. A torn line (already skipped by Trajectory.load) is cut, a whole one ended."""
+    """A crash mid-write can leave a torn last line (already skipped by Trajectory.load): records
+    appended after it would make it a damaged line in the middle, and the file would no longer
+    load. It is cut off; a whole last line without its newline is ended."""
     data = path.read_bytes()
-    if not data or data.endswith(b"\n"):
-        return
-    start = data.rfind(b"\n") + 1
-    try:
-        json.loads(data[start:])
-    except ValueError:
+    cut = torn_tail(data)
+    if cut is not None:
         with path.open("r+b") as f:
-            f.truncate(start)
-    else:
+            f.truncate(cut)
+    elif data and not data.endswith(b"\n"):
         with path.open("ab") as f:
             f.write(b"\n")
 

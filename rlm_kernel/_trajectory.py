@@ -47,7 +47,7 @@ from ._schema import (
 )
 from ._schema_v1 import upgrade
 from ._secrets import Redactor
-from .errors import TrajectoryError
+from .errors import ConfigError, TrajectoryError
 
 # The versions this module reads: the current one, and version 1 through ``_schema_v1``.
 READABLE_VERSIONS = (1, SCHEMA_VERSION)
@@ -132,6 +132,13 @@ class Trajectory:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Trajectory:
         """The trajectory ``to_dict`` made (a child RLM's, say), checked like a file."""
+        records = data.get("records", []) if isinstance(data, Mapping) else None
+        if not isinstance(records, list):
+            raise TrajectoryError(
+                f"This is not a trajectory: a JSON {_kind(data)} where an object with "
+                "'schema_version' and a 'records' list belongs",
+                fix="Load a file written by rlm_kernel (an autosave .jsonl, or a .json export)",
+            )
         version = data.get("schema_version")
         if version not in READABLE_VERSIONS:
             raise TrajectoryError(
@@ -139,7 +146,7 @@ class Trajectory:
                 f"versions {', '.join(map(str, READABLE_VERSIONS))})",
                 fix="Open it with the rlm_kernel version that wrote it",
             )
-        return cls(_checked(list(data.get("records", [])), "<dict>"))
+        return cls(_checked(records, "<dict>"))
 
     def redactor(self) -> Redactor:
         """Secrets to keep out of what is written: the session's API key and secret-looking
@@ -198,24 +205,56 @@ class Trajectory:
                 raise TrajectoryError(
                     f"{source} is not valid JSON: {exc}", fix="Check the file"
                 ) from exc
+            except RecursionError as exc:
+                raise TrajectoryError(
+                    f"{source} is JSON nested too deeply to read", fix="Check the file"
+                ) from exc
+        # The last line was being written when the process died (even mid-character): not a record.
+        cut = torn_tail(data)
         raw: list[dict[str, Any]] = []
         # Split on newline bytes only: str.splitlines() would also split inside a record's text at
         # characters JSON leaves unescaped (U+2028, U+0085, ...).
-        lines = data.split(b"\n")
-        while lines and not lines[-1].strip():
-            lines.pop()
-        for number, line in enumerate(lines, 1):
+        for number, line in enumerate(data[:cut].split(b"\n"), 1):
             if not line.strip():
                 continue
-            try:
-                raw.append(json.loads(line.decode("utf-8")))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                if number == len(lines):
-                    break  # the last line was being written when the process died (even mid-character)
+            record = _parse_line(line)
+            if isinstance(record, str):
                 raise TrajectoryError(
-                    f"{source}, line {number}, is not valid JSON: {exc}", fix="Check the file"
-                ) from exc
+                    f"{source}, line {number}, {record}",
+                    fix="The file is damaged at that line: remove it (or every line from it on) to "
+                    "load the records before it",
+                )
+            raw.append(record)
         return cls(_checked(raw, str(source)))
+
+
+def torn_tail(data: bytes) -> int | None:
+    """Where the last line of JSONL ``data`` starts when it is not a record (a write the process
+    did not finish: garbage, half a record), else None. Loading skips it; resuming cuts it off
+    before appending, so that the file keeps loading."""
+    end = len(data.rstrip())
+    if end == 0:
+        return None
+    start = data.rfind(b"\n", 0, end) + 1
+    return None if isinstance(_parse_line(data[start:end]), dict) else start
+
+
+def _parse_line(line: bytes) -> dict[str, Any] | str:
+    """One JSONL line's record, or what is wrong with it (to follow "line N, ")."""
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"is not valid JSON: {exc}"
+    except RecursionError:
+        return "is JSON nested too deeply to read"
+    if not isinstance(value, dict):
+        return f"is a JSON {_kind(value)}, not a record (a JSON object)"
+    return value
+
+
+def _kind(value: object) -> str:
+    names = {list: "array", dict: "object", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
 
 
 def _checked(raw: list[dict[str, Any]], where: str) -> list[Record]:
@@ -243,14 +282,61 @@ def dumps(record: Mapping[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-class TrajectoryWriter:
-    """Appends records to a JSONL file, one flushed line each."""
+def probe_writable(target: Path) -> None:
+    """Create ``target``'s directory and open ``target`` for appending, so that a path that cannot
+    work fails before a run, not after it; a file that was not there is removed again. Raises
+    OSError (``unwritable`` says why in words)."""
+    existed = target.exists()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("a", encoding="utf-8"):
+        pass
+    if not existed:
+        target.unlink()
 
-    def __init__(self, path: Path, redactor: Redactor) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+def unwritable(target: Path, exc: OSError) -> str:
+    """Why ``target`` cannot be written, naming the part of the path at fault."""
+    if isinstance(exc, IsADirectoryError) or target.is_dir():
+        return f"{target} is a directory"
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a directory"
+            if isinstance(exc, PermissionError):
+                return f"there is no permission to write in {parent}"
+            break
+    return f"{exc.strerror or exc} ({target})"
+
+
+class TrajectoryWriter:
+    """Appends records to a JSONL file, one flushed line each.
+
+    The file is tried when the writer is made, so an autosave path that cannot work is a
+    ConfigError before a session takes its first step (``fix`` and ``setting`` say what to change).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        redactor: Redactor,
+        *,
+        fix: str = "Set RLM.trajectory_dir to a directory you can write to (%config "
+        "RLM.trajectory_dir = '...', or --set trajectory_dir=...), or turn autosave off "
+        "(RLM.autosave = False)",
+        setting: str | None = "RLM.trajectory_dir",
+    ) -> None:
         self.path = path
         self._redactor = redactor
         self._file: IO[str] | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.open("a", encoding="utf-8").close()
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot autosave the trajectory to {path}: {unwritable(path, exc)}",
+                fix=fix,
+                setting=setting,
+            ) from exc
 
     def write(self, record: Mapping[str, Any]) -> None:
         if self._file is None:

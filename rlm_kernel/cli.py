@@ -2,15 +2,18 @@
 trajectory to another format, ``install`` the kernel.
 
 Exit codes: 0 the model submitted an answer; 1 the run ended without one (a limit forced a best guess,
-or it was stopped); 2 bad command line; 3 configuration, context or recording problem; 4 the model endpoint failed
-(the session is saved and can be resumed); 130 interrupted.
+or it was stopped); 2 bad command line; 3 configuration, context or recording problem, or the
+``--export`` file could not be written (the answer is printed all the same); 4 the model endpoint
+failed (the session is saved and can be resumed); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from ._config import RLM, parse_assignment
 from ._records import Result
 from ._replay import replay_session
 from ._session import Session
-from ._trajectory import Trajectory
+from ._trajectory import Trajectory, probe_writable, unwritable
 from ._version import __version__
 from .errors import (
     ConfigError,
@@ -268,9 +271,22 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+def _check_export(path: str | None) -> None:
+    """A --export name or place that cannot work fails now, not after the run."""
+    if not path:
+        return
+    infer_format(path)
+    try:
+        probe_writable(Path(path))
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot write --export {path}: {unwritable(Path(path), exc)}",
+            fix="Name a file in a directory you can write to",
+        ) from exc
+
+
 def _run(args: argparse.Namespace) -> int:
-    if args.export:
-        infer_format(args.export)  # a bad file name fails now, not after the run
+    _check_export(args.export)
     context: object = sys.stdin.read() if args.path == "-" else _existing(args.path)
     if args.replay:
         session = replay_session(
@@ -289,8 +305,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    if args.export:
-        infer_format(args.export)
+    _check_export(args.export)
     recording = import_trajectory(args.recording)
     context: object = sys.stdin.read() if args.context == "-" else _existing(args.context)
     base = RLM().with_overrides(_overrides(args))
@@ -318,9 +333,31 @@ def _drive(session: Session, args: argparse.Namespace) -> int:
     finally:
         if progress is not None:
             progress.close()
-    if args.export:
-        result.trajectory.export(args.export)
-    return _report(result)
+    failed = _export_after(result, args.export) if args.export else None
+    code = _report(result)
+    if failed is not None:
+        print(f"rlm-kernel: {failed}", file=sys.stderr)
+        return EXIT_CONFIG
+    return code
+
+
+def _export_after(result: Result, path: str) -> str | None:
+    """Write --export; if that fails (the path went away during the run, a full disk), say so and
+    where the trajectory is, so that nothing is lost: the autosave, or else a file saved now."""
+    try:
+        result.trajectory.export(path)
+    except (OSError, RLMError) as exc:
+        why = unwritable(Path(path), exc) if isinstance(exc, OSError) else str(exc).rstrip(".")
+        kept = result.path
+        if kept is None:  # no autosave (RLM.autosave = False): keep it in a file of its own
+            handle, name = tempfile.mkstemp(prefix="rlm-trajectory-", suffix=".jsonl")
+            os.close(handle)
+            kept = result.trajectory.save(name)
+        return (
+            f"could not write --export {path}: {why}. The trajectory is in {kept}; write it again "
+            f"with `rlm-kernel export {kept} {path}` once the path can be written"
+        )
+    return None
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -338,7 +375,13 @@ def _export(args: argparse.Namespace) -> int:
                 f"{flags[option]} does not apply to the {name} format",
                 fix="It is for fine-tuning data: --format sft, or OUT ending in .sft.jsonl",
             )
-    written = export(trajectory, args.out, name, **options)
+    try:
+        written = export(trajectory, args.out, name, **options)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot write {args.out}: {unwritable(Path(args.out), exc)}",
+            fix="Name a file in a directory you can write to",
+        ) from exc
     print(f"Wrote {written} ({name})", file=sys.stderr)
     return 0
 

@@ -155,6 +155,26 @@ class Soak:
             number += stride
 
 
+def run_phase(
+    soak: Soak, sessions: int, first: int, seconds: float, base: dict[str, object]
+) -> None:
+    """``sessions`` worker threads running sessions back to back for ``seconds``."""
+    until = time.monotonic() + seconds
+    workers = [
+        threading.Thread(target=soak.worker, args=(first + i, sessions, until, base))
+        for i in range(sessions)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def _own_threads() -> set[int | None]:
+    """This process's threads other than the scripted server's (which follow the open connections)."""
+    return {t.ident for t in threading.enumerate() if not t.name.startswith("scripted-server")}
+
+
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -185,11 +205,12 @@ def main() -> int:
             max_iterations=6,
             autosave=True,
         )
-        # A warm-up run starts what lives for the process (the sub-call loop, the shared clients).
-        warm_up = len(FAULTS) * 10**6 + FAULTS.index("subcalls")
-        soak.worker(warm_up, 1, time.monotonic() + 1e-3, base)
+        # A warm-up phase starts what lives for the process (the sub-call loop, the shared clients)
+        # and fills the connection pools: what is left over is then measured against it.
+        run_phase(soak, args.sessions, 10**7, min(10.0, args.seconds / 6), base)
         soak.tally = Tally()
-        threads_before = {t.ident for t in threading.enumerate()}
+        threads_before = _own_threads()
+        server_threads_before = len(threading.enumerate()) - len(threads_before)
         fds_before, rss_before = _fds(), _rss_mb()
         stop_noise = threading.Event()
 
@@ -208,16 +229,8 @@ def main() -> int:
         noise = threading.Thread(target=host_noise, name="host-noise")
         load = OtherLoad()
         started = time.monotonic()
-        until = started + args.seconds
         noise.start()
-        workers = [
-            threading.Thread(target=soak.worker, args=(i, args.sessions, until, base))
-            for i in range(args.sessions)
-        ]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
+        run_phase(soak, args.sessions, 0, args.seconds, base)
         stop_noise.set()
         noise.join()
         elapsed = time.monotonic() - started
@@ -225,7 +238,12 @@ def main() -> int:
         put_back = sys.stdout is host_out
         sys.stdout = sys.__stdout__
         landed = host_out.getvalue().count("HOST-NOISE")
-        leaked = [t.name for t in threading.enumerate() if t.ident not in threads_before]
+        leaked = sorted(
+            t.name
+            for t in threading.enumerate()
+            if t.ident not in threads_before and not t.name.startswith("scripted-server")
+        )
+        server_threads = len(threading.enumerate()) - len(_own_threads())
         fds_after, rss_after = _fds(), _rss_mb()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tally = soak.tally
@@ -244,6 +262,10 @@ def main() -> int:
     for line in tally.cross_wired[:5]:
         print("  ", line)
     print(f"threads left: {len(leaked)} {leaked[:5]}; file descriptors {fds_before} → {fds_after}")
+    print(
+        f"server connection threads (one per open keep-alive connection): "
+        f"{server_threads_before} → {server_threads}"
+    )
     print(f"RSS {rss_before:.0f} MB → {rss_after:.0f} MB; peak {peak:.0f} MB")
     print(f"the host's sys.stdout is its own again afterwards: {put_back}")
     print(f"the host's own lines: {noise_lines} printed, {landed} reached its sys.stdout")

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from traitlets.config import Configurable
 
 from ._context import DEFAULT_MAX_CONTEXT_MB
 from ._environment import env_value, user_cache_dir, user_data_dir
+from ._ranges import RANGES, SettingValueError, check_prices, check_range, setting_error
 from ._secrets import kwargs_secrets, redact_kwargs, redact_url, url_secrets
 from ._strategies import check_strategy
 from .errors import ConfigError
@@ -51,77 +50,6 @@ _DEFAULT_API_VERSION = "2024-10-21"
 _DERIVED = ("model", "sub_model", "base_url", "api_key_env", "api_version")
 # Derived from `provider`: worked out again when the provider changes.
 _BY_PROVIDER = ("base_url", "api_key_env")
-
-
-@dataclass(frozen=True)
-class _Range:
-    """The values a numeric setting can work with: from ``low`` (excluded when ``low_open``) up to
-    ``high``; None bounds nothing. Floats must also be finite (NaN and infinity are no limits)."""
-
-    low: float
-    low_open: bool = False
-    high: float | None = None
-
-    def admits(self, value: float) -> bool:
-        if isinstance(value, float) and not math.isfinite(value):
-            return False
-        above = value > self.low if self.low_open else value >= self.low
-        return above and (self.high is None or value <= self.high)
-
-    def __str__(self) -> str:
-        low = f"greater than {self.low:g}" if self.low_open else f"at least {self.low:g}"
-        return low if self.high is None else f"{low} and at most {self.high:g}"
-
-
-# Every numeric setting's range, checked at every way in (RLM(...), %config, --set, run(...)): a
-# value outside it would be accepted and then misbehave (max_iterations=0 runs no step, a negative
-# timeout never fires) or fail late in the SDK. Zero is in a range only where it means something
-# (max_retries=0: no retries; max_subcalls=0: no sub-calls; loop_guard=0: off).
-_RANGES: dict[str, _Range] = {
-    "temperature": _Range(0),
-    "max_completion_tokens": _Range(1),
-    "request_timeout": _Range(0, low_open=True),  # 0 would time out every call at once
-    "max_retries": _Range(0),
-    "baseline_threshold": _Range(0),
-    "max_iterations": _Range(1),
-    "max_depth": _Range(1),
-    "max_subcalls": _Range(0),
-    "max_tokens": _Range(1),
-    "max_cost": _Range(0, low_open=True),
-    "iteration_timeout": _Range(0, low_open=True),
-    "wall_timeout": _Range(0, low_open=True),
-    "max_output_chars": _Range(100),
-    "subcall_concurrency": _Range(1),
-    "compaction_threshold": _Range(0, low_open=True, high=1),
-    "context_window": _Range(1),
-    "loop_guard": _Range(0),
-    "max_context_mb": _Range(1),
-    "monty_memory_mb": _Range(16),
-    "monty_max_recursion": _Range(10),
-    "monty_max_host_calls": _Range(1),
-}
-_PRICE_KEYS = ("input", "output", "cached_input")
-
-
-class _SettingValueError(TraitError):
-    """A ConfigError carried through traitlets as the TraitError it needs: traitlets rolls back the
-    values assigned with a bad one (config loading, the constructor) only for a TraitError. ``RLM``
-    raises ``error`` itself once traitlets is done."""
-
-    def __init__(self, error: ConfigError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def _setting_error(name: str, value: Any, exc: TraitError) -> ConfigError:
-    """Our error for what traitlets refused (a wrong type, a value no enum holds)."""
-    if isinstance(exc, _SettingValueError):
-        return exc.error
-    return ConfigError(
-        f"Setting RLM.{name} cannot be {value!r}: {exc}",
-        fix="`%config RLM` shows the type and allowed values of every setting",
-        setting=f"RLM.{name}",
-    )
 
 
 class RLM(Configurable):
@@ -323,46 +251,13 @@ class RLM(Configurable):
         "Empty: none. `%rlm ... --strategy NAME` sets it for one run.",
     ).tag(config=True)
 
-    @validate(*_RANGES)
+    @validate(*RANGES)
     def _valid_range(self, proposal: Any) -> Any:
-        name, value = proposal["trait"].name, proposal["value"]
-        allowed = _RANGES[name]
-        if value is None or allowed.admits(value):
-            return value
-        trait = proposal["trait"]
-        none = ", or None for no limit" if trait.allow_none else ""
-        raise _SettingValueError(
-            ConfigError(
-                f"RLM.{name} = {value!r} is out of range: it must be {allowed}",
-                fix=f"Use a value that is {allowed}{none}, e.g. %config RLM.{name} = "
-                f"{trait.default_value!r} (the default)",
-                setting=f"RLM.{name}",
-            )
-        )
+        return check_range(proposal["trait"], proposal["value"])
 
     @validate("prices")
     def _valid_prices(self, proposal: Any) -> Any:
-        # Checked now: a bad price would raise in the middle of a run, when a call's cost is added.
-        for model, price in proposal["value"].items():
-            numbers = isinstance(price, Mapping) and all(
-                key in _PRICE_KEYS
-                and isinstance(v, int | float)
-                and not isinstance(v, bool)
-                and math.isfinite(v)
-                and v >= 0
-                for key, v in price.items()
-            )
-            if not numbers:
-                raise _SettingValueError(
-                    ConfigError(
-                        f"RLM.prices[{model!r}] = {price!r} is not a price",
-                        fix="Give USD per million tokens, numbers of at least 0 under 'input', "
-                        "'output' and optionally 'cached_input', e.g. %config RLM.prices = "
-                        "{'gpt-5-mini': {'input': 0.25, 'output': 2.0}}",
-                        setting="RLM.prices",
-                    )
-                )
-        return proposal["value"]
+        return check_prices(proposal["value"])
 
     @validate("strategy")
     def _valid_strategy(self, proposal: Any) -> str:
@@ -433,23 +328,23 @@ class RLM(Configurable):
         try:
             super().__setattr__(name, value)
         except TraitError as exc:
-            error = _setting_error(name, value, exc)
+            error = setting_error(name, value, exc)
             if self._cross_validation_lock:  # loading config: traitlets rolls back on TraitError
-                raise _SettingValueError(error) from None
+                raise SettingValueError(error) from None
             raise error from None
 
     # A bad value met while traitlets holds notifications (the constructor, config loading, which
-    # %config does) surfaces as a _SettingValueError once it has rolled back: raise ours.
+    # %config does) surfaces as a SettingValueError once it has rolled back: raise ours.
     def __init__(self, **kwargs: Any) -> None:
         try:
             super().__init__(**kwargs)
-        except _SettingValueError as exc:
+        except SettingValueError as exc:
             raise exc.error from None
 
     def _load_config(self, *args: Any, **kwargs: Any) -> None:
         try:
             super()._load_config(*args, **kwargs)
-        except _SettingValueError as exc:
+        except SettingValueError as exc:
             raise exc.error from None
 
     @observe("provider")

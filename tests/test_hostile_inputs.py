@@ -267,10 +267,10 @@ def test_an_out_of_range_setting_is_a_config_error_naming_it(name: str, value: o
 
 
 def test_every_numeric_setting_has_a_range() -> None:
-    from rlm_kernel._config import _RANGES
+    from rlm_kernel._ranges import RANGES
 
     numeric = [n for n in setting_names() if isinstance(RLM.class_traits()[n], (Int, Float))]
-    assert sorted(_RANGES) == sorted(numeric)
+    assert sorted(RANGES) == sorted(numeric)
 
 
 def test_values_at_the_edge_of_a_range_still_work() -> None:

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "errors",
             "_secrets",
             "_strategies",
+            "_ranges",
             "_config",
             "_aio",
             "_timeout",

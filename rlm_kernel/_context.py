@@ -191,7 +191,7 @@ def _looks_like_a_path(text: str) -> bool:
         return True
     if not _PATH_SHAPE.fullmatch(text) or not any(c.isalpha() for c in text):
         return False
-    return text.startswith("~") or any(sep in text for sep in {"/", os.sep})
+    return text == "~" or any(sep in text for sep in {"/", os.sep})
 
 
 def _load_glob(pattern: str, base: str, encoding: str, limit: int | None) -> Documents:

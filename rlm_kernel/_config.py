@@ -35,7 +35,7 @@ from traitlets.config import Configurable
 from ._context import DEFAULT_MAX_CONTEXT_MB
 from ._environment import env_value, user_cache_dir, user_data_dir
 from ._ranges import RANGES, SettingValueError, check_prices, check_range, setting_error
-from ._secrets import kwargs_secrets, redact_kwargs, redact_url, url_secrets
+from ._secrets import key_withheld, kwargs_secrets, redact_kwargs, redact_url, url_secrets
 from ._strategies import check_strategy
 from .errors import ConfigError
 
@@ -380,8 +380,22 @@ class RLM(Configurable):
 
     # --- derived values ----------------------------------------------------------------------------
     def resolve_api_key(self) -> str | None:
-        """The API key from ``api_key_env`` (environment, then .env); read late, never stored."""
+        """The API key to send to ``base_url``: the one in ``api_key_env`` (environment, then .env),
+        read late, never stored; None when there is none or it is withheld (``key_withheld``)."""
+        if self.key_withheld() is not None:
+            return None
         return env_value(self.api_key_env)
+
+    def key_withheld(self) -> str | None:
+        """Why the key in ``api_key_env`` is not sent to ``base_url`` (None: it is). Only the default
+        OPENAI_API_KEY is ever withheld, from a base_url set in these settings that points at another
+        host than OpenAI's, this machine or OPENAI_BASE_URL's (``_secrets.key_withheld``)."""
+        given = self.__dict__.get("_given_names", set())
+        return key_withheld(
+            self.base_url,
+            default_key=self.provider == "openai" and "api_key_env" not in given,
+            base_url_given="base_url" in given,
+        )
 
     def resolved_data_dir(self) -> Path:
         """``data_dir``, or the platform's user data directory for rlm_kernel (platformdirs)."""
@@ -408,7 +422,7 @@ class RLM(Configurable):
         """What these settings hold that must never be shown or written: the API key, the credentials
         in base_url, and header or secret-named values in model_kwargs (for a ``Redactor``)."""
         return [
-            *filter(None, [self.resolve_api_key()]),
+            *filter(None, [env_value(self.api_key_env)]),  # withheld or not: the code can read it
             *url_secrets(self.base_url),
             *kwargs_secrets(self.model_kwargs),
         ]

@@ -9,15 +9,35 @@ name the server does not serve, a local server that is not running. No SDK impor
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, ModelConnectionError, ModelNotFoundError, ModelResponseError
+from .._secrets import is_local_host
+from ..errors import (
+    ConfigError,
+    ModelAuthError,
+    ModelConnectionError,
+    ModelNotFoundError,
+    ModelResponseError,
+)
 
 if TYPE_CHECKING:
     from .._config import RLM
+
+__all__ = [
+    "auth_error",
+    "connection_refused",
+    "credentials_problem",
+    "is_local_host",  # defined with the rule it serves (where the key may go): ``_secrets``
+    "lacks_version",
+    "model_names",
+    "no_model_error",
+    "path_error",
+    "refused_error",
+    "route_error",
+    "unknown_model_error",
+]
 
 # A version segment in a URL path: /v1, /v1beta (Gemini's OpenAI layer), /v2, /api/v3, …
 _VERSION = re.compile(r"/v\d+[a-z0-9]*(/|$)", re.IGNORECASE)
@@ -60,6 +80,30 @@ def credentials_problem(config: RLM, key: str | None) -> ConfigError | None:
     )
 
 
+def auth_error(config: RLM, status: int | None, endpoint: str) -> ModelAuthError:
+    """The endpoint refused the request (401/403): the key is wrong, or none was sent, and if none
+    was sent because rlm_kernel withheld OPENAI_API_KEY from a third-party endpoint, say so."""
+    env = config.api_key_env
+    withheld = config.key_withheld()
+    if withheld is not None:
+        return ModelAuthError(
+            f"The endpoint refused the request ({status}) and was sent no API key: {withheld}",
+            fix=f"If this endpoint should get the key in {env}, say so with "
+            f"`%config RLM.api_key_env = '{env}'` (or `--set api_key_env={env}`, or set "
+            "OPENAI_BASE_URL to this endpoint instead of RLM.base_url); if it has a key of its own, "
+            "put that in a variable of its own and point RLM.api_key_env at it",
+            endpoint=endpoint,
+            setting="RLM.api_key_env",
+        )
+    sent = "" if config.resolve_api_key() else f" (none was sent: {env} is not set)"
+    return ModelAuthError(
+        f"The endpoint refused the API key ({status}){sent}",
+        fix=f"Check the key in {env} (or point RLM.api_key_env at the right variable)",
+        endpoint=endpoint,
+        setting="RLM.api_key_env",
+    )
+
+
 def no_model_error() -> ConfigError:
     """No model name at all: said before any request goes out (the server would only answer 404)."""
     return ConfigError(
@@ -70,21 +114,6 @@ def no_model_error() -> ConfigError:
         "`--model` on the command line",
         setting="RLM.model",
     )
-
-
-def is_local_host(host: str) -> bool:
-    """Whether ``host`` is this machine: localhost, a loopback address (127.0.0.0/8, ::1), or the
-    unspecified address (0.0.0.0, ::), which connects to this machine and which servers print as the
-    address they listen on (``Uvicorn running on http://0.0.0.0:8000``)."""
-    name = host.strip("[]").rstrip(".").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(name.partition("%")[0])
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
-    return any(a.is_loopback or a.is_unspecified for a in filter(None, [address, mapped]))
 
 
 def connection_refused(exc: BaseException) -> bool:

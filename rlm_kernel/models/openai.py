@@ -29,7 +29,6 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from .._config import RLM
 from .._secrets import redact_url
 from ..errors import (
-    ModelAuthError,
     ModelConnectionError,
     ModelError,
     ModelRateLimitError,
@@ -390,13 +389,7 @@ class OpenAIClient:
                 setting="RLM.subcall_concurrency",
             )
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-            env = self._config.api_key_env
-            return ModelAuthError(
-                f"The endpoint refused the API key ({exc.status_code})",
-                fix=f"Check the key in {env} (or point RLM.api_key_env at the right variable)",
-                endpoint=ep,
-                setting="RLM.api_key_env",
-            )
+            return _diagnosis.auth_error(self._config, exc.status_code, ep)
         if isinstance(exc, openai.NotFoundError):
             azure = self._config.provider == "azure"
             asked = redact_url(str(exc.request.url.copy_with(query=None)))

@@ -255,9 +255,10 @@ _WORD = "[A-Za-z0-9_]"
 SHAPES: tuple[Shape, ...] = (
     Shape(
         "github",
-        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
-        rf"gh(?:[pousr]_(?<!{_WORD}...)[A-Za-z0-9]{{36,}}+|ithub_pat_(?<!{_WORD}.{{10}})[A-Za-z0-9_]{{30,}}+)",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+        rf"gh[pousr]_(?<!{_WORD}.{{4}})[A-Za-z0-9]{{36,}}+",
     ),
+    Shape("github_fine_grained", ("github_pat_",), rf"github_pat_(?<!{_WORD}.{{11}})[A-Za-z0-9_]{{30,}}+"),
     Shape("gitlab", ("glpat-",), rf"glpat-(?<!{_WORD}.{{6}})[A-Za-z0-9_\-]{{20,}}+"),
     # OpenAI (sk-, sk-proj-, sk-svcacct-, sk-admin-) and Anthropic (sk-ant-api03-…).
     Shape("openai", ("sk-",), rf"sk-(?<!{_WORD}...)[A-Za-z0-9_\-]{{20,}}+", _has_long_run),
@@ -282,7 +283,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape(
         "stripe",
         ("k_live_", "k_test_"),
-        rf"k_(?:live|test)_(?<=[sr]k_....._)(?<!{_WORD}.{{8}})[0-9A-Za-z]{{16,}}+",
+        rf"k_(?:live|test)_(?<=[sr]k_.{{4}}_)(?<!{_WORD}.{{8}})[0-9A-Za-z]{{16,}}+",
         lead=1,
     ),
     Shape("huggingface", ("hf_",), rf"hf_(?<!{_WORD}...)[A-Za-z0-9]{{30,}}+"),

@@ -14,8 +14,8 @@ word, so PATH and GIT_AUTHOR_NAME are not), the values of any variable that hold
 value is scrubbed as written and in the simple encodings of it:
 
 - reversed;
-- spaced: its letters and digits one at a time with 1–4 other characters between them
-  (``" ".join(key)``, ``"\\n".join(key)``, ``str(list(key))``), forwards or reversed;
+- spaced: its letters and digits one at a time with 1–10 other characters between them (a JSON escape
+  counting as one) (``" ".join(key)``, ``"\\n".join(key)``, ``str(list(key))``), forwards or reversed;
 - base64, standard and URL-safe alphabets, padded or not: a value inside a longer encoded string starts
   at one of three byte alignments, and for each the characters that depend on the value alone (its
   stable middle) are matched, so ``b64encode(b"x" + key)`` is caught as well as ``b64encode(key)``;
@@ -33,18 +33,20 @@ AWS access key ids (``AKIA…``/``ASIA…``), Google API keys (``AIza…``), Str
 …``), Hugging Face (``hf_…``), npm (``npm_…``), PyPI (``pypi-AgEI…``), JWTs (``eyJ….eyJ….sig``), PEM
 private key blocks, ``Bearer <token>``, and the password of any ``scheme://user:password@`` URL.
 
-Why our own patterns and not Yelp's ``detect-secrets``: it is a line scanner that reports findings, not a
-redactor, with process-global plugin settings; over 1 MB of Python source its eight matching plugins
-took 1.1 s (measured: ``scan_line`` per line) where the one compiled alternation here takes ~15 ms, and
-its patterns lack Anthropic, Hugging Face, Google, fine-grained GitHub and GitLab tokens (last release
-May 2024; it would also add PyYAML and requests to the dependencies). The patterns are a short table,
-each anchored on a literal prefix with possessive runs, so each is linear in the text.
+Why our own patterns and not Yelp's ``detect-secrets`` (the maintained library of such patterns): it is
+a line scanner that reports findings, not a redactor, and its plugin settings are process-global (one
+session's choice would be every thread's). Measured over 1 MB of Python source, ``scan_line`` per line
+with its eight plugins for these formats took 1.1 s; the table here takes ~25 ms. Its patterns lack
+Anthropic, Hugging Face, Google and fine-grained GitHub tokens, and its OpenAI pattern needs the legacy
+``T3BlbkFJ`` marker (1.5.0, May 2024); it would also bring PyYAML and requests as dependencies. The
+table is short: each pattern starts with a literal and has possessive runs, so each is linear.
 
 **Speed.** Every pattern is compiled once (module level); a ``Redactor`` holds plain strings to find
-with ``str.find`` (C speed) plus two compiled regexes shared by all. Measured on 1 MB of mixed Python
-source and base64 (2 shared CPU cores): the exact-string scrubber this replaced took ~1.5 ms for ten
-secrets; this one takes ~40 ms with one secret and ~80 ms with ten (about 3–4 ms a secret, the rest the
-shape and spaced-run regexes). Observations are capped long before 1 MB, so a step pays well under 1 ms.
+with ``str.find`` (C speed: 17 scans for a 56-character key) and shares the compiled patterns. Measured
+on 1 MB of mixed Python source and base64 (2 CPU cores shared with other work, medians of 7): the
+exact-string scrubber this replaced took ~1 ms for ten secrets; this one takes ~30 ms with no known
+secret (the shapes), ~60 ms with one (the spaced-run pass starts) and ~130 ms with ten: ~5–8 ms a
+known secret. A step's output of a few kilobytes costs well under a millisecond.
 
 Settings are recorded through ``redact_url`` and ``redact_kwargs``, which drop credentials before
 anything is written. Where the key may be sent is ``key_withheld``; see docs/security.md.
@@ -258,7 +260,11 @@ SHAPES: tuple[Shape, ...] = (
         ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
         rf"gh[pousr]_(?<!{_WORD}.{{4}})[A-Za-z0-9]{{36,}}+",
     ),
-    Shape("github_fine_grained", ("github_pat_",), rf"github_pat_(?<!{_WORD}.{{11}})[A-Za-z0-9_]{{30,}}+"),
+    Shape(
+        "github_fine_grained",
+        ("github_pat_",),
+        rf"github_pat_(?<!{_WORD}.{{11}})[A-Za-z0-9_]{{30,}}+",
+    ),
     Shape("gitlab", ("glpat-",), rf"glpat-(?<!{_WORD}.{{6}})[A-Za-z0-9_\-]{{20,}}+"),
     # OpenAI (sk-, sk-proj-, sk-svcacct-, sk-admin-) and Anthropic (sk-ant-api03-…).
     Shape("openai", ("sk-",), rf"sk-(?<!{_WORD}...)[A-Za-z0-9_\-]{{20,}}+", _has_long_run),

@@ -28,6 +28,7 @@ _LOOP_SETTINGS = (
     "max_tokens",
     "max_cost",
     "max_output_chars",
+    "max_reply_chars",
     "mode",
     "baseline_threshold",
     "compaction",
@@ -46,6 +47,7 @@ _LOOP_SETTINGS = (
 # before them did: a recording that lacks one was made without it, and replays that way.
 _BEFORE_THE_SETTING: dict[str, Any] = {
     "loop_guard": 0,
+    "max_reply_chars": None,
     "prose_nudge": False,
     "protocol": "rlm_kernel",
     "strategy": "",
@@ -85,7 +87,9 @@ def replay_session(
             f"The recording answers a different question: {recorded['question']!r}",
             fix="Ask the recorded question to replay it, or run live with a model",
         )
-    loaded = load_context(context)
+    config = (base or RLM()).with_overrides({**recorded_settings(recording), **(overrides or {})})
+    # Loaded under the replay's own limit (RLM.max_context_mb, from base or overrides), as a live run.
+    loaded = load_context(context, max_mb=config.max_context_mb)
     if describe_context(loaded).sha256 != recorded["context"]["sha256"]:
         warnings.warn(
             ContextMismatchWarning(
@@ -94,7 +98,6 @@ def replay_session(
             ),
             stacklevel=2,
         )
-    config = (base or RLM()).with_overrides({**recorded_settings(recording), **(overrides or {})})
     root, sub = replay_clients(recording, fallback=fallback, speed=speed)
     session = Session(
         recorded["question"],

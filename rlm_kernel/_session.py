@@ -420,10 +420,15 @@ class Session:
         self._pause.clear()
         self.error, self.reason, self.message = None, "", ""
         self._set_state("running")
+        if self._writer is not None:  # after a failed autosave: the file whole again, or hold now
+            self._writer.catch_up(self.trajectory.records)
 
     def checkpoint(self) -> bool:
         """A safe point: honour a requested pause or stop; True when the session should go on."""
         if self.state != "running":
+            return False
+        if self._writer is not None and self._writer.error is not None:
+            self.hold(self._writer.error)  # a full disk: no more steps that only memory keeps
             return False
         if self._stop.is_set():
             self._end(Ending(None, "stopped", "Stopped on request"))
@@ -722,6 +727,8 @@ class Session:
                 )
             )
         finally:  # ended even when the record cannot be written
+            if self.error is None and self._writer is not None and self._writer.error is not None:
+                self.error = self._writer.error  # the answer stands; the file lacks records
             self._set_state(state, ending.reason)
             # A sandbox gives its worker back; a follow-up or rewind restores it from its last dump.
             release_executor(self.executor)
@@ -730,7 +737,8 @@ class Session:
                 self._writer.close()
 
     def hold(self, exc: RLMError) -> None:
-        """Pause on a model error, keeping it as the reason: fix the setting, then resume."""
+        """Pause on an error a fix lets it go on from (a model error, a failed autosave), keeping
+        it as the reason: fix the cause, then resume."""
         self.error, self.reason, self.message = exc, "error", str(exc)
         self._set_state("paused", type(exc).__name__)
 

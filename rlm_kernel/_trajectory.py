@@ -20,16 +20,21 @@ The history the root model was sent is a fold over these records (``History.appl
 version 1 are read too, brought up to version 2 as they are read (``_schema_v1``).
 
 Autosave appends each record as one JSONL line and flushes it, so a crash loses at most the iteration
-in flight. ``save``/``load`` round-trip both ``.jsonl`` and ``.json`` (``{"schema_version", "records"}``);
-both formats are this module's own, and so is keeping secrets out of what it writes. The other formats
+in flight; a write that fails mid-run (a full disk) pauses the session with every record still in
+memory (``TrajectoryWriter``). ``save``/``load`` round-trip both ``.jsonl`` and ``.json``
+(``{"schema_version", "records"}``); both formats are this module's own, and so is keeping secrets
+out of what it writes. The other formats
 are views written by ``rlm_kernel.exporters``, which import this module: ``Trajectory.export`` reaches
 them through the exporter installed with ``use_exporter``, never by importing them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
-from collections.abc import Iterator, Mapping
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -47,7 +52,7 @@ from ._schema import (
 )
 from ._schema_v1 import upgrade
 from ._secrets import Redactor
-from .errors import ConfigError, TrajectoryError
+from .errors import AutosaveError, ConfigError, TrajectoryError
 
 # The versions this module reads: the current one, and version 1 through ``_schema_v1``.
 READABLE_VERSIONS = (1, SCHEMA_VERSION)
@@ -313,6 +318,12 @@ class TrajectoryWriter:
 
     The file is tried when the writer is made, so an autosave path that cannot work is a
     ConfigError before a session takes its first step (``fix`` and ``setting`` say what to change).
+
+    A write that fails later (a full disk, the file or its directory removed) does not raise in the
+    middle of a step: ``error`` holds it as an ``AutosaveError``, the session (which keeps every
+    record in memory) pauses at its next safe point, and nothing more is appended, since a record
+    after a missing one would make a file that no longer folds into the history. ``catch_up`` then
+    writes the file whole again from the session's records.
     """
 
     def __init__(
@@ -326,6 +337,7 @@ class TrajectoryWriter:
         setting: str | None = "RLM.trajectory_dir",
     ) -> None:
         self.path = path
+        self.error: AutosaveError | None = None
         self._redactor = redactor
         self._file: IO[str] | None = None
         try:
@@ -339,13 +351,61 @@ class TrajectoryWriter:
             ) from exc
 
     def write(self, record: Mapping[str, Any]) -> None:
-        if self._file is None:
-            # Opened on demand, so a finished session that is rewound keeps appending.
-            self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(self._redactor.scrub(dumps(record)) + "\n")
-        self._file.flush()
+        """Append ``record``; on failure set ``error`` instead of raising (see the class)."""
+        if self.error is not None:
+            return  # held back until ``catch_up``: it would follow a record the file lacks
+        try:
+            if self._file is None:
+                # Opened on demand, so a finished session that is rewound keeps appending.
+                self._file = self.path.open("a", encoding="utf-8")
+            self._file.write(self._line(record))
+            self._file.flush()
+            # A file removed while open takes every write and keeps none: as lost as a full disk.
+            if os.fstat(self._file.fileno()).st_nlink == 0:
+                raise FileNotFoundError(errno.ENOENT, "the file was removed during the run")
+        except OSError as exc:
+            self._failed(exc)
+
+    def catch_up(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """After a failed write: write the whole file again from ``records`` (all the session
+        holds), beside it first and then moved into place, so a torn or missing line is mended
+        and the old file stays as it was if this fails too (``error`` then says why). Does
+        nothing when no write failed."""
+        if self.error is None:
+            return
+        spare = self.path.with_name(f".{self.path.name}.partial")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with spare.open("w", encoding="utf-8") as f:
+                for record in records:
+                    f.write(self._line(record))
+            os.replace(spare, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                spare.unlink()
+            self.error = None  # so that _failed words the new reason
+            self._failed(exc)
+            return
+        self.error = None
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            # Nothing is buffered after a flushed write; a failed one was set aside in ``error``.
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None
+
+    def _line(self, record: Mapping[str, Any]) -> str:
+        return self._redactor.scrub(dumps(record)) + "\n"
+
+    def _failed(self, exc: OSError) -> None:
+        self.close()  # the next try opens the file again
+        self.error = AutosaveError(
+            f"The autosave of the trajectory to {self.path} failed: {exc.strerror or exc}",
+            fix="Nothing is lost: the session keeps every record in memory and has stopped. Save "
+            "them elsewhere with result.trajectory.save(path) (or session.trajectory.save(path)); "
+            f"free space in {self.path.parent} and resume (session.run(), %rlm resume) to write "
+            "the file whole again and go on; set RLM.trajectory_dir to a disk with room for new "
+            "sessions",
+            setting="RLM.trajectory_dir",
+        )

@@ -3,8 +3,9 @@ trajectory to another format, ``install`` the kernel.
 
 Exit codes: 0 the model submitted an answer; 1 the run ended without one (a limit forced a best guess,
 or it was stopped); 2 bad command line; 3 configuration, context or recording problem, or the
-``--export`` file could not be written (the answer is printed all the same); 4 the model endpoint
-failed (the session is saved and can be resumed); 130 interrupted.
+``--export`` file or the autosave could not be written (an answer is printed all the same, and the
+whole trajectory is written elsewhere); 4 the model endpoint failed (the session is saved and can be
+resumed); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ._session import Session
 from ._trajectory import Trajectory, probe_writable, unwritable
 from ._version import __version__
 from .errors import (
+    AutosaveError,
     ConfigError,
     ContextError,
     ModelError,
@@ -338,6 +340,9 @@ def _drive(session: Session, args: argparse.Namespace) -> int:
     if failed is not None:
         print(f"rlm-kernel: {failed}", file=sys.stderr)
         return EXIT_CONFIG
+    if isinstance(result.error, AutosaveError):
+        print(f"rlm-kernel: {_kept_elsewhere(result, args.export)}", file=sys.stderr)
+        return EXIT_CONFIG
     return code
 
 
@@ -348,16 +353,45 @@ def _export_after(result: Result, path: str) -> str | None:
         result.trajectory.export(path)
     except (OSError, RLMError) as exc:
         why = unwritable(Path(path), exc) if isinstance(exc, OSError) else str(exc).rstrip(".")
-        kept = result.path
-        if kept is None:  # no autosave (RLM.autosave = False): keep it in a file of its own
-            handle, name = tempfile.mkstemp(prefix="rlm-trajectory-", suffix=".jsonl")
-            os.close(handle)
-            kept = result.trajectory.save(name)
+        kept = result.path if not isinstance(result.error, AutosaveError) else None
+        if kept is None:  # no autosave (RLM.autosave = False), or a failed one: a file of its own
+            kept = _save_aside(result)
         return (
             f"could not write --export {path}: {why}. The trajectory is in {kept}; write it again "
             f"with `rlm-kernel export {kept} {path}` once the path can be written"
         )
     return None
+
+
+def _save_aside(result: Result) -> Path:
+    """The whole trajectory (the session's records in memory) in a new file in the temporary
+    directory, for when the autosave holds none or only part of it. Raises OSError."""
+    handle, name = tempfile.mkstemp(prefix="rlm-trajectory-", suffix=".jsonl")
+    os.close(handle)
+    return result.trajectory.save(name)
+
+
+def _kept_elsewhere(result: Result, export: str | None) -> str:
+    """After a failed autosave (``result.error``): where the whole trajectory is instead, so that
+    nothing is lost when this process ends: the --export file if it is a trajectory format, else a
+    file saved now; or, if even that fails, how to run again so that it is kept."""
+    if export and FORMATS[infer_format(export)].read is not None:
+        kept: Path = Path(export)
+    else:
+        try:
+            kept = _save_aside(result)
+        except OSError as exc:
+            return (
+                f"the trajectory could not be saved anywhere else either ({exc.strerror or exc}); "
+                "run again once there is room, with --set trajectory_dir=DIR on a disk that has "
+                "it, or --export FILE.json"
+            )
+    return (
+        f"the whole trajectory ({len(result.trajectory.records)} records) is in {kept} instead; "
+        f"take it up again with rlm_kernel.resume('{kept}', context), or convert it with "
+        f"`rlm-kernel export {kept} OUT`. Next time choose a disk with room: --set "
+        "trajectory_dir=DIR"
+    )
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -398,19 +432,22 @@ def _existing(path: str) -> str:
 
 def _report(result: Result) -> int:
     total = result.usage.total
-    where = f" · trajectory: {result.path}" if result.path else ""
+    unsaved = isinstance(result.error, AutosaveError)  # the answer stands; the file is partial
+    where = f" · trajectory: {result.path}" if result.path and not unsaved else ""
     summary = (
         f"{result.reason} · {len(result.trajectory.iterations)} iterations · "
         f"{total.total_tokens:,} tokens in {total.calls} calls{where}"
     )
-    if result.error is not None:
+    if result.error is not None and not unsaved:
         print(f"rlm-kernel: {result.error}", file=sys.stderr)
         print(summary, file=sys.stderr)
         # A replay that ran past its recording is a recording problem, not a failing endpoint.
         return EXIT_CONFIG if isinstance(result.error, ReplayMissError) else EXIT_MODEL
     if result.answer is not None:
         print(result.answer)
-    if result.message and result.reason != "final":
+    if unsaved:
+        print(f"rlm-kernel: {result.error}", file=sys.stderr)
+    elif result.message and result.reason != "final":
         print(f"rlm-kernel: {result.message}", file=sys.stderr)
     print(summary, file=sys.stderr)
     if result.reason == "paused":  # interrupted with Ctrl-C

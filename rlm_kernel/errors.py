@@ -20,7 +20,8 @@ fields; ``str(err)`` joins them into one short paragraph, never a traceback wall
     ├── ProtocolError             a malformed comm message between kernel and frontend
     ├── ReplayMissError           a recording lacks the response a replay asked for
     ├── SessionStateError         the call does not fit the session's state
-    └── TrajectoryError           a trajectory file cannot be read
+    └── TrajectoryError           a trajectory file cannot be read or written
+        └── AutosaveError         writing the autosave failed mid-run (a full disk)
 
     IterationTimeout (BaseException)  raised inside a step's code that ran too long
 
@@ -40,6 +41,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "AutosaveError",
     "ConfigError",
     "ContextError",
     "ContextMismatchWarning",
@@ -184,7 +186,17 @@ class SessionStateError(RLMError):
 
 
 class TrajectoryError(RLMError):
-    """A trajectory file cannot be read: missing, corrupt, or from an unknown schema version."""
+    """A trajectory file cannot be read (missing, corrupt, or from an unknown schema version) or
+    written."""
+
+
+class AutosaveError(TrajectoryError):
+    """Appending to the autosave file failed during a run (a full disk, the file taken away).
+
+    Nothing is lost: the session keeps every record in memory (``session.trajectory``,
+    ``result.trajectory``) and pauses (reason ``error``), or keeps its answer if it had one. Resuming
+    it writes the file whole again before it goes on; ``trajectory.save(path)`` writes it elsewhere.
+    """
 
 
 class IterationTimeout(BaseException):

@@ -93,6 +93,32 @@ def test_the_scrubber_reads_the_same_dotenv_the_settings_read(
     assert Redactor().scrub(f"key={KEY}") == "key=[redacted]"
 
 
+def test_a_credential_in_dotenv_under_an_innocent_name_is_scrubbed_by_its_shape(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    # Neither name says "secret"; the values' shapes do, and every encoding of a known value counts.
+    hook = "https://hooks.slack.com/services/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"
+    pat = "ghp_" + "Zq8Wm3Rt6Yp1Lk9Vc4Xn7Bs2Hd5Jf0Ga3Qe7"
+    (isolated_env / ".env").write_text(f"NOTIFY_URL={hook}\nDEPLOY_USER={pat}\n")
+    code = (
+        "text = open('.env').read()\n"
+        "print(text)\n"
+        "print(text[::-1])\n"
+        "print(' '.join(text.split('DEPLOY_USER=')[1].strip()))"
+    )
+    server = serve({"root": [fence(code), fence("FINAL('done')")]})
+    result = rlm_kernel.run("q", "ctx", **settings(server))
+    assert result.answer == "done", result.message
+    sent = json.dumps(server.requests[-1].messages)
+    assert result.path is not None
+    written = result.path.read_text()
+    for piece in ("uV3wX9yZ2aB7cD4eF1gH6iJ0", "Zq8Wm3Rt6Yp1Lk9Vc4Xn", "0Ji6Hg1Fe4Dc7Ba2Zy9Xw3Vu"):
+        assert piece not in sent
+        assert piece not in written
+    assert " ".join("Zq8Wm3Rt") not in sent
+    assert "NOTIFY_URL=https://[redacted]" in sent  # the names stay: the output is still readable
+
+
 # --- Azure OpenAI, through the SDK's own variables -------------------------------------------------------
 
 

@@ -460,3 +460,155 @@ def test_a_json_value_that_is_not_a_record_is_a_trajectory_error(
     with pytest.raises(TrajectoryError, match=r"line 2, is a JSON \w+, not a record") as info:
         Trajectory.load(tmp_path / "t.jsonl")
     assert "remove it" in info.value.fix
+
+
+# --- 8. an autosave that fails mid-run ----------------------------------------------------------------
+
+# Run as the model's code (the namespace executor runs in the process that writes the autosave): from
+# here on the autosave file's descriptor writes to /dev/full, where every write fails with ENOSPC, as
+# on a disk that has just filled up; or its directory is removed, so what is written goes nowhere.
+_FAULTS = {
+    "disk full": (
+        "import os\n"
+        "for fd in os.listdir('/proc/self/fd'):\n"
+        "    try:\n"
+        "        where = os.readlink(f'/proc/self/fd/{fd}')\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    if where.endswith('.jsonl') and '/autosaves/' in where:\n"
+        "        full = os.open('/dev/full', os.O_WRONLY)\n"
+        "        os.dup2(full, int(fd))\n"
+        "        os.close(full)\n",
+        "No space left on device",
+    ),
+    "directory removed": (
+        "import shutil\nshutil.rmtree('autosaves')\n",
+        "the file was removed during the run",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(_FAULTS))
+def test_an_autosave_that_fails_mid_run_pauses_the_session_with_every_record_kept(
+    serve: Callable[..., ScriptedServer], isolated_env: Path, fault: str
+) -> None:
+    from rlm_kernel.errors import AutosaveError
+
+    code, reason = _FAULTS[fault]
+    server = serve(
+        {"root": [fence(code + "print('step one ran')"), fence("print('two')"), fence("FINAL(7)")]}
+    )
+    config = RLM(**settings(server), trajectory_dir=str(isolated_env / "autosaves"))
+    session = Session("q", "some text", config=config, namespace={})
+    result = session.run()  # no OSError out of run()
+
+    assert (session.state, result.reason, result.answer) == ("paused", "error", None)
+    assert isinstance(result.error, AutosaveError)
+    assert result.error.setting == "RLM.trajectory_dir"
+    assert f"The autosave of the trajectory to {session.path} failed: {reason}" in str(result.error)
+    for advice in ("Nothing is lost", "result.trajectory.save(path)", "free space", "resume"):
+        assert advice in result.error.fix
+    assert result.message == str(result.error)
+    assert len(server.requests) == 1  # it stopped at once: no step that only memory would keep
+    # Every record so far is in memory, and saving it elsewhere writes it all.
+    assert [r["type"] for r in result.trajectory.records] == ["session", "iteration"]
+    assert "step one ran" in result.trajectory.iterations[0]["output"]
+    kept = result.trajectory.save(isolated_env / "elsewhere" / "kept.jsonl")
+    assert Trajectory.load(kept) == result.trajectory
+
+    # Once there is room again, resuming writes the file whole again and goes on.
+    assert session.run().answer == "7"
+    assert session.path is not None
+    assert Trajectory.load(session.path) == session.trajectory
+    types = [r["type"] for r in Trajectory.load(session.path).records]
+    assert types == ["session", "iteration", "iteration", "iteration", "final"]
+    assert not list(session.path.parent.glob(".*"))  # no spare file left beside it
+
+
+def test_an_autosave_that_fails_on_the_answering_step_keeps_the_answer(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    from rlm_kernel.errors import AutosaveError
+
+    code, _ = _FAULTS["disk full"]
+    server = serve({"root": [fence("print(len(P))"), fence(code + "FINAL('7781')")]})
+    config = RLM(**settings(server), trajectory_dir=str(isolated_env / "autosaves"))
+    result = rlm_kernel.run("q", "some text", config=config)
+    assert (result.answer, result.reason) == ("7781", "final")
+    assert isinstance(result.error, AutosaveError)
+    types = [r["type"] for r in result.trajectory.records]
+    assert types == ["session", "iteration", "iteration", "final"]
+    assert result.path is not None
+    assert len(Trajectory.load(result.path).records) == 2  # the file holds only what came before
+
+
+@pytest.mark.parametrize("export", [None, "out/run.json"])
+def test_the_cli_prints_the_answer_and_keeps_the_trajectory_when_the_autosave_fails(
+    serve: Callable[..., ScriptedServer],
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    export: str | None,
+) -> None:
+    code, _ = _FAULTS["disk full"]
+    # With --export, the failure comes before any answer; without, on the answering step.
+    steps = [fence("print(len(P))")]
+    steps += [fence(code), fence("FINAL('never')")] if export else [fence(code + "FINAL('7781')")]
+    server = serve({"root": steps})
+    (isolated_env / "text.txt").write_text("the code is 7781")
+    (isolated_env / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(isolated_env / "tmp"))  # where the CLI saves it aside
+    done = cli(
+        "run", "q", "text.txt", "--model", "root", "--base-url", server.base_url,
+        "--set", f"trajectory_dir={isolated_env / 'autosaves'}",
+        *(("--export", export) if export else ()), cwd=isolated_env,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "The autosave of the trajectory to " in done.stderr
+    assert "failed: No space left on device" in done.stderr
+    assert "--set trajectory_dir=DIR" in done.stderr
+    kept = Path(done.stderr.split(" records) is in ")[1].split(" instead;")[0])
+    if export:
+        assert done.stdout == ""  # no answer yet: the session stopped at the failed write
+        assert kept == Path(export)
+        records = Trajectory.load(isolated_env / kept).records
+        assert [r["type"] for r in records] == ["session", "iteration", "iteration"]
+        assert len(server.requests) == 2
+    else:
+        assert done.stdout.strip() == "7781"  # the answer, whatever became of the autosave
+        assert kept.parent == isolated_env / "tmp"
+        assert Trajectory.load(kept).final["answer"] == "7781"  # type: ignore[index]
+        assert f"rlm_kernel.resume('{kept}', context)" in done.stderr
+
+
+# --- 9. a replay's context limit ------------------------------------------------------------------------
+
+
+def test_a_replay_loads_its_context_under_its_own_max_context_mb(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    from rlm_kernel._replay import replay_session
+
+    (isolated_env / "two.txt").write_text("x" * (2 << 20))
+    server = serve({"root": [fence("print(len(P))"), fence("FINAL(len(P))")]})
+    recorded = rlm_kernel.run("q", isolated_env / "two.txt", **settings(server), max_context_mb=3)
+    assert recorded.path is not None
+    assert recorded.answer == str(2 << 20)
+    recording = Trajectory.load(recorded.path)
+
+    for attempt in (
+        lambda: replay_session(recording, None, "two.txt", base=RLM(max_context_mb=1)),
+        lambda: replay_session(recording, None, "two.txt", {"max_context_mb": 1}),
+    ):
+        with pytest.raises(ContextError, match="more than the 1 MB") as info:
+            attempt()
+        assert info.value.setting == "RLM.max_context_mb"
+    replayed = replay_session(recording, None, "two.txt", base=RLM(max_context_mb=3)).run()
+    assert replayed.answer == str(2 << 20)
+
+    done = cli(
+        "replay", str(recorded.path), "two.txt", "--set", "max_context_mb=1", cwd=isolated_env
+    )
+    assert done.returncode == 3, done.stderr
+    assert "more than the 1 MB" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -30,7 +30,7 @@ Serve = Callable[..., ScriptedServer]
 
 # Made up, random-looking as real ones are; none authenticates anywhere.
 KEY = "sk-proj-Rk4vQ9tXw2mZ7pL1nB8cY3hJ6fD0sG5aE2uT9oI4kW7qM1xV"
-GH_PAT = "ghp_" + "Zq8Wm3Rt6Yp1Lk9Vc4Xn7Bs2Hd5Jf0Ga3Qe"
+GH_PAT = "ghp_" + "Zq8Wm3Rt6Yp1Lk9Vc4Xn7Bs2Hd5Jf0Ga3Qe7"
 HOOK_PATH = "T0A1B2C3D4E/B0F5G6H7I8J/uV3wX9yZ2aB7cD4eF1gH6iJ0"
 SLACK_WEBHOOK_URL = f"https://hooks.slack.com/services/{HOOK_PATH}"
 SECRETS = {"OPENAI_API_KEY": KEY, "GH_PAT": GH_PAT, "SLACK_WEBHOOK_URL": SLACK_WEBHOOK_URL}
@@ -257,3 +257,18 @@ def test_a_loopback_server_gets_the_key_it_is_configured_with(
     result = rlm_kernel.run("q", "ctx", **settings(server))
     assert result.answer == "ok", result.message
     assert authorizations(server) == {f"Bearer {KEY}"}
+
+
+@pytest.mark.parametrize("key", [None, "sk-wrong-" + "0" * 24])
+def test_a_refused_key_names_the_variable_and_whether_a_key_went(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch, key: str | None
+) -> None:
+    if key:
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+    server = serve({"root": guarded(KEY)})
+    result = rlm_kernel.run("q", "ctx", **settings(server))
+    assert isinstance(result.error, ModelAuthError), result.message
+    message = str(result.error)
+    assert "refused the API key (401)" in message
+    assert "OPENAI_API_KEY" in message
+    assert ("none was sent: OPENAI_API_KEY is not set" in message) is (key is None)

@@ -207,9 +207,9 @@ def key_withheld(base_url: str, *, default_key: bool, base_url_given: bool) -> s
     if host == url_host(env_value("OPENAI_BASE_URL")):
         return None
     return (
-        f"RLM.base_url points at {host}, which is not {OPENAI_HOST}, not this machine and not the "
-        "host of OPENAI_BASE_URL, and RLM.api_key_env was not set: rlm_kernel does not send the "
-        "OpenAI key in OPENAI_API_KEY to another endpoint"
+        f"RLM.base_url points at {host}, which is not {OPENAI_HOST}, not a loopback address (names "
+        "are not resolved) and not the host of OPENAI_BASE_URL, and RLM.api_key_env was not set: "
+        "rlm_kernel does not send the OpenAI key in OPENAI_API_KEY to another endpoint"
     )
 
 

@@ -35,6 +35,10 @@ INTERNAL = {
     "rlm_kernel.executors._monty_errors.SandboxError": (
         "MontyExecutor.run turns it into the block's error (error_type 'SandboxError')"
     ),
+    "rlm_kernel._ranges.SettingValueError": (
+        "a ConfigError carried through traitlets (which rolls back only for a TraitError); RLM "
+        "raises the ConfigError it holds"
+    ),
     "rlm_kernel.testing._script.ScriptError": (
         "the scripted server answers it as an HTTP error response"
     ),

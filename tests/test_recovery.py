@@ -321,3 +321,34 @@ def test_resume_after_the_kernel_is_killed(
     assert {r["session_id"] for r in again.records if r["type"] == "session"} == {
         record.session["session_id"]
     }
+
+
+def test_a_taken_up_session_whose_autosave_goes_away_pauses_and_writes_its_file_whole_again(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    from rlm_kernel.errors import AutosaveError
+
+    root = [
+        fence("a = len(P)\nprint(a)"),
+        # The first live step: the autosave's directory is removed under the session.
+        fence("import shutil\nshutil.rmtree('autosaves')\nb = a * 2\nprint(b)"),
+        fence("FINAL(b)"),
+    ]
+    server = serve({"root": root})
+    cfg = config(server, trajectory_dir=str(isolated_env / "autosaves"))
+    crashed = Session("q", "abcde", config=cfg, namespace={})
+    crashed.step()
+    assert crashed.path is not None
+
+    session = resume(crashed.path, "abcde", config=cfg, namespace={})
+    held = session.run()
+    assert (session.state, held.reason) == ("paused", "error")
+    assert isinstance(held.error, AutosaveError)
+    assert f"to {crashed.path} failed: No such file or directory" in str(held.error)
+    assert not crashed.path.exists()
+    assert [r["type"] for r in session.trajectory.records] == ["session", "iteration", "iteration"]
+
+    assert session.run().answer == "10"  # the directory is made again, the file written whole
+    assert Trajectory.load(crashed.path) == session.trajectory
+    again = resume(crashed.path, "abcde", config=cfg, namespace={})  # and it is a sound record
+    assert (again.state, again.answer, again.iteration) == ("done", "10", 3)

@@ -22,9 +22,10 @@ value is scrubbed as written and in the simple encodings of it:
 - hex, lower and upper case (``key.encode().hex()``);
 - fragments: any piece of at least ``max(8, len // 3)`` characters (a third of a 51-character key is 17),
   so a key printed in halves or thirds is caught, forwards or reversed. Only for values that look like
-  tokens: 16 characters or more, letters *and* digits, nothing but ``A–Z a–z 0–9 _ - + / = . ~``. A
-  passphrase, a URL or a short password gets no fragment matching, because a third of
-  ``correct-horse-battery`` or of ``https://api.example.com/?key=…`` is ordinary text.
+  tokens: 16 characters or more, letters *and* digits, nothing but ``A–Z a–z 0–9 _ - + / = . ~``, not
+  starting with ``/ ~ .`` (a path). A passphrase, a URL, a path or a short password gets no fragment
+  matching, because a third of ``correct-horse-battery`` or of ``https://api.example.com/?key=…`` is
+  ordinary text.
 
 **Credential shapes**, whoever's they are (``SHAPES``): GitHub tokens (``ghp_ gho_ ghu_ ghs_ ghr_
 github_pat_``), GitLab (``glpat-``), OpenAI and Anthropic keys (``sk-…``, ``sk-proj-…``, ``sk-ant-…``),
@@ -79,7 +80,9 @@ _MIN_URL_SECRET = 6  # a URL password is a secret even when short
 _MIN_FRAGMENT_SOURCE = (
     16  # values shorter than this are matched whole (and encoded), never in pieces
 )
-_TOKENLIKE = re.compile(r"(?=[^0-9]*[0-9])(?=[^A-Za-z]*[A-Za-z])[A-Za-z0-9_\-+/=.~]+")
+# Letters and digits, token characters only, and not a path (KEY_FILE=/home/ada2/keys/id.pem: a third
+# of it, "/home/ada2/k", is in every listing of that home directory).
+_TOKENLIKE = re.compile(r"(?![/~.])(?=[^0-9]*[0-9])(?=[^A-Za-z]*[A-Za-z])[A-Za-z0-9_\-+/=.~]+")
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 
 
@@ -497,7 +500,7 @@ class Redactor:
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret and credential shape replaced by ``[redacted]``."""
-        if not text:
+        if len(text) < _MIN_SECRET:  # shorter than any secret or shape
             return text
         spans = [span for form in self._forms for span in form.spans(text)]
         spans += [span for shape in SHAPES for span in shape.spans(text)]

@@ -86,6 +86,16 @@ def test_pieces_of_a_short_or_wordy_secret_are_left_alone() -> None:
     assert scrubbed(text, SHORT, "correct-horse-battery-staple") == text
 
 
+def test_pieces_of_a_path_under_a_secret_name_are_left_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SIGNING_KEY_FILE", "/home/ada2/keys/id_ed25519.pem")
+    listing = "/home/ada2/keys/notes.txt\n/home/ada2/projects/rlm"
+    redactor = Redactor()
+    assert redactor.scrub(listing) == listing
+    assert redactor.scrub("/home/ada2/keys/id_ed25519.pem") == REDACTED  # the value itself, whole
+
+
 def test_a_piece_shorter_than_a_third_of_a_key_is_not_a_secret() -> None:
     piece = KEY[20 : 20 + len(KEY) // 3 - 1]
     assert scrubbed(f"<{piece}>") == f"<{piece}>"

@@ -248,10 +248,16 @@ def test_an_unexpected_error_ends_the_session_failed_not_running(
     session.step()
 
     class FullDisk:
+        # A writer that raises: the real one keeps a failed write as its error and the session
+        # pauses (test_hostile_inputs); any error that escapes like this one is unexpected.
         path = session.path
+        error = None
 
         def write(self, record: dict[str, Any]) -> None:
             raise OSError(28, "No space left on device")
+
+        def catch_up(self, records: Any) -> None:
+            pass
 
     session._writer = FullDisk()  # type: ignore[assignment]  # the disk fills up mid-run
     ended: list[Finished] = []

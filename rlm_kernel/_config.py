@@ -185,6 +185,14 @@ class RLM(Configurable):
         help="Characters of an iteration's output sent back to the model (at least 100); the head and "
         "tail are kept around a marker that says how much was cut.",
     ).tag(config=True)
+    max_reply_chars = Int(
+        20_000,
+        allow_none=True,
+        help="Characters of each of the root model's replies kept in the conversation it is sent on "
+        "later turns (at least 100), cut like outputs: a 10 MB reply is not re-sent whole with "
+        "every later prompt. Its code runs in full and the trajectory records it as received. "
+        "None keeps replies whole.",
+    ).tag(config=True)
     subcall_concurrency = Int(16, help="llm_batch / rlm_query calls in flight at once.").tag(
         config=True
     )

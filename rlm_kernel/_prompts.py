@@ -17,8 +17,13 @@ from ._context import ContextInfo
 
 _FENCE = re.compile(r"```(?:repl|python|py)[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)
 _BARE_FENCE = re.compile(r"```[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)
-# Up to the first ")" that ends a line: an answer may span lines, the prose after it is not part of it.
-_PROSE_FINAL = re.compile(r"^\s*(FINAL_VAR|FINAL|SUBMIT)\((.*?)\)\s*$", re.MULTILINE | re.DOTALL)
+# A prose FINAL( at the start of a line, and its argument up to the first ")" that ends a line: an
+# answer may span lines, the prose after it is not part of it. Two searches, not one pattern with a
+# lazy ``(.*?)\)\s*$``: that one rescans the rest of the reply from every ``FINAL(`` line that is not
+# closed, quadratic in the reply (320 KB of such lines took over a minute). If the first opening has
+# no closing after it, no later one has either, so only the first is looked at.
+_PROSE_FINAL = re.compile(r"^[^\S\n]*(FINAL_VAR|FINAL|SUBMIT)\(", re.MULTILINE)
+_LINE_END_PAREN = re.compile(r"\)[^\S\n]*(?:\n|\Z)")
 # DSPy's SUBMIT(answer="...") names its one field.
 _FIELD = re.compile(r"^[A-Za-z_]\w*\s*=\s*(?!=)")
 
@@ -318,10 +323,13 @@ def parse_code(code: str) -> ast.Module | None:
 def prose_final(response: str) -> tuple[str, str] | None:
     """A paper-style ``FINAL(answer)`` / ``FINAL_VAR(name)`` line, or DSPy's ``SUBMIT(answer)``, in a
     response without code: the kind and the argument (a value, or for ``FINAL_VAR`` a name)."""
-    match = _PROSE_FINAL.search(response)
-    if match is None:
+    opening = _PROSE_FINAL.search(response)
+    if opening is None:
         return None
-    kind, argument = match.group(1), match.group(2).strip()
+    closing = _LINE_END_PAREN.search(response, opening.end())
+    if closing is None:
+        return None
+    kind, argument = opening.group(1), response[opening.end() : closing.start()].strip()
     if kind == "SUBMIT":
         argument = _FIELD.sub("", argument, count=1)
     if len(argument) >= 2 and argument[0] == argument[-1] and argument[0] in "'\"":
@@ -329,11 +337,17 @@ def prose_final(response: str) -> tuple[str, str] | None:
     return kind, argument
 
 
-def truncate(text: str, limit: int) -> str:
-    """Keep the head and the tail of ``text`` around a marker that says how much was cut."""
+OUTPUT_CUT = "print smaller slices"
+# A reply of the model's, cut where it goes back into the conversation (RLM.max_reply_chars).
+REPLY_CUT = "your reply was longer than this conversation keeps; its code ran in full"
+
+
+def truncate(text: str, limit: int, hint: str = OUTPUT_CUT) -> str:
+    """Keep the head and the tail of ``text`` around a marker that says how much was cut (and
+    ``hint``, what the model should know about it)."""
     if len(text) <= limit:
         return text
     head = limit * 2 // 3
     tail = limit - head
     cut = len(text) - head - tail
-    return f"{text[:head]}\n… [{cut:,} characters cut; print smaller slices] …\n{text[-tail:]}"
+    return f"{text[:head]}\n… [{cut:,} characters cut; {hint}] …\n{text[-tail:]}"

@@ -58,6 +58,7 @@ RANGES: dict[str, Range] = {
     "iteration_timeout": Range(0, low_open=True),
     "wall_timeout": Range(0, low_open=True),
     "max_output_chars": Range(100),
+    "max_reply_chars": Range(100),
     "max_capture_chars": Range(100),
     "max_capture_chars": Range(100),
     "subcall_concurrency": Range(1),

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._config import RLM
-from ._prompts import observation_message, truncate
+from ._prompts import REPLY_CUT, observation_message, truncate
 from ._schema import IterationRecord, SubcallRecord, iteration_record, model_call
 from ._secrets import Redactor
 from ._trajectory import Trajectory
@@ -108,6 +108,8 @@ def step_record(
     executed = "\n\n".join(blocks)
     # A person's edit is shown to the model as its own turn; a key typed into it must not travel.
     assistant = proposal.response if not edited else redactor.scrub(f"```repl\n{executed}\n```")
+    if config.max_reply_chars is not None:  # the turn is re-sent with every later prompt
+        assistant = truncate(assistant, config.max_reply_chars, REPLY_CUT)
     completion, submission = proposal.completion, outcome.submission
     return iteration_record(
         proposal.iteration,

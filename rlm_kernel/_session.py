@@ -88,6 +88,7 @@ from .models import (
     Message,
     ModelClient,
     UsageSummary,
+    call_deadline,
 )
 from .models._diagnosis import no_model_error
 
@@ -399,9 +400,14 @@ class Session:
             while self.checkpoint():
                 self.step()
         except (ModelError, ReplayMissError) as exc:
-            # A replay that runs past its recording holds like a failing endpoint: the message says
-            # how to go on (a live fallback), and nothing of the session is lost.
-            self.hold(exc)
+            if isinstance(exc, ModelError) and self._shared.budget.out_of_time():
+                # wall_timeout ran out during the call and cut it: the session ends at that limit
+                # as it would have after the step.
+                self._end_out_of_time()
+            else:
+                # A replay that runs past its recording holds like a failing endpoint: the message
+                # says how to go on (a live fallback), and nothing of the session is lost.
+                self.hold(exc)
         except (KeyboardInterrupt, IterationTimeout) as exc:
             self._set_state("paused", "interrupted")
             self.message = "Interrupted; resuming continues from here."
@@ -682,6 +688,11 @@ class Session:
         self._record(guard)
         self._emit(Guarded(self.id, self.depth, guard["iteration"], cast(Any, guard)))
 
+    def _end_out_of_time(self) -> None:
+        self._pending = None
+        exceeded = self._shared.budget.exceeded() or ("wall_timeout", "RLM.wall_timeout ran out")
+        self._end(best_answer(self._root_call, self.history, self.question, *exceeded))
+
     def _end_loop(self, guard: GuardRecord) -> None:
         ending = best_answer(
             self._root_call,
@@ -697,9 +708,11 @@ class Session:
     def _root_call(
         self, messages: list[Message], on_delta: Callable[[str], None] | None = None
     ) -> Completion:
-        completion = self._shared.client.complete(
-            messages, model=self._root_model, on_delta=on_delta
-        )
+        # Cut when the session's wall_timeout runs out, if it is still in flight then.
+        with call_deadline(self._shared.budget.wall_deadline()):
+            completion = self._shared.client.complete(
+                messages, model=self._root_model, on_delta=on_delta
+            )
         self._root_usage.add(completion.model, completion.usage)
         self._shared.budget.charge(completion.usage, completion.model)
         return completion

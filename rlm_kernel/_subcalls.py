@@ -23,7 +23,15 @@ from ._events import Emitter, SubcallFinished, SubcallStarted
 from ._schema import SubcallRecord, subcall_record
 from ._secrets import Redactor, redact_kwargs
 from .errors import CostUnknownWarning, RLMError
-from .models import Completion, Message, ModelClient, Usage, UsageSummary, request_key
+from .models import (
+    Completion,
+    Message,
+    ModelClient,
+    Usage,
+    UsageSummary,
+    call_deadline,
+    request_key,
+)
 
 if TYPE_CHECKING:
     from ._config import RLM
@@ -85,6 +93,22 @@ class Budget:
     def elapsed(self) -> float:
         with self._lock:
             return self._ran + (time.monotonic() - self._since if self._since is not None else 0.0)
+
+    def wall_deadline(self) -> float | None:
+        """When (``time.monotonic()``) RLM.wall_timeout runs out, for a model call starting now: the
+        call is cut then (``models.call_deadline``). None without a limit, and once it has run out:
+        the call made then is the best-answer call that ends the session, bounded by
+        RLM.request_timeout only, as it always was."""
+        limit = self.config.wall_timeout
+        if limit is None:
+            return None
+        left = limit - self.elapsed
+        return time.monotonic() + left if left > 0 else None
+
+    def out_of_time(self) -> bool:
+        """Whether RLM.wall_timeout has run out."""
+        limit = self.config.wall_timeout
+        return limit is not None and self.elapsed >= limit
 
     def exceeded(self) -> tuple[str, str] | None:
         """The first limit that has been reached, as (reason, sentence naming the setting)."""
@@ -325,7 +349,9 @@ class SubcallEngine:
             with self._lock:
                 self._in_flight += 1
             try:
-                completion = await self.client.acomplete(messages, model=model)
+                # Cut when the session's wall_timeout runs out, if it is still in flight then.
+                with call_deadline(self.budget.wall_deadline()):
+                    completion = await self.client.acomplete(messages, model=model)
             finally:
                 with self._lock:
                     self._in_flight -= 1

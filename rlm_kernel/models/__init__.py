@@ -16,6 +16,7 @@ from ._base import (
     ModelClient,
     Usage,
     UsageSummary,
+    call_deadline,
     request_key,
 )
 from .replay import ReplayClient
@@ -34,6 +35,7 @@ __all__ = [
     "ScriptedClient",
     "Usage",
     "UsageSummary",
+    "call_deadline",
     "request_key",
 ]
 

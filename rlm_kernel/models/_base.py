@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
@@ -159,6 +161,29 @@ class ModelClient(Protocol):
     async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
         """``complete`` as a coroutine, without streaming: how sub-calls are made."""
         ...
+
+
+# When the calls made now must have ended (``time.monotonic()``), whatever their own timeout says.
+# A context variable rather than a parameter of ``complete``/``acomplete``: the protocol stays as
+# clients outside rlm_kernel implement it, and a task on the sub-call loop keeps its own value.
+_DEADLINE: ContextVar[float | None] = ContextVar("rlm_kernel_call_deadline", default=None)
+
+
+@contextmanager
+def call_deadline(at: float | None) -> Iterator[None]:
+    """Model calls made inside end by ``time.monotonic()`` reaching ``at`` at the latest (None: only
+    their own ``RLM.request_timeout`` bounds them). How the session's ``RLM.wall_timeout`` reaches a
+    call in flight; clients that make no network calls (scripted, replay) have nothing to cut."""
+    token = _DEADLINE.set(at)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def current_deadline() -> float | None:
+    """The ``call_deadline`` in force here, if any."""
+    return _DEADLINE.get()
 
 
 def _canonical(value: object) -> str:

@@ -49,6 +49,9 @@ _READ = 65536  # bytes per read, as httpcore
 _MAX_HEAD = 100 * 1024  # the longest status line and headers accepted, as httpcore
 _ANSWERED = select.POLLIN | select.POLLERR | select.POLLHUP if hasattr(select, "poll") else 0
 _ErrorType = Callable[..., Exception]  # an HTTP library exception class: (message, *, request)
+# A request extension: when (``time.monotonic()``) the whole exchange must be over. ``SyncHTTP`` sets
+# it; every read here, the answer's head included, waits no longer than the time left.
+DEADLINE = "rlm_kernel.deadline"
 
 
 def applies(base_url: str) -> bool:
@@ -90,6 +93,9 @@ class _Connection:
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
         self.idle_since = 0.0
         self._early: h11.Response | None = None  # an answer that came while writing the request
+        # The exchange's deadline and read timeout (``DEADLINE``): set per request, reads obey both.
+        self.deadline: float | None = None
+        self.read_timeout: float | None = None
 
     def set_timeout(self, seconds: float | None) -> None:
         if self.sock.gettimeout() != seconds:  # settimeout is a system call; it rarely changes
@@ -176,11 +182,19 @@ class _Connection:
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            data = self.sock.recv(_READ)
+            data = self._recv()
             # h11 would call this a protocol error in its own terms; httpcore words it so too.
             if not data and self.h11.their_state is h11.SEND_RESPONSE:
                 raise _Disconnected("Server disconnected without sending a response.")
             self.h11.receive_data(data)
+
+    def _recv(self) -> bytes:
+        if self.deadline is not None:  # a server trickling bytes must not outlast the deadline
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            self.set_timeout(left if self.read_timeout is None else min(self.read_timeout, left))
+        return self.sock.recv(_READ)
 
     @property
     def reusable(self) -> bool:
@@ -321,7 +335,9 @@ def _classes(library: ModuleType) -> Any:
                 conn.set_timeout(timeouts.get("write"))
                 conn.send(event, body)
                 sending = False
-                conn.set_timeout(timeouts.get("read"))
+                conn.deadline = request.extensions.get(DEADLINE)
+                conn.read_timeout = timeouts.get("read")
+                conn.set_timeout(conn.read_timeout)
                 head = conn.head()
             except Exception as exc:
                 conn.close()

@@ -13,13 +13,10 @@ through the SDK's own transports, except root calls to an unproxied ``http://`` 
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 import threading
 import time
 from collections.abc import Sequence
-from types import ModuleType
 from typing import Any
 
 import openai
@@ -37,7 +34,7 @@ from ..errors import (
 )
 from . import _diagnosis, _request, _transport
 from ._base import Completion, DeltaCallback, Message, Usage, estimated_usage
-from ._http_clients import AsyncHTTP, LocalRefusal, SyncHTTP
+from ._http_clients import AsyncHTTP, LocalRefusal, SyncHTTP, WallTimeoutCut, http_library
 
 # The request goes through the SDK's client (auth, retries, Retry-After, Azure routing, errors) but not
 # through chat.completions.create, whose argument transform costs ~0.14 ms per message on every call:
@@ -71,14 +68,8 @@ _LOCK = threading.Lock()
 _TLS: list[Any] = []
 
 
-@functools.cache
-def _http_library() -> ModuleType | None:
-    """The HTTP library under the SDK (``httpx``, or ``httpx2`` in newer SDKs), if it can be told."""
-    try:
-        roots = {c.__module__.partition(".")[0] for c in openai.DefaultHttpxClient.__mro__}
-        return next(sys.modules[r] for r in ("httpx2", "httpx") if r in roots)
-    except Exception:  # an SDK laid out differently: leave its HTTP set-up alone
-        return None
+# The HTTP library under the SDK (the name the tests import).
+_http_library = http_library
 
 
 def _tls_context() -> Any:
@@ -257,21 +248,42 @@ class OpenAIClient:
             stream=True,
             stream_cls=Stream[ChatCompletionChunk],
         )
-        for chunk in stream:
-            if chunk.usage is not None:
-                usage_obj = chunk.usage
-            for choice in chunk.choices:
-                if choice.finish_reason:
-                    finish = choice.finish_reason
-                text = choice.delta.content if choice.delta else None
-                if text:
-                    pieces.append(text)
-                    if on_delta is not None:
-                        on_delta(text)
-        text = "".join(pieces)
         model = str(params["model"])
-        if not pieces and finish is None:
+        chose = False  # whether any chunk carried a choice
+        try:
+            for chunk in stream:
+                if chunk.usage is not None:
+                    usage_obj = chunk.usage
+                for choice in chunk.choices:
+                    chose = True
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+                    text = choice.delta.content if choice.delta else None
+                    if text:
+                        pieces.append(text)
+                        if on_delta is not None:
+                            on_delta(text)
+        except openai.APITimeoutError:
+            raise
+        except openai.APIConnectionError as exc:
+            # The answer had begun: the connection broke during it, it did not fail to connect.
+            raise self._cut_error(model, pieces, exc.__cause__ or exc) from exc
+        except Exception as exc:
+            # SDKs that pass the HTTP library's own errors out of a stream unwrapped.
+            library = http_library()
+            if library is None or not isinstance(exc, library.TransportError):
+                raise
+            if isinstance(exc, library.TimeoutException):
+                raise openai.APITimeoutError(stream.response.request) from exc
+            raise self._cut_error(model, pieces, exc) from exc
+        text = "".join(pieces)
+        if not chose and finish is None:
             raise self._empty_error(model)
+        if finish is None:
+            # Every chat-completions stream ends its choice with a finish reason; one that stops
+            # without it was cut off (a proxy's or the server's limit, a dropped connection), even
+            # when the HTTP message itself ended cleanly, and what came is only part of the reply.
+            raise self._cut_error(model, pieces, None)
         return Completion(
             text=text,
             model=model,
@@ -347,6 +359,34 @@ class OpenAIClient:
             setting="RLM.model",
         )
 
+    @staticmethod
+    def _broken_off(exc: BaseException) -> BaseException | None:
+        """The HTTP library's error, when a connection was made and then failed (the answer broke
+        off, the server closed it): not a failure to connect."""
+        library = http_library()
+        if library is None or not isinstance(exc, openai.APIConnectionError):
+            return None
+        if isinstance(exc, openai.APITimeoutError | LocalRefusal):
+            return None
+        cause: BaseException | None = exc.__cause__
+        connecting = (library.ConnectError, library.ConnectTimeout, library.ProxyError)
+        broke = isinstance(cause, library.TransportError) and not isinstance(cause, connecting)
+        return cause if broke else None
+
+    def _cut_error(
+        self, model: str, pieces: list[str], cause: BaseException | None
+    ) -> ModelConnectionError:
+        got = sum(map(len, pieces))
+        why = f": {cause}" if cause is not None and str(cause) else ""
+        return ModelConnectionError(
+            f"The stream ended before the model finished its reply ({model!r} sent {got:,} "
+            f"characters and no finish reason){why}",
+            fix="Resume the session to ask again; if it keeps happening, the server or a proxy in "
+            "between is cutting streams off: set RLM.stream = False",
+            endpoint=self._endpoint,
+            setting="RLM.stream",
+        )
+
     def _unreadable_error(self, what: str) -> ModelResponseError:
         return ModelResponseError(
             f"The endpoint's answer could not be read as a chat completion: {what}",
@@ -366,13 +406,44 @@ class OpenAIClient:
         if isinstance(exc, LocalRefusal):
             url = exc.request.url
             return _diagnosis.refused_error(url.host, url.port, ep)
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, WallTimeoutCut):
+            wall = self._config.wall_timeout
             return ModelConnectionError(
-                f"The endpoint did not answer within {self._config.request_timeout:g} s "
-                f"(tried {retries + 1} times)",
+                f"The call was cut when the session's time ran out (RLM.wall_timeout = {wall:g} s)"
+                if wall is not None
+                else "The call was cut when the session's time ran out (RLM.wall_timeout)",
+                fix="Raise RLM.wall_timeout, or set it to None for no limit",
+                endpoint=ep,
+                setting="RLM.wall_timeout",
+            )
+        timeout = self._config.request_timeout
+        if isinstance(exc, openai.APITimeoutError) and timeout <= 0:
+            # Not a connection problem: no attempt had any time (a socket timeout of 0 would
+            # otherwise have read as "could not connect").
+            return ModelConnectionError(
+                f"The endpoint did not answer within {timeout:g} s: RLM.request_timeout = "
+                f"{timeout:g} leaves no time for an answer",
+                fix="Set RLM.request_timeout to the seconds one answer may take, e.g. 120",
+                endpoint=ep,
+                setting="RLM.request_timeout",
+            )
+        if isinstance(exc, openai.APITimeoutError):
+            # The whole answer, not just the silence between its bytes (``_http_clients``).
+            return ModelConnectionError(
+                f"The endpoint did not answer within {timeout:g} s (tried {retries + 1} times)",
                 fix="Raise RLM.request_timeout, or check that the server is not overloaded",
                 endpoint=ep,
                 setting="RLM.request_timeout",
+            )
+        broken = self._broken_off(exc)
+        if broken is not None:
+            return ModelConnectionError(
+                f"The connection to the model endpoint broke during the exchange (tried "
+                f"{retries + 1} times): {broken}",
+                fix="Check the server's logs (it closed the connection or crashed), or a proxy in "
+                "between; RLM.max_retries sets how often a request is tried",
+                endpoint=ep,
+                setting="RLM.max_retries",
             )
         if isinstance(exc, openai.APIConnectionError):
             return ModelConnectionError(

@@ -10,10 +10,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-_FAULT_KINDS = frozenset({"status", "timeout", "malformed", "empty_choices", "disconnect"})
+_FAULT_KINDS = frozenset(
+    {"status", "timeout", "malformed", "empty_choices", "disconnect", "trickle", "cut"}
+)
 # What a client that gave up on a timeout fault would have received; answering this instead of
 # consulting the script keeps the script's order independent of when the late answer goes out.
 LATE_REPLY = "scripted server: late answer after a timeout fault"
+# What a trickle fault answers, and what a cut-off stream would have said in full (both leave the
+# script alone, as a timeout fault does).
+TRICKLED_REPLY = "scripted server: an answer sent one byte at a time"
+CUT_REPLY = "scripted server: an answer whose stream is cut off before it finishes. " * 3
 
 
 def _text_of(content: Any) -> str:
@@ -86,7 +92,9 @@ class Fault:
     kind: str
     status: int = 500
     retry_after: float | None = None
-    delay: float = 0.0
+    delay: float = 0.0  # a timeout's lateness; a trickle's wait between two bytes
+    after: int = 0  # a cut stream's pieces of text before the cut
+    abrupt: bool = False  # a cut stream's connection closes mid-message (no last HTTP chunk)
 
     def __post_init__(self) -> None:
         if self.kind not in _FAULT_KINDS:
@@ -116,6 +124,19 @@ class Fault:
     def disconnect(cls) -> Fault:
         """The connection closed without a byte of answer."""
         return cls("disconnect")
+
+    @classmethod
+    def trickle(cls, interval: float = 1.0) -> Fault:
+        """A 200 answer (``TRICKLED_REPLY``, streamed or not, as asked) whose head comes at once and
+        whose body comes one byte every ``interval`` seconds: never silent for long, never done."""
+        return cls("trickle", delay=interval)
+
+    @classmethod
+    def cut(cls, after: int = 2, *, abrupt: bool = False) -> Fault:
+        """A stream of ``CUT_REPLY`` cut off after ``after`` pieces of text: no finish reason, no
+        ``[DONE]``, then the connection closed, after the last HTTP chunk (the message ends cleanly)
+        or, ``abrupt``, without it. A non-streamed answer is cut halfway through its body."""
+        return cls("cut", after=after, abrupt=abrupt)
 
 
 Answer: TypeAlias = str | Reply | Fault

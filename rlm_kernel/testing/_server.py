@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._script import (
+    CUT_REPLY,
     LATE_REPLY,
+    TRICKLED_REPLY,
     Answer,
     ChatRequest,
     Fault,
@@ -42,6 +44,8 @@ from ._script import (
 __all__ = ["ChatRequest", "Fault", "Reply", "Responder", "Script", "ScriptedServer", "Timing"]
 
 _STREAM_PIECE = 20
+# A long reply streams in bigger pieces: a 10 MB one in 20-character events would be half a million.
+_MOST_PIECES = 1000
 _CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 _JSON_TYPE = {"Content-Type": "application/json"}
 _AZURE_CHAT = re.compile(r"/openai/deployments/[^/]+/chat/completions")
@@ -266,9 +270,24 @@ class _Connection:
         # answer happen within that time, as they would on a real server, and only the rest is waited.
         if not owner._wait_until(received + delay):
             return  # stop() was called: no late answer
+        if isinstance(answer, Fault) and answer.kind == "trickle":
+            self._trickle(b"".join(writes), answer.delay)
+            return
         for piece in writes:
             self.sock.sendall(piece)
         owner._record(request.model, received, delay)
+
+    def _trickle(self, message: bytes, interval: float) -> None:
+        """The head at once, then the body a byte at a time, until it is sent or stop() is called
+        (a client that gave up makes the next write fail, which ends the connection)."""
+        end = message.index(b"\r\n\r\n") + 4
+        self.sock.sendall(message[:end])
+        next_byte = time.perf_counter()
+        for i in range(end, len(message)):
+            next_byte += interval
+            if not self.owner._wait_until(next_byte):
+                return
+            self.sock.sendall(message[i : i + 1])
 
     def _render(self, request: ChatRequest, answer: Answer) -> list[bytes]:
         if isinstance(answer, str):
@@ -283,11 +302,27 @@ class _Connection:
             message = f"scripted server: injected HTTP {answer.status}"
             body = error_body(message, answer.status, "injected_fault")
             return [self._message(answer.status, body, retry)]
+        if answer.kind == "trickle":
+            return self._reply(request, Reply(TRICKLED_REPLY))
+        if answer.kind == "cut":
+            return self._cut(request, answer)
         if answer.kind == "malformed":
             if request.stream:
                 return self._stream_events(['{"id": "chatcmpl-broken", "choices": [{'])
             return [self._message(200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, ')]
         return self._reply(request, Reply(""), empty=True)  # empty_choices
+
+    def _cut(self, request: ChatRequest, fault: Fault) -> list[bytes]:
+        self.close_connection = True  # rendered with "Connection: close", then closed
+        writes = self._reply(request, Reply(CUT_REPLY))
+        if not request.stream:  # the head promises the whole body; half of it comes
+            message = writes[0]
+            body = message.index(b"\r\n\r\n") + 4
+            return [message[: body + (len(message) - body) // 2]]
+        # writes: the head, the role's event, one event per piece of text, and the rest; cut after
+        # ``after`` pieces, with the last HTTP chunk unless abrupt.
+        kept = writes[: 2 + fault.after]
+        return kept if fault.abrupt else [*kept, b"0\r\n\r\n"]
 
     def _reply(self, request: ChatRequest, reply: Reply, *, empty: bool = False) -> list[bytes]:
         cid = self.owner._next_id()
@@ -300,7 +335,7 @@ class _Connection:
             completion["choices"] = [] if empty else [choice]
             return [self._message(200, json.dumps(completion).encode())]
         head["object"] = "chat.completion.chunk"
-        size = _STREAM_PIECE
+        size = max(_STREAM_PIECE, -(-len(reply.text) // _MOST_PIECES))
         pieces = [{"content": reply.text[i : i + size]} for i in range(0, len(reply.text), size)]
         deltas = [{"role": "assistant"}, *pieces, {}]
         choices: list[list[dict[str, Any]]]

@@ -402,8 +402,9 @@ class TrajectoryWriter:
         self.close()  # the next try opens the file again
         self.error = AutosaveError(
             f"The autosave of the trajectory to {self.path} failed: {exc.strerror or exc}",
-            fix="Nothing is lost: the session keeps every record in memory and has stopped. Save "
-            "them elsewhere with result.trajectory.save(path) (or session.trajectory.save(path)); "
+            fix="Nothing is lost: every record is kept in memory, and the session takes no further "
+            "step until it can write them. Save them elsewhere with result.trajectory.save(path) "
+            "(or session.trajectory.save(path)); "
             f"free space in {self.path.parent} and resume (session.run(), %rlm resume) to write "
             "the file whole again and go on; set RLM.trajectory_dir to a disk with room for new "
             "sessions",

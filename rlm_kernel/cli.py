@@ -432,21 +432,22 @@ def _existing(path: str) -> str:
 
 def _report(result: Result) -> int:
     total = result.usage.total
-    unsaved = isinstance(result.error, AutosaveError)  # the answer stands; the file is partial
+    # A failed autosave: the answer stands, the file is partial.
+    unsaved = result.error if isinstance(result.error, AutosaveError) else None
     where = f" · trajectory: {result.path}" if result.path and not unsaved else ""
     summary = (
         f"{result.reason} · {len(result.trajectory.iterations)} iterations · "
         f"{total.total_tokens:,} tokens in {total.calls} calls{where}"
     )
-    if result.error is not None and not unsaved:
+    if result.error is not None and unsaved is None:
         print(f"rlm-kernel: {result.error}", file=sys.stderr)
         print(summary, file=sys.stderr)
         # A replay that ran past its recording is a recording problem, not a failing endpoint.
         return EXIT_CONFIG if isinstance(result.error, ReplayMissError) else EXIT_MODEL
     if result.answer is not None:
         print(result.answer)
-    if unsaved:
-        print(f"rlm-kernel: {result.error}", file=sys.stderr)
+    if unsaved is not None:  # what failed; what to do here follows (_kept_elsewhere), not the API's
+        print(f"rlm-kernel: {unsaved.what.rstrip('.')}.", file=sys.stderr)
     elif result.message and result.reason != "final":
         print(f"rlm-kernel: {result.message}", file=sys.stderr)
     print(summary, file=sys.stderr)

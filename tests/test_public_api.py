@@ -32,6 +32,10 @@ INTERNAL = {
         "an openai.APIConnectionError raised inside the HTTP client so the SDK does not retry; "
         "OpenAIClient turns it into a ModelConnectionError"
     ),
+    "rlm_kernel.models._http_clients.WallTimeoutCut": (
+        "an openai.APITimeoutError raised inside the HTTP client when wall_timeout runs out, so the "
+        "SDK does not retry; OpenAIClient turns it into a ModelConnectionError naming the setting"
+    ),
     "rlm_kernel.executors._monty_errors.SandboxError": (
         "MontyExecutor.run turns it into the block's error (error_type 'SandboxError')"
     ),

@@ -60,7 +60,6 @@ RANGES: dict[str, Range] = {
     "max_output_chars": Range(100),
     "max_reply_chars": Range(100),
     "max_capture_chars": Range(100),
-    "max_capture_chars": Range(100),
     "subcall_concurrency": Range(1),
     "compaction_threshold": Range(0, low_open=True, high=1),
     "context_window": Range(1),

@@ -451,6 +451,12 @@ class Session:
         return time.monotonic() - self._started
 
     @property
+    def running_time(self) -> float:
+        """Seconds spent running, children included: what ``wall_timeout`` counts (time paused or
+        finished is left out)."""
+        return self._shared.budget.elapsed
+
+    @property
     def pause_requested(self) -> bool:
         """Whether a pause or a stop was asked for and takes effect at the next safe point."""
         return self._pause.is_set() or self._stop.is_set()

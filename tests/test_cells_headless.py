@@ -3,6 +3,7 @@ notebook holds the inserted step cells, their outputs and the answer."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,8 @@ def test_run_all_inserts_and_runs_each_step_then_the_answer(
     assert all(c.execution_count for c in steps)
     [notes] = run.cells("reasoning")
     assert "follows the word" in notes.source
+    # Folded under a summary that renders (a hidden input showed the raw "**RLM · step 2 ...**").
+    assert notes.source.startswith("<details><summary><b>RLM · step 2 · the model's notes</b>")
     [answer] = run.cells("answer")
     assert "7781" in answer.source
     assert nb.cells.index(answer) == len(nb.cells) - 1
@@ -155,10 +158,31 @@ def test_an_edited_step_rewinds_marks_later_steps_stale_and_continues(
         sid = first[0].metadata["rlm"]["session"]
         assert "10" in run.cells("answer")[0].source
         run.add(f"%%rlm_step {sid} 1\nx = 7\nprint(x)")
+        edited = nb_cell(run, f"%%rlm_step {sid} 1\nx = 7\nprint(x)")
+    # The note is the model's (its next observation says it): the person is told so.
+    assert "Told the model: A person edited your code" in text(edited)
     stale = [c for c in first[1:] if c.metadata["rlm"].get("stale")]
     assert len(stale) == 2  # the old steps 2 and 3 (and the old answer) are marked
     assert run.cells("answer")[0].metadata["rlm"].get("stale")
     assert "70" in run.cells("answer")[-1].source
+
+
+def test_the_toolbar_elapsed_time_leaves_out_time_paused(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    """The status message's elapsed is the session's running time (what wall_timeout counts),
+    not wall time since it started: the seconds it sat paused in step mode are not in it."""
+    server = serve({"root": [fence("x = 1\nprint(x)"), fence("FINAL(x)")]})
+    run = Run(make_notebook(server, "rlm", '%rlm "q" ctx --step'), "rlm", env)
+    with run.client.setup_kernel():
+        began = time.monotonic()
+        run.run_pending()
+        time.sleep(1.5)  # paused, waiting for the person
+        run.add("%rlm step")
+        wall = time.monotonic() - began
+    assert run.frontend.status is not None
+    assert run.frontend.status["session_state"] == "paused"
+    assert run.frontend.status["elapsed"] <= wall - 1.5
 
 
 def test_pause_from_the_toolbar_stops_before_the_next_cell(
@@ -250,3 +274,93 @@ def test_a_replay_edited_past_its_recording_holds_and_can_be_stopped(
         assert "Traceback" not in text(wrong)
         run.add("%rlm stop")
         assert f"Session {sid} is done (stopped)" in text(nb.cells[-1])
+
+
+def losing_page(run_box: list[Run], answers: list[str], lose_at: int) -> Callable[[Any], str]:
+    """A root script that makes the page go away while the model writes step ``lose_at``: its
+    cell is asked of a page that is gone (what a reload mid-run does)."""
+    replies = iter(answers)
+    count = 0
+
+    def root(request: Any) -> str:
+        nonlocal count
+        count += 1
+        if count == lose_at:
+            run_box[0].frontend.detach()
+        return next(replies)
+
+    return root
+
+
+THREE_STEPS = [
+    fence("print('one ran')"),
+    "The second step prints.\n" + fence("print('two ran')"),
+    fence("FINAL('done')"),
+]
+
+
+def test_a_page_reloaded_mid_run_gets_the_cells_back_and_the_run_goes_on(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    """The notebook reverts to its last save (the %rlm cell, no step cells) and the kernel asked
+    the gone page for step 2: the reloaded page is re-synced from the kernel's record (step 1 with
+    what it printed, step 2's notes and cell) and runs step 2; the run ends with its answer."""
+    box: list[Run] = []
+    server = serve({"root": losing_page(box, THREE_STEPS, lose_at=2)})
+    run = Run(make_notebook(server, "rlm", '%rlm "q" ctx'), "rlm", env)
+    box.append(run)
+    with run.client.setup_kernel():
+        run.run_pending()
+        assert [c.metadata["rlm"]["iteration"] for c in run.cells("step")] == [1]
+        run.frontend.reload(saved=3)  # same tab: its hello names the client it replaces
+        sync = [m for m in run.frontend.received if m["type"] == "sync"]
+        assert len(sync) == 1
+        assert run.frontend.status is not None
+        assert run.frontend.status["session_state"] == "running"
+        run.index = 3
+        run.run_pending()
+    roles = [
+        (c.metadata.get("rlm", {}).get("role"), c.metadata.get("rlm", {}).get("iteration"))
+        for c in run.nb.cells[3:]
+    ]
+    assert roles == [("step", 1), ("reasoning", 2), ("step", 2), ("step", 3), ("answer", 3)]
+    step1, _notes, step2, _step3, answer = run.nb.cells[3:]
+    assert "one ran" in text(step1)  # from the kernel's record: the page that ran it is gone
+    assert "two ran" in text(step2)
+    assert step2.execution_count
+    assert "done" in answer.source
+    assert run.frontend.status["session_state"] == "done"
+    assert len(server.requests) == 3  # nothing asked twice
+
+
+def test_a_second_page_sees_the_true_state_and_resume_runs_the_waiting_step(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    """A page that is not the one that drove the session (no ``replaces``) gets the cells and the
+    toolbar's status at once; a step asked moments ago is left to its page. ``%rlm resume`` there
+    runs the step no page ran, where it used to refuse ("running, not paused")."""
+    box: list[Run] = []
+    server = serve({"root": losing_page(box, THREE_STEPS, lose_at=2)})
+    run = Run(make_notebook(server, "rlm", '%rlm "q" ctx'), "rlm", env)
+    box.append(run)
+    with run.client.setup_kernel():
+        run.run_pending()
+        run.frontend.reload(saved=3, same_tab=False)
+        assert run.frontend.status is not None
+        assert run.frontend.status["session_state"] == "running"
+        inserted = [m for m in run.frontend.received if m["type"] == "insert_cell"]
+        assert not [m for m in inserted if m["run"] and m["iteration"] == 2]  # not taken over
+        recreated = [c.metadata["rlm"]["role"] for c in run.nb.cells[3:]]
+        assert recreated == ["step", "reasoning", "step"]
+        assert "one ran" in text(run.nb.cells[3])
+        run.index = len(run.nb.cells)
+        run.add("%rlm resume")
+        assert "was waiting for step 2" in text(nb_cell(run, "%rlm resume"))
+    # nbclient runs only cells ahead of it, so the waiting cell runs as a copy under the %rlm resume
+    # cell (JupyterLab runs the cell itself); the re-created one stays unrun, without output.
+    steps = [c for c in run.cells("step") if c.get("outputs")]
+    assert [c.metadata["rlm"]["iteration"] for c in steps] == [1, 2, 3]
+    assert "two ran" in text(steps[1])
+    assert "done" in run.cells("answer")[-1].source
+    assert run.frontend.status is not None
+    assert run.frontend.status["session_state"] == "done"

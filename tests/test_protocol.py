@@ -77,6 +77,7 @@ def test_typed_dicts_declare_every_field_of_the_table() -> None:
         "mark_stale": protocol.MarkStaleMessage,
         "status": protocol.StatusMessage,
         "update_cell": protocol.UpdateCellMessage,
+        "sync": protocol.SyncMessage,
         "hello": protocol.HelloMessage,
         "cell_inserted": protocol.CellInsertedMessage,
         "cell_executed": protocol.CellExecutedMessage,

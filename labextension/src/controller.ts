@@ -9,7 +9,7 @@
  * hold back that run's own replies (deadlock). Runs are fire and forget.
  */
 
-import { Cell, ICellModel, MarkdownCell } from '@jupyterlab/cells';
+import { Cell, ICellModel, ICodeCellModel, MarkdownCell } from '@jupyterlab/cells';
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { JSONObject } from '@lumino/coreutils';
@@ -18,10 +18,11 @@ import {
   BoundedMap,
   ICellSummary,
   findInsertIndex,
-  findStaleIndices,
   findUpdateIndex,
   isForMe,
   mergeRlmMetadata,
+  planStale,
+  planSync,
   rememberClient
 } from './logic';
 import {
@@ -32,6 +33,8 @@ import {
   IInsertCellMsg,
   IMarkStaleMsg,
   IStatusMsg,
+  ISyncCell,
+  ISyncMsg,
   IUpdateCellMsg,
   KernelMessage as RlmKernelMessage,
   PROTOCOL_VERSION,
@@ -49,6 +52,8 @@ const LOG = '[rlm_kernel]';
 const attachedKernels = new WeakSet<Kernel.IKernelConnection>();
 
 type ExecuteContent = KernelMessage.IExecuteRequestMsg['content'];
+/** nbformat outputs, as a code cell's output area takes them. */
+type Outputs = Parameters<ICodeCellModel['outputs']['fromJSON']>[0];
 
 export class NotebookController {
   /** execute_request msg_id -> cell id, to find the cell whose run sent a comm message. */
@@ -251,6 +256,9 @@ export class NotebookController {
         case 'status':
           this._status(message);
           break;
+        case 'sync':
+          this._sync(message);
+          break;
       }
     } catch (error) {
       console.error(`${LOG} failed to apply '${message.type}'`, error);
@@ -368,19 +376,16 @@ export class NotebookController {
     if (model === null) {
       return;
     }
-    const indices = findStaleIndices(this._summaries(), message);
-    if (message.remove) {
-      for (const index of [...indices].reverse()) {
-        model.sharedModel.deleteCell(index);
+    const plan = planStale(this._summaries(), message);
+    for (const index of plan.mark) {
+      const cell = model.cells.get(index);
+      const rlm = readCellRlm(cell.getMetadata('rlm'));
+      if (rlm !== null && rlm.stale !== true) {
+        cell.setMetadata('rlm', { ...rlm, stale: true });
       }
-    } else {
-      for (const index of indices) {
-        const cell = model.cells.get(index);
-        const rlm = readCellRlm(cell.getMetadata('rlm'));
-        if (rlm !== null && rlm.stale !== true) {
-          cell.setMetadata('rlm', { ...rlm, stale: true });
-        }
-      }
+    }
+    for (const index of [...plan.remove].reverse()) {
+      model.sharedModel.deleteCell(index);
     }
     this.scheduleDecorate();
   }
@@ -404,6 +409,60 @@ export class NotebookController {
     }
     cell.setMetadata('rlm', mergeRlmMetadata(rlm, message.metadata));
     this.scheduleDecorate();
+  }
+
+  /**
+   * A (re)connected page: insert the session's cells this notebook lacks (a reload reverted it to
+   * its last save; a second page has the saved copy), and fill in the outputs of step cells saved
+   * before they ran. Runs nothing: a waiting step follows as an `insert_cell` with `run`.
+   */
+  private _sync(message: ISyncMsg): void {
+    const notebook = this._panel.content;
+    const model = notebook.model;
+    if (model === null) {
+      return;
+    }
+    for (const { index, cell } of planSync(this._summaries(), message)) {
+      const metadata: { [key: string]: unknown } = { ...cell.metadata };
+      if (cell.collapsed) {
+        metadata.jupyter = { source_hidden: true };
+      }
+      model.sharedModel.insertCell(index, {
+        id: cell.cell_id,
+        cell_type: cell.cell_type,
+        source: cell.source,
+        metadata: metadata as JSONObject,
+        ...(cell.cell_type === 'code'
+          ? { outputs: cell.outputs as unknown as Outputs, execution_count: null }
+          : {})
+      });
+      const widget = notebook.widgets.find(w => w.model === model.cells.get(index));
+      if (widget instanceof MarkdownCell) {
+        widget.rendered = true;
+      }
+    }
+    for (const cell of message.cells) {
+      this._fillOutputs(cell);
+    }
+    this.scheduleDecorate();
+  }
+
+  /** A step cell saved while it ran has no outputs: show what its record says it printed. */
+  private _fillOutputs(cell: ISyncCell): void {
+    const model = this._panel.content.model;
+    if (model === null || cell.cell_type !== 'code' || cell.outputs.length === 0) {
+      return;
+    }
+    for (let i = 0; i < model.cells.length; i++) {
+      const current = model.cells.get(i);
+      if (current.id === cell.cell_id && current.type === 'code') {
+        const code = current as ICodeCellModel;
+        if (code.outputs.length === 0) {
+          code.outputs.fromJSON(cell.outputs as unknown as Outputs);
+        }
+        return;
+      }
+    }
   }
 
   private _status(message: IStatusMsg): void {

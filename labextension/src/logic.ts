@@ -10,6 +10,8 @@ import {
   IMarkStaleMsg,
   IRlmCellMetadata,
   IStatusMsg,
+  ISyncCell,
+  ISyncMsg,
   IUpdateCellMsg,
   SessionState
 } from './protocol';
@@ -138,27 +140,76 @@ export function findInsertIndex(
   return index;
 }
 
-/** Roles that `mark_stale` applies to (never the `%rlm` cell itself). */
-const STALE_ROLES: readonly string[] = ['step', 'reasoning', 'answer'];
+/** What a `mark_stale` does: which cells to mark stale and which to delete (ascending indices). */
+export interface IStalePlan {
+  mark: number[];
+  remove: number[];
+}
 
-/** Indices of the cells a `mark_stale` applies to, in ascending order. */
-export function findStaleIndices(
+/**
+ * The cells a `mark_stale` touches: the session's step and notes cells from `from_iteration` on
+ * are marked (or removed when `remove`); its answer cells from `from_iteration - 1` on (the answer
+ * the re-run step gave, or a later one) are removed, since a stale answer left as the notebook's
+ * last cell reads as its conclusion.
+ */
+export function planStale(
   cells: readonly ICellSummary[],
-  message: Pick<IMarkStaleMsg, 'session' | 'from_iteration'>
-): number[] {
-  const result: number[] = [];
+  message: Pick<IMarkStaleMsg, 'session' | 'from_iteration' | 'remove'>
+): IStalePlan {
+  const plan: IStalePlan = { mark: [], remove: [] };
   cells.forEach((cell, index) => {
     const rlm = cell.rlm;
-    if (
-      rlm !== null &&
-      rlm.session === message.session &&
-      rlm.iteration >= message.from_iteration &&
-      STALE_ROLES.includes(rlm.role)
+    if (rlm === null || rlm.session !== message.session) {
+      return;
+    }
+    if (rlm.role === 'answer' && rlm.iteration >= message.from_iteration - 1) {
+      plan.remove.push(index);
+    } else if (
+      (rlm.role === 'step' || rlm.role === 'reasoning') &&
+      rlm.iteration >= message.from_iteration
     ) {
-      result.push(index);
+      (message.remove ? plan.remove : plan.mark).push(index);
     }
   });
-  return result;
+  return plan;
+}
+
+/** One insert of a `sync`: put `cell` at `index` (indices as they are when it is applied). */
+export interface ISyncInsert {
+  index: number;
+  cell: ISyncCell;
+}
+
+/**
+ * The inserts that bring a notebook up to a `sync`, in the order to apply them: each missing cell
+ * goes right after the one before it in the session's order; the first after the `%rlm` cell (or,
+ * without it, just before the first of the session's cells the notebook has), and with none of
+ * them there, at the end. Never at the top of a notebook that has other cells above.
+ */
+export function planSync(
+  cells: readonly ICellSummary[],
+  message: Pick<ISyncMsg, 'start_cell_id' | 'cells'>
+): ISyncInsert[] {
+  const ids: string[] = cells.map(cell => cell.id);
+  const wanted = new Set(message.cells.map(cell => cell.cell_id));
+  let anchor = indexOfId(cells, message.start_cell_id);
+  if (anchor < 0) {
+    const first = ids.findIndex(id => wanted.has(id));
+    anchor = first >= 0 ? first - 1 : ids.length - 1;
+  }
+  const inserts: ISyncInsert[] = [];
+  for (const cell of message.cells) {
+    const present = ids.indexOf(cell.cell_id);
+    if (present >= 0) {
+      anchor = present;
+      continue;
+    }
+    const index = anchor + 1;
+    ids.splice(index, 0, cell.cell_id);
+    inserts.push({ index, cell });
+    anchor = index;
+  }
+  return inserts;
 }
 
 /** Index of the cell an `update_cell` addresses (by cell_id, else session/iteration/role), or -1. */

@@ -103,6 +103,32 @@ export interface IUpdateCellMsg {
   metadata: { [key: string]: unknown };
 }
 
+/** One cell of a session as the kernel's record has it (`sync`). */
+export interface ISyncCell {
+  cell_id: string;
+  cell_type: CellType;
+  source: string;
+  metadata: { rlm: IRlmCellMetadata; [key: string]: unknown };
+  collapsed: boolean;
+  /** nbformat outputs: what the step printed, from its record (none for a step not run yet). */
+  outputs: { [key: string]: unknown }[];
+}
+
+/**
+ * Sent to a page that (re)connects: the session's live cells in notebook order. The page inserts
+ * those it lacks after the one before them (the first after the `%rlm` cell; with neither there,
+ * at the end, never at the top), fills in the outputs of step cells that have none, and runs
+ * nothing (a waiting step comes after as an `insert_cell` with `run`).
+ */
+export interface ISyncMsg {
+  type: 'sync';
+  for_session?: string | null;
+  session: string;
+  /** The `%rlm` cell's id; absent/null: not known. */
+  start_cell_id?: string | null;
+  cells: ISyncCell[];
+}
+
 // ---- frontend -> kernel ------------------------------------------------------------------
 
 export interface IHelloMsg {
@@ -145,7 +171,8 @@ export type KernelMessage =
   | IInsertCellMsg
   | IMarkStaleMsg
   | IStatusMsg
-  | IUpdateCellMsg;
+  | IUpdateCellMsg
+  | ISyncMsg;
 export type FrontendMessage = IHelloMsg | ICellInsertedMsg | ICellExecutedMsg | IControlMsg;
 export type Message = KernelMessage | FrontendMessage;
 export type MessageType = Message['type'];
@@ -169,6 +196,8 @@ type Kind =
   | 'bool'
   | 'object'
   | 'cell_metadata'
+  | 'array'
+  | 'sync_cells'
   | readonly string[];
 
 interface IField {
@@ -222,6 +251,12 @@ const FIELDS: { readonly [T in MessageType]: readonly IField[] } = {
     opt('cell_id', 'string|null'),
     req('metadata', 'object')
   ],
+  sync: [
+    opt('for_session', 'string|null'),
+    req('session', 'string'),
+    opt('start_cell_id', 'string|null'),
+    req('cells', 'sync_cells')
+  ],
   hello: [
     req('protocol', 'int'),
     req('frontend', FRONTENDS),
@@ -243,7 +278,8 @@ export const KERNEL_MESSAGE_TYPES: readonly MessageType[] = [
   'insert_cell',
   'mark_stale',
   'status',
-  'update_cell'
+  'update_cell',
+  'sync'
 ];
 export const FRONTEND_MESSAGE_TYPES: readonly MessageType[] = [
   'hello',
@@ -280,7 +316,9 @@ function kindName(kind: Kind): string {
       'number|null': 'a number or null',
       bool: 'a boolean',
       object: 'an object',
-      cell_metadata: 'an object with an "rlm" object'
+      cell_metadata: 'an object with an "rlm" object',
+      array: 'an array',
+      sync_cells: 'an array of cells'
     }[kind];
   }
   return 'one of ' + kind.map(k => `'${k}'`).join(', ');
@@ -303,6 +341,9 @@ function checkKind(value: unknown, kind: Kind): boolean {
     case 'object':
     case 'cell_metadata':
       return isPlainObject(value);
+    case 'array':
+    case 'sync_cells':
+      return Array.isArray(value);
     default:
       return typeof value === 'string' && kind.includes(value);
   }
@@ -319,6 +360,16 @@ const CELL_RLM_FIELDS: readonly IField[] = [
   req('role', ROLES),
   opt('subcalls', 'int'),
   opt('guard', 'string')
+];
+
+/** The fields of each cell of a `sync`. */
+const SYNC_CELL_FIELDS: readonly IField[] = [
+  req('cell_id', 'string'),
+  req('cell_type', CELL_TYPES),
+  req('source', 'string'),
+  req('metadata', 'cell_metadata'),
+  req('collapsed', 'bool'),
+  req('outputs', 'array')
 ];
 
 function checkFields(
@@ -345,6 +396,14 @@ function checkFields(
         fail(type, `field '${path}.rlm' must be an object, got ${describe(rlm)}`);
       }
       checkFields(type, rlm, CELL_RLM_FIELDS, `${path}.rlm.`);
+    }
+    if (field.kind === 'sync_cells') {
+      (value as unknown[]).forEach((cell, index) => {
+        if (!isPlainObject(cell)) {
+          fail(type, `field '${path}[${index}]' must be an object, got ${describe(cell)}`);
+        }
+        checkFields(type, cell, SYNC_CELL_FIELDS, `${path}[${index}].`);
+      });
     }
   }
 }
@@ -401,6 +460,10 @@ export function isStatus(message: Message): message is IStatusMsg {
 
 export function isUpdateCell(message: Message): message is IUpdateCellMsg {
   return message.type === 'update_cell';
+}
+
+export function isSync(message: Message): message is ISyncMsg {
+  return message.type === 'sync';
 }
 
 export function isAnnounce(message: Message): message is IAnnounceMsg {

@@ -8,15 +8,16 @@ import {
   badgeText,
   controlsFor,
   findInsertIndex,
-  findStaleIndices,
   findUpdateIndex,
   formatTokens,
   isForMe,
   mergeRlmMetadata,
+  planStale,
+  planSync,
   rememberClient,
   statusText
 } from '../src/logic';
-import { IRlmCellMetadata, IStatusMsg, Role } from '../src/protocol';
+import { IRlmCellMetadata, IStatusMsg, ISyncCell, Role } from '../src/protocol';
 
 function cell(id: string, rlm?: [string, number, Role, boolean?]): ICellSummary {
   if (rlm === undefined) {
@@ -103,17 +104,100 @@ describe('findInsertIndex', () => {
   });
 });
 
-describe('findStaleIndices', () => {
-  it('selects step, reasoning and answer cells from the iteration on, never the start cell', () => {
-    const cells = [
-      ...NOTEBOOK,
-      cell('step2', ['s1', 2, 'step']),
-      cell('ans', ['s1', 3, 'answer']),
-      cell('s2', ['s2', 5, 'step'])
-    ];
-    assert.deepEqual(findStaleIndices(cells, { session: 's1', from_iteration: 2 }), [5, 6]);
-    assert.deepEqual(findStaleIndices(cells, { session: 's1', from_iteration: 0 }), [2, 3, 5, 6]);
-    assert.deepEqual(findStaleIndices(cells, { session: 'nope', from_iteration: 0 }), []);
+describe('planStale', () => {
+  const cells = [
+    ...NOTEBOOK,
+    cell('step2', ['s1', 2, 'step']),
+    cell('ans', ['s1', 3, 'answer']),
+    cell('s2', ['s2', 5, 'step'])
+  ];
+
+  it('marks step and notes cells from the iteration on, never the start cell', () => {
+    assert.deepEqual(planStale(cells, { session: 's1', from_iteration: 2, remove: false }), {
+      mark: [5],
+      remove: [6]
+    });
+    assert.deepEqual(planStale(cells, { session: 's1', from_iteration: 0, remove: false }), {
+      mark: [2, 3, 5],
+      remove: [6]
+    });
+    assert.deepEqual(planStale(cells, { session: 'nope', from_iteration: 0, remove: false }), {
+      mark: [],
+      remove: []
+    });
+  });
+
+  it('removes a superseded answer, the re-run step\'s own included, never an earlier one', () => {
+    // Step 3 gave the answer; re-running step 3 sends from_iteration 4.
+    assert.deepEqual(planStale(cells, { session: 's1', from_iteration: 4, remove: false }), {
+      mark: [],
+      remove: [6]
+    });
+    // An answer at iteration 3 to an earlier question stays when step 5 is re-run.
+    assert.deepEqual(planStale(cells, { session: 's1', from_iteration: 6, remove: false }), {
+      mark: [],
+      remove: []
+    });
+  });
+
+  it('removes everything it applies to with remove', () => {
+    assert.deepEqual(planStale(cells, { session: 's1', from_iteration: 2, remove: true }), {
+      mark: [],
+      remove: [5, 6]
+    });
+  });
+});
+
+function syncCell(id: string, iteration: number, role: Role = 'step'): ISyncCell {
+  return {
+    cell_id: id,
+    cell_type: role === 'step' ? 'code' : 'markdown',
+    source: `cell ${id}`,
+    metadata: { rlm: { session: 's1', iteration, role } },
+    collapsed: false,
+    outputs: []
+  };
+}
+
+describe('planSync', () => {
+  const session = [syncCell('a', 1), syncCell('n2', 2, 'reasoning'), syncCell('b', 2), syncCell('ans', 2, 'answer')];
+  const ids = (plan: ReturnType<typeof planSync>): [number, string][] =>
+    plan.map(({ index, cell }) => [index, cell.cell_id]);
+
+  it('re-creates every cell after the %rlm cell of a notebook reverted to its last save', () => {
+    const reverted = [cell('setup'), cell('ctx'), cell('rlm'), cell('below')];
+    assert.deepEqual(ids(planSync(reverted, { start_cell_id: 'rlm', cells: session })), [
+      [3, 'a'],
+      [4, 'n2'],
+      [5, 'b'],
+      [6, 'ans']
+    ]);
+  });
+
+  it('fills in only the missing ones, each after the one before it', () => {
+    const saved = [cell('setup'), cell('rlm'), cell('a', ['s1', 1, 'step']), cell('below')];
+    assert.deepEqual(ids(planSync(saved, { start_cell_id: 'rlm', cells: session })), [
+      [3, 'n2'],
+      [4, 'b'],
+      [5, 'ans']
+    ]);
+    const whole = [cell('rlm'), ...session.map(c => cell(c.cell_id))];
+    assert.deepEqual(planSync(whole, { start_cell_id: 'rlm', cells: session }), []);
+  });
+
+  it('never inserts at the top when the %rlm cell is unknown', () => {
+    const reverted = [cell('setup'), cell('ctx')];
+    assert.deepEqual(ids(planSync(reverted, { start_cell_id: null, cells: session.slice(0, 2) })), [
+      [2, 'a'],
+      [3, 'n2']
+    ]);
+    // Without the %rlm cell but with some of the session's cells: before the first of them.
+    const partial = [cell('setup'), cell('b'), cell('x')];
+    assert.deepEqual(ids(planSync(partial, { start_cell_id: 'gone', cells: session })), [
+      [1, 'a'],
+      [2, 'n2'],
+      [4, 'ans']
+    ]);
   });
 });
 

@@ -11,16 +11,15 @@ state under the lock and hand ``control`` actions to a callback that sets flags.
 A page reload gives the tab a new client session while a step cell may still be running for the old
 one: what that cell sends goes to a page that is gone. The extension's ``hello`` then names the client
 it ``replaces`` (kept in the tab's sessionStorage, so only that tab claims it): the kernel addresses the
-old client's later messages to the new one and re-sends the ``insert_cell`` messages the old page never
-applied. Inserted cells carry kernel-chosen ids, so a re-sent insert whose cell the reloaded notebook
-already has only runs it.
+old client's later messages to the new one. Every ``hello`` (a reload, a second page) is handed to
+``on_hello``: the cells driver re-syncs the page from its record of the sessions (``sync``) and runs a
+step that waits for a page that is gone.
 """
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +29,8 @@ from ..errors import ProtocolError
 from ._protocol import COMM_TARGET, PROTOCOL_VERSION, validate
 
 ControlHandler = Callable[[str, str], None]  # (action, session id)
-_UNSETTLED_LIMIT = 16  # per client: a step's inserts are a few messages
+# (client session, the client it replaces or None, a function that sends to that page)
+HelloHandler = Callable[[str, "str | None", Callable[[dict[str, Any]], None]], None]
 
 
 class FrontendLink:
@@ -40,8 +40,7 @@ class FrontendLink:
         self._lock = threading.Lock()
         self._comms: dict[str, Any] = {}  # client session -> its newest comm
         self._replaced: dict[str, str] = {}  # client session -> the one that replaced it (reload)
-        # client session -> insert_cell messages sent to it and not yet applied (inserted and run)
-        self._unsettled: dict[str, deque[dict[str, Any]]] = {}
+        self.on_hello: HelloHandler | None = None  # set by the cells driver
         self.errors: list[str] = []
         comm.get_comm_manager().register_target(COMM_TARGET, self._opened)
         if (kernel.get_parent() or {}).get("header"):
@@ -89,9 +88,6 @@ class FrontendLink:
         with self._lock:
             client = self._current(client)
             target = self._comms.get(client)
-            if message["type"] == "insert_cell" and message.get("cell_id"):
-                queue = self._unsettled.setdefault(client, deque(maxlen=_UNSETTLED_LIMIT))
-                queue.append(message)
         if target is None:
             # The front end has not opened a comm yet (Run All races its hello): open one.
             target = self._announce()
@@ -99,24 +95,28 @@ class FrontendLink:
                 self._comms[client] = target
         target.send({**message, "for_session": client})
 
-    def started(self, cell_id: str | None) -> None:
-        """The cell ``cell_id`` is running: its insert reached a live page and needs no re-send."""
-        if cell_id:
-            self._settle(cell_id)
+    def send_others(self, client: str | None, message: dict[str, Any]) -> None:
+        """Send ``message`` to every other page that said hello (a second page's toolbar shows the
+        session's true state too); a page that is gone never answers, and costs nothing."""
+        validate({**message})
+        with self._lock:
+            mine = self._current(client) if client is not None else None
+            others = [(c, comm) for c, comm in self._comms.items() if c != mine]
+        for other, target in others:
+            target.send({**message, "for_session": other})
+
+    def current(self, client: str) -> str:
+        """The client now standing for ``client`` (itself unless its page was reloaded)."""
+        with self._lock:
+            return self._current(client)
 
     def _current(self, client: str) -> str:
-        """The client now standing for ``client`` (itself unless its page was reloaded). Locked."""
+        """``current``, with the lock held."""
         seen = {client}
         while client in self._replaced and self._replaced[client] not in seen:
             client = self._replaced[client]
             seen.add(client)
         return client
-
-    def _settle(self, cell_id: str) -> None:
-        with self._lock:
-            for queue in self._unsettled.values():
-                for message in [m for m in queue if m.get("cell_id") == cell_id]:
-                    queue.remove(message)
 
     @staticmethod
     def request_id() -> str:
@@ -140,31 +140,21 @@ class FrontendLink:
         if message["type"] == "hello":
             client = message["session"]
             replaces = data.get("replaces")
+            replaced: str | None = None
             with self._lock:
                 self._comms[client] = c
-                resend: list[dict[str, Any]] = []
                 if isinstance(replaces, str) and replaces and replaces != client:
                     # The same tab after a reload: the old client's messages come here now.
                     self._replaced[replaces] = client
                     self._replaced.pop(client, None)
                     self._comms.pop(replaces, None)
-                    old = self._unsettled.pop(replaces, None)
-                    if old:
-                        queue = self._unsettled.setdefault(client, deque(maxlen=_UNSETTLED_LIMIT))
-                        queue.extend(old)
-                        resend = list(old)
-            for pending in resend:
-                c.send({**pending, "for_session": client})
-        elif message["type"] == "cell_inserted":
-            with self._lock:
-                run = {
-                    m.get("cell_id"): m.get("run")
-                    for queue in self._unsettled.values()
-                    for m in queue
-                }
-            if run.get(message["cell_id"]) is False:
-                self._settle(message["cell_id"])  # nothing more to happen to it
-        elif message["type"] == "cell_executed":
-            self._settle(message["cell_id"])
+                    replaced = replaces
+            if self.on_hello is not None:
+
+                def send(out: dict[str, Any]) -> None:
+                    validate({**out})
+                    c.send({**out, "for_session": client})
+
+                self.on_hello(client, replaced, send)
         elif message["type"] == "control":
             self._on_control(message["action"], message["session"])

@@ -5,7 +5,7 @@ The frontend side is ``labextension/src/protocol.ts``; both are checked against 
 step. Every message is a JSON object with a ``type``; extra fields are allowed (forward
 compatibility), missing or mistyped ones are not.
 
-Kernel to frontend: ``announce``, ``insert_cell``, ``mark_stale``, ``status``, ``update_cell``.
+Kernel to frontend: ``announce``, ``insert_cell``, ``mark_stale``, ``status``, ``update_cell``, ``sync``.
 Frontend to kernel: ``hello``, ``cell_inserted``, ``cell_executed``, ``control``.
 """
 
@@ -92,7 +92,9 @@ class InsertCellMessage(_InsertCellOptional):
 
 
 class MarkStaleMessage(_ForSession):
-    """Mark (or remove) the step/reasoning/answer cells of ``session`` from ``from_iteration`` on."""
+    """Mark (or remove) the step and reasoning cells of ``session`` from ``from_iteration`` on, and
+    remove its answer cells from ``from_iteration - 1`` on (the re-run step's answer is superseded;
+    a stale answer left in place would read as the notebook's conclusion)."""
 
     type: Literal["mark_stale"]
     session: str
@@ -129,6 +131,32 @@ class UpdateCellMessage(_UpdateCellOptional):
     session: str
     iteration: int
     metadata: dict[str, Any]
+
+
+class SyncCell(TypedDict):
+    """One cell of a session as the kernel's record has it (``sync``)."""
+
+    cell_id: str
+    cell_type: CellType
+    source: str
+    metadata: CellMetadata
+    collapsed: bool
+    outputs: list[dict[str, Any]]  # nbformat outputs: what the step printed, from its record
+
+
+class _SyncOptional(_ForSession, total=False):
+    start_cell_id: str | None  # the ``%rlm`` cell (JupyterLab's id); None: not known
+
+
+class SyncMessage(_SyncOptional):
+    """Sent to a page that (re)connects: the session's live cells in notebook order. The page
+    inserts those it lacks after the one before them (the first after the ``%rlm`` cell; with
+    neither there, at the end, never at the top), fills in the outputs of step cells that have
+    none, and runs nothing (a waiting step comes after as an ``insert_cell`` with ``run``)."""
+
+    type: Literal["sync"]
+    session: str
+    cells: list[SyncCell]
 
 
 # ---- frontend -> kernel ----------------------------------------------------------------------
@@ -174,7 +202,12 @@ class ControlMessage(TypedDict):
 
 
 KernelMessage = (
-    AnnounceMessage | InsertCellMessage | MarkStaleMessage | StatusMessage | UpdateCellMessage
+    AnnounceMessage
+    | InsertCellMessage
+    | MarkStaleMessage
+    | StatusMessage
+    | UpdateCellMessage
+    | SyncMessage
 )
 FrontendMessage = HelloMessage | CellInsertedMessage | CellExecutedMessage | ControlMessage
 Message = KernelMessage | FrontendMessage
@@ -229,6 +262,12 @@ _FIELDS: Final[dict[str, tuple[_Field, ...]]] = {
         ("cell_id", "string|null", False),
         ("metadata", "object", True),
     ),
+    "sync": (
+        ("for_session", "string|null", False),
+        ("session", "string", True),
+        ("start_cell_id", "string|null", False),
+        ("cells", "sync_cells", True),
+    ),
     "hello": (
         ("protocol", "int", True),
         ("frontend", FRONTENDS, True),
@@ -260,8 +299,17 @@ _CELL_RLM_FIELDS: Final[tuple[_Field, ...]] = (
     ("guard", "string", False),
 )
 
+_SYNC_CELL_FIELDS: Final[tuple[_Field, ...]] = (
+    ("cell_id", "string", True),
+    ("cell_type", CELL_TYPES, True),
+    ("source", "string", True),
+    ("metadata", "cell_metadata", True),
+    ("collapsed", "bool", True),
+    ("outputs", "array", True),
+)
+
 KERNEL_MESSAGE_TYPES: Final = frozenset(
-    {"announce", "insert_cell", "mark_stale", "status", "update_cell"}
+    {"announce", "insert_cell", "mark_stale", "status", "update_cell", "sync"}
 )
 FRONTEND_MESSAGE_TYPES: Final = frozenset({"hello", "cell_inserted", "cell_executed", "control"})
 MESSAGE_TYPES: Final = tuple(_FIELDS)
@@ -275,6 +323,8 @@ _KIND_NAMES: Final = {
     "bool": "a boolean",
     "object": "an object",
     "cell_metadata": 'an object with an "rlm" object',
+    "array": "an array",
+    "sync_cells": "an array of cells",
 }
 
 
@@ -332,6 +382,8 @@ def _check_kind(value: object, kind: _Kind) -> bool:
         return isinstance(value, bool)
     if kind in ("object", "cell_metadata"):
         return isinstance(value, Mapping)
+    if kind in ("array", "sync_cells"):
+        return isinstance(value, list)
     raise AssertionError(f"unknown field kind {kind!r}")
 
 
@@ -364,6 +416,14 @@ def _check_fields(
                     message_type, f"field '{path}.rlm' must be an object, got {_describe(rlm)}"
                 )
             _check_fields(message_type, rlm, _CELL_RLM_FIELDS, f"{path}.rlm.")
+        if kind == "sync_cells":
+            for index, cell in enumerate(cast(list[object], value)):
+                if not isinstance(cell, Mapping):
+                    raise _fail(
+                        message_type,
+                        f"field '{path}[{index}]' must be an object, got {_describe(cell)}",
+                    )
+                _check_fields(message_type, cell, _SYNC_CELL_FIELDS, f"{path}[{index}].")
 
 
 def validate(message: object) -> Message:

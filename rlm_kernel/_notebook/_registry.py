@@ -55,7 +55,8 @@ class SessionRegistry:
         running = [e.session.id for e in self._entries.values() if e.session.state == "running"]
         if running:
             raise UsageError(
-                f"%rlm: session {running[0]} is running; `%rlm pause` or `%rlm stop` it first"
+                f"%rlm: session {running[0]} is running; `%rlm pause` or `%rlm stop` it first "
+                "(or, if its steps stopped coming, `%rlm resume` runs its waiting step)"
             )
 
     def listing(self) -> str:

@@ -10,7 +10,10 @@ running cell, so nbclient's headless front end sees them too.
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 from IPython.core.display_functions import display
@@ -22,10 +25,16 @@ from .._schema import IterationRecord
 from .._session import Session
 from ..errors import ModelError, ReplayMissError, RLMError
 from . import _html
+from ._cell_record import CellRecord
 from ._frontend import FrontendLink
 from ._html import HTML
 from ._notebook_session import NotebookSession
 from .inline import InlineDriver, InlineRenderer, check_step
+
+# A step cell asked of a page that has not started it this long after is waiting for a page that is
+# gone: a page that connects then runs it. (A live page starts it within milliseconds; the reloaded
+# page of the tab that drove the session takes it over at once.)
+STALL_AFTER = 2.0
 
 
 class CellsDriver:
@@ -41,6 +50,16 @@ class CellsDriver:
         # The insert_cell message of each session's latest step cell, and the last cell inserted for it.
         self._steps: dict[tuple[str, int], dict[str, Any]] = {}
         self._last: dict[str, str] = {}
+        # What a page that (re)connects is re-synced from: the sessions driven, their cells, and
+        # when each step cell inserted to run was asked for.
+        self._entries: dict[str, NotebookSession] = {}
+        self._record = CellRecord()
+        self._asked: dict[tuple[str, int], float] = {}
+        self._busy = 0  # > 0 while a cell of this driver runs (its step is not waiting, it runs)
+        # Client sessions that said hello: a page says it on each comm it opens (its own, and in
+        # reply to an announce); only its first is a page (re)connecting.
+        self._greeted: set[str] = set()
+        link.on_hello = self._reconnect
 
     def last_cell(self, session_id: str) -> str | None:
         """The id of the last cell inserted for ``session_id`` (where new cells for it belong)."""
@@ -56,7 +75,8 @@ class CellsDriver:
         if client is None:
             self._inline.start(entry)
         else:
-            self._begin(entry, client)
+            with self._running():
+                self._begin(entry, client)
 
     def follow_up(self, entry: NotebookSession) -> None:
         """``%rlm "..." --continue``: ask for the next step's cell from here."""
@@ -64,7 +84,8 @@ class CellsDriver:
         if client is None:
             self._inline.follow_up(entry)
         else:
-            self._resume(entry, client)
+            with self._running():
+                self._resume(entry, client)
 
     def resume(self, entry: NotebookSession) -> None:
         """``%rlm resume``: ask for the next step's cell from here (or run the waiting one)."""
@@ -72,7 +93,8 @@ class CellsDriver:
         if client is None:
             self._inline.resume(entry)
         else:
-            self._resume(entry, client)
+            with self._running():
+                self._resume(entry, client)
 
     def step(self, entry: NotebookSession) -> None:
         """``%rlm step``: run the waiting step's cell, or ask for it, and the next one unrun."""
@@ -84,7 +106,8 @@ class CellsDriver:
             raise UsageError(f"%rlm step: session {session.id} is {session.state}, not paused")
         else:
             entry.step_mode = True
-            self._resume(entry, client)
+            with self._running():
+                self._resume(entry, client)
 
     def step_cell(self, entry: NotebookSession, n: int, code: str) -> None:
         """A ``%%rlm_step`` cell: run step ``n``, then ask for the next step's cell."""
@@ -96,7 +119,8 @@ class CellsDriver:
         # stopped or paused meanwhile) rather than failing a Run All with a usage error.
         if not self._inserted_to_run(entry.session.id, n):
             check_step(entry.session, n)
-        self._step_cell(entry, n, code, client)
+        with self._running():
+            self._step_cell(entry, n, code, client)
 
     def control(self, entry: NotebookSession, action: str) -> None:
         """A toolbar button of the extension (possibly on a subshell thread: flags only)."""
@@ -133,12 +157,81 @@ class CellsDriver:
         elif action == "step":
             entry.step_mode = True
 
+    @contextmanager
+    def _running(self) -> Iterator[None]:
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+
+    # --- a page that (re)connects ----------------------------------------------------------------
+    def waiting(self, entry: NotebookSession) -> dict[str, Any] | None:
+        """The insert of the step cell ``entry``'s session waits for a page to run (it is
+        ``running`` between cells), or None when it waits for nothing or its step runs now."""
+        session = entry.session
+        pending = session.pending
+        if self._busy or session.state != "running" or pending is None:
+            return None
+        key = (session.id, pending.iteration)
+        return self._steps.get(key) if key in self._auto else None
+
+    def rerun_waiting(self, entry: NotebookSession) -> bool:
+        """``%rlm resume`` of a session whose step cell no page ran (its page was reloaded or
+        closed): ask this page to run it (inserted first if this notebook lacks it)."""
+        client = self.link.requester()
+        waiting = self.waiting(entry)
+        if client is None or waiting is None:
+            return False
+        entry.client = client
+        display(
+            HTML(
+                _html.notice(
+                    f"Session {entry.session.id} was waiting for step {waiting['iteration']}'s cell "
+                    "to run: running it now."
+                )
+            )
+        )
+        self._send(entry, {**waiting, "request_id": self.link.request_id(), "run": True})
+        return True
+
+    def _reconnect(
+        self, client: str, replaced: str | None, send: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """A page said hello (a reload, or a second page): give it each session's cells and
+        status, and have it run a step cell that waits for a page that is gone."""
+        if client in self._greeted:
+            return  # the same page on another comm: its cells are live, its steps run
+        self._greeted.add(client)
+        for entry in list(self._entries.values()):
+            session = entry.session
+            if (
+                replaced is None
+                and entry.client is not None
+                and self.link.current(entry.client) == client
+            ):
+                # The page that drives it, saying hello late (Run All queues its reply to the
+                # announce behind the cells): its cells are there and its step runs.
+                continue
+            send(dict(self._record.sync(session)))
+            send(status_message(session))
+            waiting = self.waiting(entry)
+            if waiting is None:
+                continue
+            drove = entry.client is not None and self.link.current(entry.client) == client
+            asked = self._asked.get((session.id, waiting["iteration"]), 0.0)
+            if drove or time.monotonic() - asked >= STALL_AFTER:
+                entry.client = client
+                self._asked[(session.id, waiting["iteration"])] = time.monotonic()
+                send({**waiting, "request_id": self.link.request_id(), "run": True})
+
     # --- the %rlm cell ---------------------------------------------------------------------------
     def _begin(self, entry: NotebookSession, client: str) -> None:
         """``%rlm`` in cells mode: begin the session and ask for step 1's cell under this one."""
         entry.client = client
         session = entry.session
         self._watch(entry)
+        self._record.started(session.id, self.link.cell_id())
         session.begin()
         display(HTML(_html.notice(f"RLM session {session.id}: its steps follow as cells below.")))
         self._next(entry, after=self.link.cell_id())
@@ -170,7 +263,6 @@ class CellsDriver:
         then ask for the next step's cell; an inserted cell whose session paused or ended meanwhile
         says so instead of running."""
         entry.client = client
-        self.link.started(self.link.cell_id())
         session = entry.session
         auto = (session.id, n) in self._auto
         self._auto.discard((session.id, n))
@@ -199,9 +291,11 @@ class CellsDriver:
         pending = session.pending
         if pending is None or pending.iteration != n:
             later = session.iteration > n or (pending is not None and pending.iteration > n)
+            answered = session.state == "done"  # its answer cell is superseded too
             session.rewind(n)
-            if later:
+            if later or answered:
                 remove = session.config.stale_cells == "remove"
+                self._record.staled(session.id, n + 1)
                 self._send(
                     entry,
                     {
@@ -284,14 +378,7 @@ class CellsDriver:
         prose = _html.prose_of(proposal.response)
         cells: list[tuple[str, str, str, bool]] = []
         if prose:
-            cells.append(
-                (
-                    "markdown",
-                    f"**RLM · step {n} · the model's notes**\n\n{prose}",
-                    "reasoning",
-                    False,
-                )
-            )
+            cells.append(("markdown", notes_source(n, prose), "reasoning", False))
         code = session.edits.get(n, proposal.code)
         cells.append(("code", f"%%rlm_step {session.id} {n}\n{code}", "step", run))
         request = self.link.request_id()
@@ -307,13 +394,15 @@ class CellsDriver:
                 "source": source,
                 "metadata": {"rlm": {"session": session.id, "iteration": n, "role": role}},
                 "run": run_it or cell_type == "markdown",
-                "collapsed": role == "reasoning",
+                # Folded by the <details> of its source: a hidden input would show raw markdown.
+                "collapsed": False,
             }
             self._send(entry, message)
             if role == "step":
                 self._steps[(session.id, n)] = message
         if run:
             self._auto.add((session.id, n))
+            self._asked[(session.id, n)] = time.monotonic()
         else:
             session.pause()  # step mode: the session waits for the person to run the inserted cell
             session.checkpoint()
@@ -351,6 +440,7 @@ class CellsDriver:
 
     # --- status for the toolbar ---------------------------------------------------------------------
     def _watch(self, entry: NotebookSession) -> None:
+        self._entries[entry.session.id] = entry
         if entry.unwatch is None:
             entry.unwatch = entry.session.subscribe(lambda event: self._status(entry, event))
 
@@ -359,13 +449,25 @@ class CellsDriver:
             event, IterationStarted | IterationFinished | StateChanged | Finished
         ):
             return
-        self._send(entry, status_message(entry.session, event))
+        message = status_message(entry.session, event)
+        self._send(entry, message)
+        self.link.send_others(entry.client, message)
 
     def _send(self, entry: NotebookSession, message: dict[str, Any]) -> None:
         if message["type"] == "insert_cell" and message.get("cell_id"):
             self._last[message["session"]] = message["cell_id"]
+            self._record.inserted(message)
         if entry.client is not None:
             self.link.send(entry.client, message)
+
+
+def notes_source(n: int, prose: str) -> str:
+    """The markdown of step ``n``'s notes cell: folded under a one-line summary that renders as
+    such (a hidden input would show the raw markdown of its first line instead)."""
+    return (
+        f"<details><summary><b>RLM · step {n} · the model's notes</b></summary>\n\n"
+        f"{prose}\n\n</details>"
+    )
 
 
 def new_cell_id() -> str:
@@ -386,6 +488,6 @@ def status_message(session: Session, event: Event | None = None) -> dict[str, An
         "tokens": session.tokens_used,
         "cost": session.usage.total.cost,
         "in_flight": session.subcalls_in_flight,
-        "elapsed": session.elapsed,
+        "elapsed": session.running_time,  # what wall_timeout counts: paused time left out
         "question": session.question,
     }

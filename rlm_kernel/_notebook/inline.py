@@ -114,7 +114,8 @@ class InlineRenderer:
             if result.get("error"):
                 display(HTML(_html.error_block(result["error"])))
         for note in record["notes"]:
-            display(HTML(_html.notice(note, color="#ef6c00")))
+            # Notes are addressed to the model (its next observation): say so to the person.
+            display(HTML(_html.notice(f"Told the model: {note}", color="#ef6c00")))
 
     # --- child RLMs (rlm_query at max_depth >= 2) ----------------------------------------------------
     def _child_event(self, event: Event) -> None:

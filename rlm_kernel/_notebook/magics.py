@@ -197,6 +197,8 @@ class RLMMagics(Magics):
             else:
                 print(f"Session {session.id} is {session.state} ({session.reason}).")
         elif name == "resume":
+            if self._rerun_waiting(entry):
+                return
             if session.state != "paused":
                 raise UsageError(
                     f"%rlm resume: session {session.id} is {session.state}, not paused"
@@ -264,6 +266,15 @@ class RLMMagics(Magics):
             return self.settings.with_overrides(_args.overrides(args))
         except RLMError as exc:
             raise UsageError(f"%rlm: {exc}") from None
+
+    def _rerun_waiting(self, entry: NotebookSession) -> bool:
+        """A cells session that is ``running`` with no step running (a magic runs between cells)
+        waits for a step cell that no page ran: ``%rlm resume`` runs it from here."""
+        return (
+            self.cells is not None
+            and entry.driver is self.cells
+            and self.cells.rerun_waiting(entry)
+        )
 
     def _control(self, action: str, session_id: str) -> None:
         """A toolbar button of the JupyterLab extension (possibly on a subshell thread: flags only)."""

@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 import nbformat
+from nbclient.util import run_sync
 
 from .._notebook._protocol import COMM_TARGET, PROTOCOL_VERSION, validate
 from .._version import __version__
@@ -37,6 +38,8 @@ class HeadlessFrontend:
         self.status: dict[str, Any] | None = None
         self._current = 0
         self._opened: set[str] = set()
+        self._gone = False  # detach(): the page is gone, the kernel's messages reach nobody
+        self._replaces: str | None = None
         client.on_notebook_start = self._start
         client.on_cell_start = self._cell_start
         client.comm_open_handlers[COMM_TARGET] = self._adopt
@@ -47,13 +50,49 @@ class HeadlessFrontend:
         return str(self.client.kc.session.session)
 
     def _hello(self) -> dict[str, Any]:
-        return {
+        hello = {
             "type": "hello",
             "protocol": PROTOCOL_VERSION,
             "frontend": "nbclient",
             "version": __version__,
             "session": self.session,
         }
+        if self._replaces is not None:
+            hello["replaces"] = self._replaces
+        return hello
+
+    def detach(self) -> None:
+        """The page goes away (a reload under way, a closed tab): kernel messages reach nobody."""
+        self._gone = True
+
+    def reload(self, saved: int, *, same_tab: bool = True) -> None:
+        """Reload the page: the notebook reverts to its first ``saved`` cells (its last save), the
+        page gets a new client session, opens a new comm and says hello (naming the client it
+        replaces when ``same_tab``, as the extension does from the tab's sessionStorage)."""
+        old = self.session
+        del self.client.nb.cells[saved:]
+        self._current = saved - 1
+        self.client.kc.session.session = uuid.uuid4().hex
+        self._replaces = old if same_tab else None
+        self._gone = False
+        self.comm_id = uuid.uuid4().hex
+        self.client.comm_objects[self.comm_id] = self
+        kc = self.client.kc
+        hello = kc.session.msg(
+            "comm_open",
+            {"comm_id": self.comm_id, "target_name": COMM_TARGET, "data": self._hello()},
+        )
+        kc.shell_channel.send(hello)
+        # nbclient reads IOPub only for the cell it runs: what answers the hello is read here.
+        get = run_sync(kc.iopub_channel.get_msg)
+        while True:
+            msg = get(timeout=30)
+            if msg["parent_header"].get("msg_id") != hello["header"]["msg_id"]:
+                continue
+            if msg["msg_type"] == "comm_msg" and msg["content"]["comm_id"] == self.comm_id:
+                self.handle_msg(msg)
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return
 
     def _start(self, notebook: Any = None, **_: Any) -> None:
         # Open our own comm, as the extension does on attach; the RLM kernel has the target at start.
@@ -87,7 +126,7 @@ class HeadlessFrontend:
         """Apply one comm message from the kernel (nbclient calls this for the comm it holds)."""
         validate(msg["content"]["data"])
         data: dict[str, Any] = dict(msg["content"]["data"])
-        if data.get("for_session") not in (None, self.session):
+        if self._gone or data.get("for_session") not in (None, self.session):
             return
         self.received.append(data)
         kind = data["type"]
@@ -102,6 +141,31 @@ class HeadlessFrontend:
                 cell.metadata["rlm"].update(data["metadata"])
         elif kind == "status":
             self.status = data
+        elif kind == "sync":
+            self._sync(data)
+
+    def _sync(self, data: dict[str, Any]) -> None:
+        """Insert the session's cells this notebook lacks, each after the one before it (the first
+        after the ``%rlm`` cell, else at the end), unrun, with the outputs the kernel recorded."""
+        cells = self.client.nb.cells
+        ids = [c.get("id") for c in cells]
+        anchor = ids.index(data["start_cell_id"]) if data.get("start_cell_id") in ids else None
+        for item in data["cells"]:
+            ids = [c.get("id") for c in cells]
+            if item["cell_id"] in ids:
+                anchor = ids.index(item["cell_id"])
+                continue
+            index = len(cells) if anchor is None else anchor + 1
+            metadata = {"rlm": dict(item["metadata"]["rlm"])}
+            if item["cell_type"] == "markdown":
+                cell = nbformat.v4.new_markdown_cell(item["source"], metadata=metadata)
+            else:
+                cell = nbformat.v4.new_code_cell(item["source"], metadata=metadata)
+                cell.metadata["tags"] = ["skip-execution"]
+                cell.outputs = [nbformat.from_dict(o) for o in item["outputs"]]
+            cell.id = item["cell_id"]
+            cells.insert(index, cell)
+            anchor = index
 
     def _insert(self, data: dict[str, Any]) -> None:
         cells = self.client.nb.cells
@@ -146,16 +210,20 @@ class HeadlessFrontend:
     def _mark_stale(self, data: dict[str, Any]) -> None:
         roles = ("step", "reasoning", "answer")
         cells = self.client.nb.cells
+        # The answer the re-run step (from_iteration - 1) gave is superseded as well.
         stale = [
             c
             for c in cells
             if c.metadata.get("rlm", {}).get("session") == data["session"]
-            and c.metadata["rlm"].get("iteration", 0) >= data["from_iteration"]
             and c.metadata["rlm"].get("role") in roles
+            and c.metadata["rlm"].get("iteration", 0)
+            >= data["from_iteration"] - (c.metadata["rlm"]["role"] == "answer")
         ]
         for cell in stale:
-            # Removing a cell before the running one would shift nbclient's enumeration.
-            if data["remove"] and cells.index(cell) > self._current:
+            # A superseded answer goes, as the extension removes it; removing a cell before the
+            # running one would shift nbclient's enumeration.
+            answer = cell.metadata["rlm"]["role"] == "answer"
+            if (data["remove"] or answer) and cells.index(cell) > self._current:
                 cells.remove(cell)
             else:
                 cell.metadata["rlm"]["stale"] = True

@@ -187,7 +187,9 @@ def check_run_all(all_cells: list[dict[str, Any]], first_rlm: int) -> str:
     ]
     [notes] = of_role(all_cells, "reasoning")
     assert "follows the word" in notes["source"]
-    assert notes["hidden"]  # collapsed
+    # Folded under a rendered summary (a hidden input showed its raw markdown).
+    assert notes["source"].startswith("<details><summary>")
+    assert not notes["hidden"]
     assert notes["rlm"]["iteration"] == 2
     answer = all_cells[-1]
     assert "7781" in answer["source"]
@@ -335,12 +337,10 @@ def test_edit_an_earlier_step_marks_later_ones_stale_and_continues(
     edited = next(c for c in after if c["id"] == first["id"])
     assert "7" in edited["outputs"]
     stale = [c for c in after if (c["rlm"] or {}).get("stale")]
-    # The old step 2, step 3 and answer are greyed with a "stale" badge; step 1 is not.
-    assert [(role(c), c["rlm"]["iteration"]) for c in stale] == [
-        ("step", 2),
-        ("step", 3),
-        ("answer", 3),
-    ]
+    # The old step 2 and step 3 are greyed with a "stale" badge; step 1 is not. The old answer
+    # is gone: left in place it would be the notebook's last word.
+    assert [(role(c), c["rlm"]["iteration"]) for c in stale] == [("step", 2), ("step", 3)]
+    assert len(of_role(after, "answer")) == 1
     assert all("jp-RLM-stale" in c["classes"] and c["badge"].endswith("· stale") for c in stale)
     assert "jp-RLM-stale" not in edited["classes"]
     live_steps = [c for c in of_role(after, "step") if not c["rlm"].get("stale")]

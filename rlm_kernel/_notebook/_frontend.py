@@ -95,8 +95,14 @@ class FrontendLink:
                 self._comms[client] = target
         target.send({**message, "for_session": client})
 
+    def others(self, client: str | None) -> bool:
+        """Whether a page other than ``client``'s has said hello."""
+        with self._lock:
+            mine = self._current(client) if client is not None else None
+            return any(c != mine for c in self._comms)
+
     def send_others(self, client: str | None, message: dict[str, Any]) -> None:
-        """Send ``message`` to every other page that said hello (a second page's toolbar shows the
+        """Send ``message`` to every other page that said hello (a second page follows the
         session's true state too); a page that is gone never answers, and costs nothing."""
         validate({**message})
         with self._lock:

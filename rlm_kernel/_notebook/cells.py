@@ -459,6 +459,18 @@ class CellsDriver:
             self._record.inserted(message)
         if entry.client is not None:
             self.link.send(entry.client, message)
+        self._mirror(entry, message)
+
+    def _mirror(self, entry: NotebookSession, message: dict[str, Any]) -> None:
+        """Other pages on this kernel (a second tab) follow the session without running anything:
+        a new cell reaches them as a ``sync`` (cells unrun, outputs from the record), stale marks
+        and badges as they are."""
+        if not self.link.others(entry.client):
+            return
+        if message["type"] == "insert_cell":
+            self.link.send_others(entry.client, dict(self._record.sync(entry.session)))
+        elif message["type"] in ("mark_stale", "update_cell"):
+            self.link.send_others(entry.client, message)
 
 
 def notes_source(n: int, prose: str) -> str:

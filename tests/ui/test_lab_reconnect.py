@@ -179,6 +179,12 @@ def test_a_second_page_shows_the_sessions_cells_and_state(
     assert [step_number(c) for c in of_role(mine, "step")] == [1, 2, 3]
     assert answered(mine)
     other.page.locator(".jp-RLM-status[data-rlm-state='done']").wait_for()
+    # ...and so do its cells, unrun: the whole session, the answer last.
+    theirs = wait_until(other, answered, what="the second page's answer")
+    assert [step_number(c) for c in of_role(theirs, "step")] == [1, 2, 3]
+    assert all(c["count"] is None for c in of_role(theirs, "step"))
+    assert "step two ran" in of_role(theirs, "step")[1]["outputs"]
+    assert role(theirs[-1]) == "answer"
     assert len([r for r in model.requests if r.model == "root"]) == 3  # nothing run twice
     other.screenshot("lab_rlm_second_page")
 

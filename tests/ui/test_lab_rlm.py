@@ -374,7 +374,7 @@ def test_run_all_in_notebook_7(nb7: LabPage, serve: Serve, tmp_path: Path, kerne
     nb7.screenshot(f"nb7_rlm_run_all_{kernel}")
 
 
-def test_two_tabs_on_one_kernel_only_the_requesting_tab_inserts(
+def test_two_tabs_on_one_kernel_only_the_requesting_tab_runs(
     lab: LabPage, serve: Serve, tmp_path: Path
 ) -> None:
     root = [fence("print(len(P))"), fence("FINAL(len(P))")]
@@ -395,12 +395,15 @@ def test_two_tabs_on_one_kernel_only_the_requesting_tab_inserts(
     assert len(of_role(mine, "answer")) == 1
     ids = [c["id"] for c in mine]
     assert len(ids) == len(set(ids))
-    # The other tab has its own copy of the notebook (no shared document without RTC): nothing
-    # was inserted there, and nothing ran there twice.
-    time.sleep(0.5)
-    theirs = cells(other)
-    assert [c["rlm"] for c in theirs] == [None] * 4
-    assert all(not c["outputs"] for c in theirs)
+    # The other tab has its own copy of the notebook (no shared document without RTC): it follows
+    # the session (its cells, unrun, with what each step printed from the kernel's record) and
+    # ran nothing: the model was asked once per step.
+    theirs = wait_until(other, answered, what="the other tab's copy")
+    assert [c["rlm"] for c in theirs[:4]] == [None] * 4
+    assert not theirs[3]["outputs"]  # its %rlm cell did not run there
+    assert [step_number(c) for c in of_role(theirs, "step")] == [1, 2]
+    assert all(c["count"] is None for c in of_role(theirs, "step"))
+    assert "22" in of_role(theirs, "step")[0]["outputs"]  # print(len(P)), from the record
     assert root_requests(model) == 2
     lab.screenshot("lab_rlm_two_tabs_requesting")
     other.screenshot("lab_rlm_two_tabs_other")

@@ -193,6 +193,13 @@ class RLM(Configurable):
         "every later prompt. Its code runs in full and the trajectory records it as received. "
         "None keeps replies whole.",
     ).tag(config=True)
+    max_capture_chars = Int(
+        1_000_000,
+        help="Characters of each code block's stdout and of its stderr kept while it runs (at least "
+        "100; the trajectory records them): the first two thirds and the last third, around a "
+        "marker that says how much was cut, so printing gigabytes costs no memory. The notebook "
+        "still shows all of it live; the model gets max_output_chars of what was kept.",
+    ).tag(config=True)
     subcall_concurrency = Int(16, help="llm_batch / rlm_query calls in flight at once.").tag(
         config=True
     )

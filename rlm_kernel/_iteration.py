@@ -16,7 +16,7 @@ from ._final import FinalSlot, Submission, answer_submission, submit_variable
 from ._namespace import Helpers
 from ._prompts import NO_CODE_NOTE, prose_final
 from ._secrets import Redactor
-from .executors import ExecResult, Executor
+from .executors import ExecResult, Executor, bound_capture
 
 
 @dataclass
@@ -40,6 +40,7 @@ class BlockRunner:
         redactor: Redactor,
     ) -> None:
         self._executor = executor
+        bound_capture(executor, config.max_capture_chars)
         self._helpers = helpers
         self._slot = slot
         self._config = config
@@ -66,6 +67,7 @@ class BlockRunner:
             out.results.append(result)
             if result.interrupted:
                 return out
+            out.notes.extend(result.notes)
             replaced = self._helpers.restore(ns)
             if replaced:
                 out.notes.append(

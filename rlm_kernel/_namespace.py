@@ -7,13 +7,19 @@ Besides our own names, the spellings other runtimes' models were trained or prom
 too (docs/protocol.md): ``context`` is ``P`` (the reference implementation's name),
 ``llm_query_batched`` is ``llm_batch``, ``rlm_query_batched`` runs several child RLMs, and ``SUBMIT``
 is DSPy's way to submit.
+
+Nothing bound into the namespace holds the namespace or the session strongly (``weakly``,
+``_NamespaceView``): the namespace is then in no reference cycle of ours, so a finished session and
+what its code made (a large allocation before a ``MemoryError``, say) are freed as soon as the last
+reference to the session goes, without waiting for the cycle collector.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+import weakref
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._final import FinalSlot, make_final, make_final_var, make_submit, new_answer
 from ._prompts import ToolSpec
@@ -36,6 +42,63 @@ RESERVED = (
     "answer",
     "SHOW_VARS",
 )
+
+T = TypeVar("T")
+
+
+def weakly(method: Callable[..., T]) -> Callable[..., T]:
+    """``method`` (a bound method) without a strong reference to its object: what the namespace or
+    the sub-call engine holds must not keep a session alive in a cycle. Calling it after its
+    object is gone is an error that says so."""
+    ref = weakref.WeakMethod(method)
+    name = method.__name__  # the closure must not hold the method itself
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        bound = ref()
+        if bound is None:
+            raise ReferenceError(f"{name}: the RLM session it belonged to is gone; start a new one")
+        return bound(*args, **kwargs)
+
+    # Not functools.wraps: its __wrapped__ would be the bound method, a strong reference.
+    call.__name__, call.__qualname__, call.__doc__ = (
+        method.__name__,
+        method.__qualname__,
+        method.__doc__,
+    )
+    call.__signature__ = inspect.signature(method)  # type: ignore[attr-defined]
+    return call
+
+
+class _NamespaceView(MutableMapping[str, Any]):
+    """The namespace as ``Helpers`` holds it, through a weak reference (for ``FINAL_VAR``, which
+    lives in the namespace it reads); empty once the helpers are gone."""
+
+    def __init__(self, helpers: Helpers) -> None:
+        self._helpers = weakref.ref(helpers)
+
+    def _target(self) -> MutableMapping[str, Any]:
+        helpers = self._helpers()
+        found = helpers._namespace if helpers is not None else None
+        return found if found is not None else {}
+
+    def __getitem__(self, name: str) -> Any:
+        return self._target()[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self._target()[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._target()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._target())
+
+    def __len__(self) -> int:
+        return len(self._target())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._target()
+
 
 # IPython's own names in a kernel's user_ns: never listed by SHOW_VARS.
 _HIDDEN = frozenset({"In", "Out", "exit", "quit", "get_ipython", "__builtins__", "__builtin__"})
@@ -95,7 +158,7 @@ class Helpers:
             "rlm_query_batched": engine.rlm_query_batched,
             "FINAL": make_final(slot),
             "SUBMIT": make_submit(slot),
-            "SHOW_VARS": self.show_vars,
+            "SHOW_VARS": weakly(self.show_vars),
             **self._tools,
         }
 
@@ -106,7 +169,7 @@ class Helpers:
     def bind(self, namespace: MutableMapping[str, Any]) -> list[str]:
         """Put the helpers in ``namespace``; returns the names that held other values before."""
         self._namespace = namespace
-        self._bound["FINAL_VAR"] = make_final_var(self._slot, namespace)
+        self._bound["FINAL_VAR"] = make_final_var(self._slot, _NamespaceView(self))
         clobbered = [
             name
             for name, value in self._bound.items()

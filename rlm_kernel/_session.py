@@ -54,7 +54,7 @@ from ._guards import (
 )
 from ._history import History
 from ._iteration import BlockRunner, Outcome
-from ._namespace import Helpers, normalize_tools
+from ._namespace import Helpers, normalize_tools, weakly
 from ._prompts import (
     extract_code,
     follow_up_text,
@@ -195,7 +195,7 @@ class Session:
             cache=_shared.cache,
             emitter=_shared.emitter,
             redactor=_shared.redactor,
-            child_runner=self._run_child,
+            child_runner=weakly(self._run_child),  # no cycle: a finished session is freed at once
         )
         self.executor: Executor = executor or make_executor(self.config, namespace)
         usable = admitted_tools(self.executor, normalize_tools(tools))

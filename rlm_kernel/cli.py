@@ -477,7 +477,7 @@ def _install(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None = None) -> int:
     """The ``rlm-kernel`` command: run one subcommand and return its exit code.
 
     ``argv`` defaults to ``sys.argv[1:]``. An ``RLMError`` is printed as one paragraph and mapped to
@@ -507,6 +507,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rlm-kernel: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``rlm-kernel`` command (see ``_main``). Run as the command (``argv`` None), it exits once
+    it has its answer: a non-daemon thread the model's code started would otherwise keep the process
+    alive for good after ``sys.exit``, so it is left behind with a warning (``os._exit``)."""
+    code = _main(argv)
+    if argv is None:
+        _exit_despite_stray_threads(code)
+    return code
+
+
+def _exit_despite_stray_threads(code: int) -> None:
+    import atexit
+    import threading
+    import time
+
+    give_up = time.monotonic() + 2.0  # our own (a sandbox's last dump) end well within this
+    stray = []
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or thread.daemon:
+            continue
+        thread.join(max(give_up - time.monotonic(), 0.0))
+        if thread.is_alive():
+            stray.append(thread.name)
+    if not stray:
+        return
+    print(
+        f"rlm-kernel: {len(stray)} thread(s) started by the model's code were still running "
+        f"({', '.join(stray[:5])}); exiting without waiting for them.",
+        file=sys.stderr,
+    )
+    atexit._run_exitfuncs()  # what a normal exit runs (the sandbox pool's shutdown)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

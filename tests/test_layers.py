@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_config",
             "_aio",
             "_timeout",
+            "_capture",
             "_sandbox",
             "_context",
             "_events",

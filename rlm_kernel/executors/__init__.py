@@ -19,6 +19,7 @@ __all__ = [
     "NamespaceExecutor",
     "Sandboxed",
     "admitted_tools",
+    "bound_capture",
     "executor_note",
     "make_executor",
     "release_executor",
@@ -48,8 +49,25 @@ def make_executor(
             max_recursion=config.monty_max_recursion,
             max_host_calls=config.monty_max_host_calls,
         )
-        return MontyExecutor(limits, echo_stdout=echo_stdout, echo_stderr=echo_stderr)
-    return NamespaceExecutor(namespace, echo_stdout=echo_stdout, echo_stderr=echo_stderr)
+        return MontyExecutor(
+            limits,
+            echo_stdout=echo_stdout,
+            echo_stderr=echo_stderr,
+            capture_limit=config.max_capture_chars,
+        )
+    return NamespaceExecutor(
+        namespace,
+        echo_stdout=echo_stdout,
+        echo_stderr=echo_stderr,
+        capture_limit=config.max_capture_chars,
+    )
+
+
+def bound_capture(executor: Executor, limit: int) -> None:
+    """Keep at most ``limit`` characters of each stream per block (``RLM.max_capture_chars``) in an
+    executor a front end made itself (the notebook's): ours all have ``capture_limit``."""
+    if isinstance(executor, NamespaceExecutor) or hasattr(executor, "capture_limit"):
+        executor.capture_limit = limit
 
 
 def admitted_tools(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -21,12 +21,21 @@ class ExecResult:
     value: str | None = None
     duration: float = 0.0
     timed_out: bool = False
-    # A kernel interrupt (KeyboardInterrupt) stopped the code; the session pauses.
+    # A real interrupt (a kernel interrupt, Ctrl-C) stopped the code; the session pauses.
     interrupted: bool = False
+    # Characters of stdout and stderr dropped between the head and the tail that were kept
+    # (RLM.max_capture_chars); the text holds a marker where they were.
+    output_cut: int = 0
+    # What the executor tells the model about this block besides its output: standard-library or
+    # bookkeeping names the code rebound and that were put back, a block still running after its limit.
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form recorded in an iteration record's ``results``."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {
+            f.name: list(value) if isinstance(value := getattr(self, f.name), list) else value
+            for f in fields(self)
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecResult:

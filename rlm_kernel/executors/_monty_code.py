@@ -5,7 +5,10 @@ Helpers live on the host and reach the sandbox as the functions of one external 
 hidden prelude imports them under their usual names once, so they persist like any other import.
 ``FINAL_VAR`` is the exception: it must read a *sandbox* variable by name, so it is a small function
 defined in the sandbox that hands the value to the host. ``__rlm__`` keeps the originals, which lets
-one cheap feed after each block find (and undo) helpers the model overwrote.
+one cheap feed after each block find (and undo) helpers the model overwrote. It also keeps the host
+module and the builtins the bookkeeping feeds call (``type``, ``len``, ``zip``, ``locals``: names a
+model may well rebind), behind a per-session token: a ``__rlm__`` or ``__rlm_host__`` the code rebound
+is found and put back after the block (``BOOKKEEPING``), so ``FINAL_VAR`` and the sync go on working.
 """
 
 from __future__ import annotations
@@ -167,36 +170,63 @@ def import_error(module: str) -> str:
     )
 
 
+# The sandbox's own names: the model's code must not rebind them (it is told when it does).
+BOOKKEEPING = ("__rlm__", "__rlm_host__")
+# ``__rlm__`` is (token, the host module, type, len, zip, locals, *the guarded originals).
+_KEPT_BUILTINS = ("type", "len", "zip", "locals")
+_FIRST_GUARDED = 2 + len(_KEPT_BUILTINS)
+
+
 def prelude(
-    imported: Sequence[str], guarded: Sequence[str], aliases: Mapping[str, str] | None = None
+    imported: Sequence[str],
+    guarded: Sequence[str],
+    aliases: Mapping[str, str] | None = None,
+    token: str = "",
 ) -> str:
     """Import the host helpers, define the shims, bind each alias to the input it names (``context``
-    is ``P``: sent once, not twice), and remember the originals of ``guarded``."""
+    is ``P``: sent once, not twice), and remember the originals of ``guarded`` under ``token``."""
     lines = [f"import {HOST_MODULE} as __rlm_host__"]
     lines += [f"{alias} = {name}" for alias, name in (aliases or {}).items()]
     if imported:
         lines.append(f"from {HOST_MODULE} import {', '.join(imported)}")
     if "FINAL_VAR" in guarded:
         lines.append(_FINAL_VAR_SHIM)
-    lines.append(f"__rlm__ = ({''.join(f'{name}, ' for name in guarded)})")
+    kept = "".join(f"{name}, " for name in (*_KEPT_BUILTINS, *guarded))
+    lines.append(f"__rlm__ = ({token!r}, __rlm_host__, {kept})")
     return "\n".join(lines)
 
 
-def sync_snippet(guarded: Sequence[str], hidden: Sequence[str]) -> str:
-    """One expression: [overwritten helper names, the answer dict, (name, type) of each variable]."""
+def sync_snippet(guarded: Sequence[str], hidden: Sequence[str], token: str = "") -> str:
+    """The value of the last line: None when ``__rlm__`` itself was rebound, else [whether
+    ``__rlm_host__`` is intact, overwritten helper names, the answer dict, (name, type) of each
+    variable]. It calls only the builtins kept in ``__rlm__``, which the code cannot have rebound."""
     names = "(" + "".join(f"{n!r}, " for n in guarded) + ")"
     current = "(" + "".join(f"{n}, " for n in guarded) + ")"
     skip = "(" + "".join(f"{n!r}, " for n in hidden) + ")"
+    type_, _len, zip_, locals_ = (f"__rlm__[{2 + i}]" for i in range(len(_KEPT_BUILTINS)))
     return (
-        f"[[__n for __n, __a, __b in zip({names}, {current}, __rlm__) if __a is not __b], {ANSWER}, "
-        f"[(__k, type(__v).__name__) for __k, __v in locals().items() "
-        f"if not __k.startswith('_') and __k not in {skip}]]"
+        "try:\n"
+        f"    __rlm_ok__ = __rlm__[0] == {token!r}\n"
+        "except:\n"
+        "    __rlm_ok__ = False\n"
+        "if __rlm_ok__:\n"
+        f"    __rlm_sync__ = [__rlm_host__ is __rlm__[1], [__n for __n, __a, __b in {zip_}({names}, "
+        f"{current}, __rlm__[{_FIRST_GUARDED}:]) if __a is not __b], {ANSWER}, "
+        f"[(__k, {type_}(__v).__name__) for __k, __v in {locals_}().items() "
+        f"if not __k.startswith('_') and __k not in {skip}]]\n"
+        "else:\n"
+        "    __rlm_sync__ = None\n"
+        "__rlm_sync__"
     )
 
 
-def rebind_snippet(names: Sequence[str], guarded: Sequence[str]) -> str:
-    """Put the originals of ``names`` back (``del`` does not exist in the sandbox; rebinding does)."""
-    return "\n".join(f"{name} = __rlm__[{guarded.index(name)}]" for name in names)
+def rebind_snippet(names: Sequence[str], guarded: Sequence[str], host: bool = False) -> str:
+    """Put the originals of ``names`` back (``del`` does not exist in the sandbox; rebinding does),
+    and the host module when ``host``."""
+    lines = [f"{name} = __rlm__[{_FIRST_GUARDED + guarded.index(name)}]" for name in names]
+    if host:
+        lines.append("__rlm_host__ = __rlm__[1]")
+    return "\n".join(lines)
 
 
 def traceback_text(text: str, label: str) -> str:

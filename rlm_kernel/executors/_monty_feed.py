@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -33,8 +34,13 @@ class Feed(threading.Thread):
         self.abandoned = False  # set after an interrupt: make no further host calls
         self.value: Any = None
         self.error: BaseException | None = None
+        # Made on the caller's thread: host functions then print into the block's capture.
+        self._context = contextvars.copy_context()
 
     def run(self) -> None:
+        self._context.run(self._run)
+
+    def _run(self) -> None:
         self.worker.begin()
         try:
             snapshot = self.worker.session.feed_start(self.code, print_callback=self.on_print)

@@ -14,11 +14,12 @@ because a running feed does not see SIGINT; a kernel interrupt kills the worker 
 from __future__ import annotations
 
 import keyword
+import secrets
 import threading
 import time
 import weakref
 from collections.abc import Callable, MutableMapping
-from contextlib import redirect_stderr, redirect_stdout, suppress
+from contextlib import suppress
 from typing import Any, TextIO
 
 from pydantic_monty import (
@@ -29,10 +30,12 @@ from pydantic_monty import (
     MontySyntaxError,
 )
 
+from .._capture import Capture, capturing
 from .._sandbox import is_sandbox_safe
 from ._base import ExecResult
 from ._monty_code import (
     ANSWER,
+    BOOKKEEPING,
     HELPERS,
     HOST_MODULE,
     SHIMMED,
@@ -48,7 +51,6 @@ from ._monty_errors import RESTORED, SandboxError, breach_message, error_hint, v
 from ._monty_feed import Feed, Live
 from ._monty_pool import SandboxLimits, Worker
 from ._sandbox_namespace import Replaced, SandboxNamespace
-from .namespace import _Tee
 
 _POLL = 0.05
 _KILL_WAIT = 0.5  # seconds to wait for a killed feed to return before leaving it to close itself
@@ -65,8 +67,10 @@ class MontyExecutor:
         *,
         echo_stdout: TextIO | None = None,
         echo_stderr: TextIO | None = None,
+        capture_limit: int | None = None,
     ) -> None:
         self.limits = limits
+        self.capture_limit = capture_limit  # characters of each stream kept per block
         self._echo_stdout = echo_stdout
         self._echo_stderr = echo_stderr
         self._ns = SandboxNamespace(self._read)
@@ -86,6 +90,9 @@ class MontyExecutor:
         self._current: Feed | None = None
         self._interrupted = threading.Event()
         self._notices: list[str] = []
+        # Marks this session's ``__rlm__`` (see _monty_code): a rebound one is told apart by it.
+        self._token = secrets.token_hex(8)
+        self._prelude: tuple[str, dict[str, Any]] | None = None  # code and data inputs, to redo it
 
     # --- Executor / Sandboxed --------------------------------------------------------------------
     @property
@@ -104,9 +111,17 @@ class MontyExecutor:
 
     def run(self, code: str, *, label: str, timeout: float | None) -> ExecResult:
         """Run one block. ``timeout`` is not used: the sandbox's limits are fixed when it starts."""
-        out, err = _Tee(self._echo_stdout), _Tee(self._echo_stderr)
         result = ExecResult()
         started = time.perf_counter()
+        with capturing(self._echo_stdout, self._echo_stderr, limit=self.capture_limit) as streams:
+            self._run(code, label, result, *streams)
+        out, err = streams
+        result.duration = time.perf_counter() - started
+        result.stdout, result.stderr = out.getvalue(), err.getvalue()
+        result.output_cut = out.cut + err.cut
+        return result
+
+    def _run(self, code: str, label: str, result: ExecResult, out: Capture, err: Capture) -> None:
         sent: dict[str, Any] = {}
         try:
             code, module = prepare(code)
@@ -136,9 +151,6 @@ class MontyExecutor:
             self._live.drop()
             result.error_type = "SandboxError"
             result.error = f"SandboxError: the sandbox failed ({exc}). {RESTORED}"
-        result.duration = time.perf_counter() - started
-        result.stdout, result.stderr = out.getvalue(), err.getvalue()
-        return result
 
     def interrupt(self) -> None:
         """Stop the running block from another thread (a pause button); ``run`` reports it interrupted."""
@@ -163,8 +175,8 @@ class MontyExecutor:
         sent: dict[str, Any],
         label: str,
         result: ExecResult,
-        out: _Tee,
-        err: _Tee,
+        out: Capture,
+        err: Capture,
     ) -> None:
         def on_print(stream: str, text: str) -> None:
             (err if stream == "stderr" else out).write(text)
@@ -172,13 +184,13 @@ class MontyExecutor:
         feed = Feed(worker, code, self._functions, on_print)
         self._interrupted.clear()
         self._current = feed
-        # Host functions run on the feed's thread and print through sys.stdout: capture that too.
-        with redirect_stdout(out), redirect_stderr(err):
-            feed.start()
-            # Short waits: a simulated interrupt (_thread.interrupt_main) does not wake a blocked
-            # wait, and Python only runs signal handlers between them.
-            while not feed.done.wait(_POLL):
-                pass
+        # Host functions run on the feed's thread and print through sys.stdout: the feed runs in
+        # this context, so the capture follows it there.
+        feed.start()
+        # Short waits: a simulated interrupt (_thread.interrupt_main) does not wake a blocked
+        # wait, and Python only runs signal handlers between them.
+        while not feed.done.wait(_POLL):
+            pass
         self._current = None
         error = feed.error
         if self._interrupted.is_set():
@@ -186,7 +198,7 @@ class MontyExecutor:
         if error is None:
             if feed.value is not None:
                 result.value = value_repr(feed.value)
-            self._after_block(worker, sent, err)
+            self._after_block(worker, sent, err, result)
             return
         inner = error.exception() if isinstance(error, MontyRuntimeError) else error
         breach = breach_message(inner, self.limits)
@@ -201,7 +213,7 @@ class MontyExecutor:
             result.error = traceback_text(error.display("traceback"), label) + error_hint(
                 inner, self.limits
             )
-            self._after_block(worker, sent, err)
+            self._after_block(worker, sent, err, result)
             return
         # The worker died (MontyCrashedError) or the session broke: start over from the last dump.
         result.error_type = (
@@ -215,27 +227,53 @@ class MontyExecutor:
         self._ns.requeue(sent)
         self._live.drop()
 
-    def _after_block(self, worker: Worker, sent: dict[str, Any], err: _Tee) -> None:
-        """Read back overwritten helpers, ``answer`` and the variables; then dump in the background."""
+    def _after_block(
+        self, worker: Worker, sent: dict[str, Any], err: Capture, result: ExecResult
+    ) -> None:
+        """Read back overwritten helpers, ``answer`` and the variables; then dump in the background.
+
+        Bookkeeping names the code rebound are put back first (``__rlm__`` by running the prelude
+        again), and the model is told."""
+        sync = sync_snippet(self._guarded, self._hidden, self._token)
         try:
-            replaced, answer, summary = worker.session.feed_run(
-                sync_snippet(self._guarded, self._hidden)
-            )
-            if replaced:
-                worker.session.feed_run(rebind_snippet(replaced, self._guarded))
-        except MontyError as exc:  # e.g. the code rebound __rlm__: this block's state is unusable
-            err.write(
-                f"The sandbox's own bookkeeping was damaged ({exc}); it went back to its state "
-                "before this block.\n"
-            )
-            self._ns.requeue(sent)
-            self._live.drop()
+            synced = worker.session.feed_run(sync)
+            rebound: list[str] = []
+            if synced is None and self._prelude is not None:  # __rlm__ itself was rebound
+                code, inputs = self._prelude
+                worker.session.feed_run(code, inputs=inputs)
+                rebound = list(BOOKKEEPING)
+                synced = worker.session.feed_run(sync)
+            if synced is None:
+                self._damaged(sent, err, "its __rlm__ could not be rebuilt")
+                return
+            host_intact, replaced, answer, summary = synced
+            if not host_intact:
+                rebound.append("__rlm_host__")
+            if replaced or not host_intact:
+                worker.session.feed_run(
+                    rebind_snippet(replaced, self._guarded, host=not host_intact)
+                )
+            if rebound:
+                result.notes.append(
+                    f"Your code rebound {', '.join(dict.fromkeys(rebound))}, the sandbox's own "
+                    "bookkeeping; it was put back. Names starting with __rlm are reserved."
+                )
+        except MontyError as exc:  # this block's state is unusable
+            self._damaged(sent, err, str(exc))
             return
         for name in replaced:
             self._ns.synced(name, self._originals[name], shown=Replaced(name))
         self._ns.synced(ANSWER, answer)
         self._summary = [(str(n), str(t)) for n, t in summary]
         self._dump_later(worker)
+
+    def _damaged(self, sent: dict[str, Any], err: Capture, why: str) -> None:
+        err.write(
+            f"The sandbox's own bookkeeping was damaged ({why}); it went back to its state "
+            "before this block.\n"
+        )
+        self._ns.requeue(sent)
+        self._live.drop()
 
     # --- the worker's life -----------------------------------------------------------------------
     def _ready(self) -> Worker:
@@ -272,7 +310,8 @@ class MontyExecutor:
         worker = self._checkout()
         self._live.worker = worker
         try:
-            worker.session.feed_run(prelude(imported, self._guarded, aliases), inputs=inputs)
+            code = prelude(imported, self._guarded, aliases, self._token)
+            worker.session.feed_run(code, inputs=inputs)
         except MontyError as exc:
             self._live.drop()
             raise SandboxError(
@@ -280,6 +319,8 @@ class MontyExecutor:
                 f"RLM.monty_memory_mb (now {self.limits.memory_mb}) or use RLM.executor = 'namespace'."
             ) from exc
         self._ns.started()
+        # Running the prelude again rebuilds __rlm__; it must not reset ``answer``.
+        self._prelude = (code, {k: v for k, v in inputs.items() if k != ANSWER})
         return worker
 
     def _restore(self) -> Worker:

@@ -1,48 +1,35 @@
 """Run iteration code in a plain Python namespace: the kernel's ``user_ns`` or a private dict.
 
 Code runs like a notebook cell: statements execute in order and a trailing bare expression is echoed
-(``Out: …``). stdout and stderr are captured for the model and, when ``echo`` is set, also passed through
-live (the inline notebook driver shows them as they happen). Tracebacks show the model's own source lines.
+(``Out: …``). stdout and stderr are captured for the model (per session, ``_capture``: other sessions'
+and the host's output never mix in) and, when ``echo`` is set, also passed through live (the inline
+notebook driver shows them as they happen). Tracebacks show the model's own source lines.
+
+Model code runs in the host process, so the executor also keeps the host's footing: standard-library
+names the code rebinds are put back after the block (``_protect``), a ``KeyboardInterrupt`` pauses the
+session only when it is a real interrupt (``_timeout.interrupts``), and off the main thread a block
+that does not stop at its time limit is left running in the background (``_timeout.run_limited``),
+which the model is told, in that step and while the thread lives.
 """
 
 from __future__ import annotations
 
 import ast
-import io
 import linecache
+import threading
 import time
 import traceback
 from collections.abc import MutableMapping
-from contextlib import redirect_stderr, redirect_stdout
 from typing import Any, TextIO
 
-from .._timeout import Limit, time_limit
+from .._capture import Capture, capturing
+from .._timeout import Limit, interrupts, outer_fired, run_limited
 from ..errors import IterationTimeout
+from . import _protect
 from ._base import ExecResult
 
-
-class _Tee(io.TextIOBase):
-    """Collects what the code writes and, optionally, forwards it live to another stream."""
-
-    def __init__(self, echo: TextIO | None) -> None:
-        self._parts: list[str] = []
-        self._echo = echo
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self._parts.append(text)
-        if self._echo is not None:
-            self._echo.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        if self._echo is not None:
-            self._echo.flush()
-
-    def getvalue(self) -> str:
-        return "".join(self._parts)
+# Kept for the monty executor and older imports: a capture with no limit.
+_Tee = Capture
 
 
 class NamespaceExecutor:
@@ -58,10 +45,15 @@ class NamespaceExecutor:
         *,
         echo_stdout: TextIO | None = None,
         echo_stderr: TextIO | None = None,
+        capture_limit: int | None = None,
     ) -> None:
         self._namespace: MutableMapping[str, Any] = {} if namespace is None else namespace
         self._echo_stdout = echo_stdout
         self._echo_stderr = echo_stderr
+        # Characters of each stream kept per block (RLM.max_capture_chars); None keeps everything.
+        self.capture_limit = capture_limit
+        # Blocks left running after their time limit (off the main thread), with their labels.
+        self._stray: list[tuple[str, threading.Thread]] = []
 
     @property
     def namespace(self) -> MutableMapping[str, Any]:
@@ -78,40 +70,105 @@ class NamespaceExecutor:
         filename = f"<rlm {label}>"
         # Registered so that tracebacks and inspect show the model's source lines.
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        out, err = _Tee(self._echo_stdout), _Tee(self._echo_stderr)
         result = ExecResult()
+        result.notes.extend(self._stray_notes())
         started = time.perf_counter()
-        limit: Limit | None = None
-        try:
-            body, last = _split_last_expression(code, filename)
-            with redirect_stdout(out), redirect_stderr(err), time_limit(timeout) as limit:
-                ns: dict[str, Any] = self._namespace  # type: ignore[assignment]
-                if body is not None:
-                    exec(body, ns)
-                if last is not None:
-                    value = eval(last, ns)
-                    if value is not None:
-                        result.value = _safe_repr(value)
-        except IterationTimeout:
-            if limit is None or not limit.fired:
-                raise  # an outer iteration's limit (this is a child RLM's code): not ours to report
-            result.timed_out = True
-            result.error_type = "IterationTimeout"
-            result.error = (
-                f"IterationTimeout: the code ran longer than {timeout:g} s and was stopped "
-                "(RLM.iteration_timeout). Work on smaller pieces, or batch sub-calls with llm_batch."
-            )
-        except KeyboardInterrupt:
-            result.interrupted = True
-            result.error_type = "KeyboardInterrupt"
-            result.error = "KeyboardInterrupt: the iteration was interrupted."
-        except BaseException as exc:  # the model's code may raise anything, SystemExit included
-            result.error_type = type(exc).__name__
-            result.error = _format_exception(exc, filename)
+        limit = Limit(timeout or 0.0)
+        put_back: list[str] = []
+        with capturing(self._echo_stdout, self._echo_stderr, limit=self.capture_limit) as (
+            out,
+            err,
+        ):
+            with _protect.protected(put_back):
+                self._run_code(code, filename, limit, result)
+            if limit.abandoned and limit.worker is not None:
+                self._stray.append((label, limit.worker))
+        if put_back:
+            result.notes.append(_protect.note(put_back))
         result.duration = time.perf_counter() - started
-        result.stdout = out.getvalue()
-        result.stderr = err.getvalue()
+        self._collect(result, out, err)
         return result
+
+    def _run_code(self, code: str, filename: str, limit: Limit, result: ExecResult) -> None:
+        ns: dict[str, Any] = self._namespace  # type: ignore[assignment]
+
+        def block() -> None:
+            body, last = _split_last_expression(code, filename)
+            if body is not None:
+                exec(body, ns)
+            if last is not None:
+                value = eval(last, ns)
+                if value is not None:
+                    result.value = _safe_repr(value)
+
+        with interrupts() as seen:
+            try:
+                run_limited(block, limit)
+            except IterationTimeout as exc:
+                if not limit.fired and outer_fired():
+                    raise  # an outer iteration's limit (this is a child RLM's code): not ours
+                if not limit.fired:  # the code raised it itself: its error like any other
+                    _as_error(result, exc, filename)
+                else:
+                    _timed_out(result, limit)
+            except KeyboardInterrupt as exc:
+                if seen.count:  # a real interrupt (SIGINT handled by Python): the session pauses
+                    result.interrupted = True
+                    result.error_type = "KeyboardInterrupt"
+                    result.error = "KeyboardInterrupt: the iteration was interrupted."
+                else:  # raised by the code, no signal: reported to the model like any error
+                    _as_error(result, exc, filename)
+            except BaseException as exc:  # the model's code may raise anything, SystemExit included
+                _as_error(result, exc, filename)
+
+    def _stray_notes(self) -> list[str]:
+        self._stray = [(label, thread) for label, thread in self._stray if thread.is_alive()]
+        return [
+            f"The block of {label} did not stop at its time limit and is still running in the "
+            "background (a blocking call); it may yet change variables or print. Do not wait on it."
+            for label, _ in self._stray
+        ]
+
+    @staticmethod
+    def _collect(result: ExecResult, out: Capture, err: Capture) -> None:
+        result.stdout, result.stderr = out.getvalue(), err.getvalue()
+        result.output_cut = out.cut + err.cut
+
+
+def _as_error(result: ExecResult, exc: BaseException, filename: str) -> None:
+    result.error_type = type(exc).__name__
+    result.error = _format_exception(exc, filename)
+    # The traceback holds the block's frames, and they the namespace and whatever the code made:
+    # dropped now, so a finished session is freed without waiting for the cycle collector.
+    _clear_frames(exc)
+
+
+def _timed_out(result: ExecResult, limit: Limit) -> None:
+    result.timed_out = True
+    result.error_type = "IterationTimeout"
+    if limit.abandoned:
+        result.error = (
+            f"IterationTimeout: the code ran longer than {limit.seconds:g} s and did not stop when "
+            "interrupted (a blocking call, such as time.sleep or a read that never returns, off the "
+            "main thread). It was left running in the background and may still change variables "
+            "or print; the session goes on without it (RLM.iteration_timeout). Avoid blocking "
+            "calls; give them their own timeouts."
+        )
+    else:
+        result.error = (
+            f"IterationTimeout: the code ran longer than {limit.seconds:g} s and was stopped "
+            "(RLM.iteration_timeout). Work on smaller pieces, or batch sub-calls with llm_batch."
+        )
+
+
+def _clear_frames(exc: BaseException) -> None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
 
 
 def _split_last_expression(code: str, filename: str) -> tuple[Any, Any]:

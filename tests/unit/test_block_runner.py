@@ -207,10 +207,23 @@ def test_secrets_are_scrubbed_from_output_errors_values_and_answers() -> None:
     assert answered.submission.value == f"the key is {REDACTED}"
 
 
+# A real interrupt: SIGINT delivered to the process, as the kernel's interrupt and Ctrl-C do.
+SIGINT_SELF = "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(5)"
+
+
 def test_an_interrupt_stops_the_step_at_its_block() -> None:
     r = Runner()
-    out = r.run("a = 1", "raise KeyboardInterrupt", "b = 2")
+    out = r.run("a = 1", SIGINT_SELF, "b = 2")
     assert out.interrupted
     assert len(out.results) == 2
     assert "b" not in r.ns
     assert out.notes == []
+
+
+def test_a_keyboard_interrupt_the_code_raises_is_its_error_not_an_interrupt() -> None:
+    r = Runner()
+    out = r.run("a = 1", "raise KeyboardInterrupt('mine')", "b = 2")
+    assert not out.interrupted
+    assert out.results[1].error_type == "KeyboardInterrupt"
+    assert "raise KeyboardInterrupt('mine')" in (out.results[1].error or "")
+    assert out.notes == ["Block 2 raised an error, so the 1 block(s) after it did not run."]

@@ -9,6 +9,8 @@ one cheap feed after each block find (and undo) helpers the model overwrote. It 
 module and the builtins the bookkeeping feeds call (``type``, ``len``, ``zip``, ``locals``: names a
 model may well rebind), behind a per-session token: a ``__rlm__`` or ``__rlm_host__`` the code rebound
 is found and put back after the block (``BOOKKEEPING``), so ``FINAL_VAR`` and the sync go on working.
+(A rebuilt ``__rlm__`` takes those builtins as the module sees them then: code that rebinds ``__rlm__``
+after shadowing one of them gets the old outcome, the block undone from the last dump.)
 """
 
 from __future__ import annotations

@@ -110,7 +110,9 @@ class RLM(Configurable):
     ).tag(config=True)
     request_timeout = Float(
         120.0,
-        help="Seconds to wait for one model response before it counts as a timeout.",
+        help="Seconds one attempt at a model call may take in all, from sending the request to the "
+        "last byte of the answer (a server that trickles its answer counts too); then it is a "
+        "timeout, retried up to max_retries times.",
     ).tag(config=True)
     max_retries = Int(
         4,

@@ -274,6 +274,20 @@ class LabPage:
             "() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
         )
 
+    def edit_and_run(self, index: int, source: str) -> None:
+        """Replace cell ``index``'s source and run it with Shift+Enter, as a person does."""
+        self.page.evaluate(
+            """([index, source]) => {
+                const nb = window.jupyterapp.shell.currentWidget.content;
+                nb.model.cells.get(index).sharedModel.setSource(source);
+                nb.activeCellIndex = index;
+                nb.mode = 'command';
+                nb.node.focus();
+            }""",
+            [index, source],
+        )
+        self.page.keyboard.press("Shift+Enter")
+
     def wait_for_output(self, index: int, text: str, timeout: float = 60_000) -> None:
         """Wait until cell ``index`` of the current notebook has an output containing ``text``."""
         self.page.wait_for_function(

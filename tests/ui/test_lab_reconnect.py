@@ -213,17 +213,7 @@ def test_collapsed_notes_render_and_a_rewind_removes_the_stale_answer(
     first = of_role(before, "step")[0]
     sid = first["rlm"]["session"]
     index = next(i for i, c in enumerate(before) if c["id"] == first["id"])
-    lab.evaluate(
-        """([index, source]) => {
-            const nb = window.jupyterapp.shell.currentWidget.content;
-            nb.model.cells.get(index).sharedModel.setSource(source);
-            nb.activeCellIndex = index;
-            nb.mode = 'command';
-            nb.node.focus();
-        }""",
-        [index, f"%%rlm_step {sid} 1\nx = 7\nprint(x)"],
-    )
-    lab.page.keyboard.press("Shift+Enter")
+    lab.edit_and_run(index, f"%%rlm_step {sid} 1\nx = 7\nprint(x)")
     after = wait_until(
         lab,
         lambda cs: any("70" in c["source"] for c in of_role(cs, "answer")),

@@ -316,17 +316,7 @@ def test_edit_an_earlier_step_marks_later_ones_stale_and_continues(
 
     # A person edits step 1's code and runs it with Shift+Enter.
     index = next(i for i, c in enumerate(before) if c["id"] == first["id"])
-    lab.evaluate(
-        """([index, source]) => {
-            const nb = window.jupyterapp.shell.currentWidget.content;
-            nb.model.cells.get(index).sharedModel.setSource(source);
-            nb.activeCellIndex = index;
-            nb.mode = 'command';
-            nb.node.focus();
-        }""",
-        [index, f"%%rlm_step {sid} 1\nx = 7\nprint(x)"],
-    )
-    lab.page.keyboard.press("Shift+Enter")
+    lab.edit_and_run(index, f"%%rlm_step {sid} 1\nx = 7\nprint(x)")
 
     def new_answer(cs: list[dict[str, Any]]) -> bool:
         return any("70" in c["source"] and not c["rlm"].get("stale") for c in of_role(cs, "answer"))

@@ -236,6 +236,24 @@ def prose_nudge_note(answer: str, *, printed: bool) -> str:
     )
 
 
+def output_instructions(name: str | None, schema: str, *, fields: bool) -> str:
+    """The system prompt's section for a typed answer (``output=``): the shape, and how to submit it.
+    ``name`` is the type's (None for an untitled JSON schema), ``schema`` the JSON schema on one line;
+    ``fields`` says the answer is an object."""
+    shape = f"a value of type {name}" if name else "a JSON value"
+    by_fields = (
+        " or SUBMIT(field=..., ...) with its fields as keyword arguments," if fields else ","
+    )
+    return (
+        f"## The answer's shape\n"
+        f"The final answer must be {shape}, matching this JSON schema:\n{schema}\n"
+        f"Submit it as a Python value, not prose: FINAL(value), SUBMIT(value){by_fields} "
+        'FINAL_VAR("name") for a variable that holds it, or answer["content"] = value. A JSON string '
+        "of the value is accepted too. The answer is validated when you submit it: if it does not "
+        "match, you are told why and submit a corrected one.\n"
+    )
+
+
 BEST_ANSWER_PROMPT = (
     "You cannot run more code: {reason}. Based on everything you have seen so far, give your best "
     "final answer to the question now, as plain text without code. Question: {question}"

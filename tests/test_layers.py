@@ -50,6 +50,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_prompts",
             "_prompts_rlms",
             "_final",
+            "_output",
             "_namespace",
             "_subcalls",
             "_history",

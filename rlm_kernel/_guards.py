@@ -33,7 +33,7 @@ from ._prompts import (
     prose_nudge_note,
     repeat_note,
 )
-from ._schema import GuardRecord, IterationRecord, Record, guard_record, iterations
+from ._schema import GuardRecord, IterationRecord, ModelCall, Record, guard_record, iterations
 
 Rule = Literal["repeated_code", "repeated_output"]
 
@@ -131,6 +131,51 @@ def repeat_guard(iteration: int, repeat: Repeat, limit: int) -> GuardRecord:
         if stopped
         else repeat_note(iteration, repeat.of, repeat.rule, left=limit - repeat.count),
     )
+
+
+def stop_before_run(
+    records: Sequence[Record],
+    *,
+    iteration: int,
+    code: str,
+    response: str,
+    call: ModelCall,
+    limit: int,
+) -> GuardRecord | None:
+    """The record that ends the loop when the proposed ``code`` repeats an earlier step once too
+    often (it is not run), else None."""
+    repeat = repeat_before_run(records, code, limit)
+    if repeat is None:
+        return None
+    return guard_record(
+        iteration,
+        rule=repeat.rule,
+        action="stopped",
+        repeats=repeat.of,
+        note=loop_stop_reason(iteration, repeat.of, repeat.rule),
+        response=response,
+        call=call,
+    )
+
+
+def judge_after_run(
+    records: Sequence[Record],
+    *,
+    iteration: int,
+    response: str,
+    blocks: Sequence[str],
+    output: str,
+    limit: int,
+    prose_nudge: bool,
+) -> GuardRecord | None:
+    """What a guard says of a step that ran and submitted nothing: a repeat (a warning, or the
+    early stop at the limit), else a prose nudge when ``prose_nudge`` is on, else None."""
+    repeat = repeat_after_run(records, "\n\n".join(blocks), output, limit)
+    if repeat is not None:
+        return repeat_guard(iteration, repeat, limit)
+    if prose_nudge:
+        return prose_guard(records, iteration, response, blocks)
+    return None
 
 
 # --- answers stated in prose --------------------------------------------------------------------------

@@ -36,6 +36,17 @@ class Proposal:
         """The proposed code blocks, joined as one cell's code."""
         return "\n\n".join(self.blocks)
 
+    @classmethod
+    def recorded(cls, record: IterationRecord) -> Proposal:
+        """A recorded step proposed again (a rewind), without its completion object."""
+        return cls(
+            record["iteration"],
+            record["response"],
+            tuple(record["blocks"]),
+            None,
+            record["model_call"]["request_key"],
+        )
+
 
 @dataclass
 class Result:

@@ -8,9 +8,10 @@ observations even where a re-run printed something else: that is what the model 
 it keeps later decisions (compaction) the same; the difference is reported with a ``RecoveryWarning``.
 Then the session switches to the live clients and appends to the same JSONL file.
 
-This module sits above the session and uses only its public surface and the seam documented for it
-(``Session.restoring``, ``restore_records``, ``reopen``,
-``end_as_recorded``, ``compact_if_due``, ``go_live``, ``redactor``); the session never imports it.
+This module sits above the session and uses only its public surface and the seam made for it, a
+``Reenactment`` (``_reenact``: ``restore_records``, ``reopen``, ``end_as_recorded``,
+``compact_if_due``, ``go_live``), which exists only until the session goes live; the session never
+imports either.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, cast
 
 from ._config import RLM
 from ._context import describe_context, load_context
+from ._reenact import Reenactment
 from ._replay import _LOOP_SETTINGS, collect_answers, recorded_completion, recorded_settings
 from ._schema import FinalRecord, IterationRecord, Record, SessionRecord
 from ._session import Session, Tools
@@ -105,7 +107,7 @@ def resume(
 
         client = OpenAIClient(cfg)  # fails now, not after the catch-up, when no model is set
     root = _RecordedTurns()
-    session = Session.restoring(
+    reenacted = Reenactment(
         recording,
         loaded,
         config=cfg,
@@ -115,11 +117,12 @@ def resume(
         executor=executor,
         tools=tools,
     )
-    mismatches = _catch_up(session, root, recording.records, path)
-    session.restore_records(recording)
+    session = reenacted.session
+    mismatches = _catch_up(reenacted, root, recording.records, path)
+    reenacted.restore_records(recording)
     writer = _writer(path, recording, session) if cfg.autosave else None
     # From here on every turn and sub-call is new: the children share these clients.
-    session.go_live(
+    reenacted.go_live(
         client, sub_client, writer=writer, message=_message(path, recording, mismatches)
     )
     _warn(session, mismatches)
@@ -166,26 +169,27 @@ def _recorded_subcalls(records: list[Record]) -> list[tuple[str, Completion]]:
 
 
 def _catch_up(
-    session: Session, root: _RecordedTurns, records: list[Record], path: Path
+    reenacted: Reenactment, root: _RecordedTurns, records: list[Record], path: Path
 ) -> list[Mismatch]:
+    session = reenacted.session
     mismatches: list[Mismatch] = []
     for index in range(1, len(records)):
         record = records[index]
         # What the session had written before this record (rewind and execute read it), and the
         # history it makes: the recorded observations, whatever a re-run printed.
-        session.restore_records(Trajectory(records[:index]))
+        reenacted.restore_records(Trajectory(records[:index]))
         kind = record["type"]
         try:
             if record["type"] == "compaction":
                 # Due now, as it was when recorded: the history is the one it was made from.
                 root.queue = deque([recorded_completion(record["summary"], record["model_call"])])
-                session.compact_if_due()
+                reenacted.compact_if_due()
             elif record["type"] == "iteration":
                 # A guard's record may stand between a step and the ending it led to.
                 later = (r for r in records[index + 1 :] if r["type"] != "guard")
                 after = next(later, None)
                 root.queue = deque(_turns_for(session, record, after))
-                mismatches.extend(_step(session, record))
+                mismatches.extend(_step(reenacted, record))
             elif record["type"] == "rewind":
                 session.rewind(record["to_iteration"])
             elif record["type"] == "follow_up":
@@ -193,7 +197,7 @@ def _catch_up(
                     session.pause()  # it ended before its first step (e.g. a model error)
                 session.follow_up(record["question"])
             elif record["type"] == "final":
-                _final(session, record)
+                _final(reenacted, record)
         except RLMError as exc:
             raise TrajectoryError(
                 f"{path}: record {index + 1} ({kind}) could not be re-enacted: {exc}",
@@ -219,12 +223,13 @@ def _turns_for(session: Session, record: IterationRecord, after: Record | None) 
     return turns
 
 
-def _step(session: Session, record: IterationRecord) -> list[Mismatch]:
+def _step(reenacted: Reenactment, record: IterationRecord) -> list[Mismatch]:
+    session = reenacted.session
     found: list[Mismatch] = []
     if session.state == "done":
         # The re-run submitted an answer where the recorded run went on: follow the record.
         found.append(Mismatch(record["iteration"] - 1, "the re-run ended with an answer here"))
-        session.reopen("recovering")
+        reenacted.reopen("recovering")
     pending = session.pending
     if pending is None or pending.iteration != record["iteration"]:
         session.propose()
@@ -242,10 +247,12 @@ def _step(session: Session, record: IterationRecord) -> list[Mismatch]:
     return found
 
 
-def _final(session: Session, record: FinalRecord) -> None:
+def _final(reenacted: Reenactment, record: FinalRecord) -> None:
     """The recorded ending stands, whether or not the re-run reached it the same way (stopped,
     baseline, or a re-run whose code went another way)."""
-    session.end_as_recorded(record["answer"], record["reason"], record["message"], record["forced"])
+    reenacted.end_as_recorded(
+        record["answer"], record["reason"], record["message"], record["forced"]
+    )
 
 
 def _short_diff(recorded: str, rerun: str) -> str:

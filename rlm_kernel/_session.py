@@ -15,12 +15,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from . import _prompts_rlms as rlms
 from ._config import RLM
 from ._context import ContextInfo, context_value, describe_context, load_context
 from ._endings import (
@@ -34,7 +32,6 @@ from ._endings import (
 )
 from ._events import (
     CodeReady,
-    Emitter,
     Event,
     Finished,
     Guarded,
@@ -46,66 +43,33 @@ from ._events import (
     StateName,
 )
 from ._final import FinalSlot
-from ._guards import (
-    prose_guard,
-    repeat_after_run,
-    repeat_before_run,
-    repeat_guard,
-)
+from ._guards import judge_after_run, stop_before_run
 from ._history import History
 from ._iteration import BlockRunner, Outcome
 from ._namespace import Helpers, normalize_tools, weakly
-from ._prompts import (
-    extract_code,
-    follow_up_text,
-    loop_stop_reason,
-    metadata_message,
-    system_prompt,
-)
+from ._preamble import preamble
+from ._prompts import extract_code, follow_up_text
 from ._records import Proposal, Result, render_output, step_record
 from ._schema import (
-    ForcedCall,
     GuardRecord,
     IterationRecord,
     Record,
     SessionRecord,
     final_record,
     follow_up_record,
-    guard_record,
     model_call,
     rewind_record,
     session_record,
 )
 from ._secrets import Redactor
-from ._strategies import strategy_block
-from ._subcalls import Budget, SubcallCache, SubcallEngine
+from ._subcalls import SubcallEngine
 from ._trajectory import Trajectory, TrajectoryWriter
+from ._tree import SessionTree
 from .errors import IterationTimeout, ModelError, ReplayMissError, RLMError, SessionStateError
 from .executors import Executor, admitted_tools, executor_note, make_executor, release_executor
-from .models import (
-    Completion,
-    ConversationKeys,
-    Message,
-    ModelClient,
-    UsageSummary,
-    call_deadline,
-)
-from .models._diagnosis import no_model_error
+from .models import Completion, ConversationKeys, Message, ModelClient, UsageSummary
 
 Tools = Mapping[str, Callable[..., Any]] | list[Callable[..., Any]] | None
-
-
-@dataclass
-class _Shared:
-    """What a root session shares with its children."""
-
-    config: RLM
-    client: ModelClient
-    sub_client: ModelClient
-    budget: Budget
-    cache: SubcallCache
-    emitter: Emitter
-    redactor: Redactor
 
 
 class Session:
@@ -117,7 +81,7 @@ class Session:
     private dict by default) through ``executor`` (from ``RLM.executor`` by default).
     """
 
-    _shared: _Shared
+    _tree: SessionTree
 
     def __init__(
         self,
@@ -130,7 +94,7 @@ class Session:
         namespace: MutableMapping[str, Any] | None = None,
         executor: Executor | None = None,
         tools: Tools = None,
-        _shared: _Shared | None = None,
+        _tree: SessionTree | None = None,
         _depth: int = 0,
         _parent_call: str | None = None,
         _restore: Trajectory | None = None,
@@ -138,29 +102,10 @@ class Session:
         self.id = _restore.session["session_id"] if _restore else uuid.uuid4().hex[:12]
         self.question = question
         self.depth = _depth
-        if _shared is None:
-            cfg = config or RLM()
-            if client is None:
-                # Imported only now: the openai SDK takes most of a second to import.
-                from .models.openai import OpenAIClient
-
-                # No key and no endpoint is said first: it is the first thing to fix.
-                client = OpenAIClient(cfg)
-                if not cfg.model:
-                    # Said now, before a session exists: the endpoint would only answer 404 for ''.
-                    raise no_model_error()
-            root = client
-            _shared = _Shared(
-                config=cfg,
-                client=root,
-                sub_client=sub_client or root,
-                budget=Budget(cfg),
-                cache=SubcallCache(cfg.cache, cfg.resolved_cache_dir()),
-                emitter=Emitter(),
-                redactor=Redactor(cfg.secrets()),
-            )
-        self._shared = _shared
-        self.config = _shared.config
+        if _tree is None:
+            _tree = SessionTree.start(config, client, sub_client)
+        self._tree = _tree
+        self.config = _tree.config
         # A child's context comes from the model's code: a value, never a host path to read.
         self.context = (
             load_context(context, max_mb=self.config.max_context_mb)
@@ -190,11 +135,11 @@ class Session:
             session_id=self.id,
             depth=_depth,
             config=self.config,
-            client=_shared.sub_client,
-            budget=_shared.budget,
-            cache=_shared.cache,
-            emitter=_shared.emitter,
-            redactor=_shared.redactor,
+            client=_tree.sub_client,
+            budget=_tree.budget,
+            cache=_tree.cache,
+            emitter=_tree.emitter,
+            redactor=_tree.redactor,
             child_runner=weakly(self._run_child),  # no cycle: a finished session is freed at once
         )
         self.executor: Executor = executor or make_executor(self.config, namespace)
@@ -202,21 +147,19 @@ class Session:
         self._helpers = Helpers(self.context, self._engine, self._slot, usable)
         self.clobbered = self._helpers.bind(self.executor.namespace)
         self._runner = BlockRunner(
-            self.executor, self._helpers, self._slot, self.config, _shared.redactor
-        )
-        first_message = (
-            rlms.metadata_message if self.config.protocol == "rlms" else metadata_message
-        )
-        metadata = first_message(
-            question, self.context_info, max_iterations=self.config.max_iterations
+            self.executor, self._helpers, self._slot, self.config, _tree.redactor
         )
         self.history = History(
-            [
-                {"role": "system", "content": self._system_prompt()},
-                {"role": "user", "content": metadata},
-            ]
+            preamble(
+                question,
+                self.context_info,
+                self.config,
+                depth=_depth,
+                tools=self._helpers.specs,
+                executor_note=executor_note(self.executor),
+            )
         )
-        # A session made by ``restoring`` re-enacts a recorded one (rlm_kernel.resume): its records
+        # A session made by a ``Reenactment`` re-enacts a recorded one (rlm_kernel.resume): its records
         # are already in its file, so the re-enactment writes none until ``go_live``, and the model
         # goes on from the preamble it saw.
         self._restoring = _restore is not None
@@ -228,7 +171,7 @@ class Session:
         if self.config.autosave and _depth == 0 and _restore is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             path = self.config.resolved_trajectory_dir() / f"{stamp}-{self.id}.jsonl"
-            self._writer = TrajectoryWriter(path, _shared.redactor)
+            self._writer = TrajectoryWriter(path, _tree.redactor)
         self._record(self._session_record(_parent_call))
 
     # --- public surface --------------------------------------------------------------------------
@@ -260,7 +203,7 @@ class Session:
     @property
     def tokens_used(self) -> int:
         """Tokens spent so far by the whole tree (thread-safe; for live displays)."""
-        return self._shared.budget.tokens
+        return self._tree.budget.tokens
 
     @property
     def root_usage(self) -> UsageSummary:
@@ -279,7 +222,7 @@ class Session:
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` for every event of this session and its children."""
-        return self._shared.emitter.subscribe(listener)
+        return self._tree.emitter.subscribe(listener)
 
     def propose(self) -> Proposal:
         """Ask the root model for the next step (or return the one already waiting)."""
@@ -296,7 +239,7 @@ class Session:
             self._compact_if_due()
         messages = self.messages
         on_delta = None
-        if self.config.stream and self._shared.emitter.active:
+        if self.config.stream and self._tree.emitter.active:
 
             def on_delta(text: str) -> None:
                 self._emit(ResponseDelta(self.id, self.depth, n, text))
@@ -323,14 +266,14 @@ class Session:
     @contextmanager
     def _counted(self) -> Iterator[None]:
         """A step taken by hand (not in ``running``) counts toward wall_timeout too."""
-        counting = self.depth == 0 and not self._shared.budget.counting  # not already counted
+        counting = self.depth == 0 and not self._tree.budget.counting  # not already counted
         if counting:
-            self._shared.budget.clock(True)
+            self._tree.budget.clock(True)
         try:
             yield
         finally:
             if counting and self.state != "running":
-                self._shared.budget.clock(False)
+                self._tree.budget.clock(False)
 
     def _execute(self, code: str | None) -> IterationRecord | GuardRecord | dict[str, Any]:
         proposal = self._pending or self.propose()
@@ -373,7 +316,7 @@ class Session:
             self._end_loop(guard)
         else:
             exceeded = exceeded_limit(
-                self._shared.budget, self.history, self._question_start, self.config
+                self._tree.budget, self.history, self._question_start, self.config
             )
             if exceeded is not None:
                 self._end(best_answer(self._root_call, self.history, self.question, *exceeded))
@@ -400,7 +343,7 @@ class Session:
             while self.checkpoint():
                 self.step()
         except (ModelError, ReplayMissError) as exc:
-            if isinstance(exc, ModelError) and self._shared.budget.out_of_time():
+            if isinstance(exc, ModelError) and self._tree.budget.out_of_time():
                 # wall_timeout ran out during the call and cut it: the session ends at that limit
                 # as it would have after the step.
                 self._end_out_of_time()
@@ -454,7 +397,7 @@ class Session:
     def running_time(self) -> float:
         """Seconds spent running, children included: what ``wall_timeout`` counts (time paused or
         finished is left out)."""
-        return self._shared.budget.elapsed
+        return self._tree.budget.elapsed
 
     @property
     def pause_requested(self) -> bool:
@@ -484,10 +427,7 @@ class Session:
         self.question = question
         self._question_start = self.iteration
         self._pending = None
-        self.answer, self.reason, self.message, self.error = None, "", "", None
-        self._slot.clear()
-        self._helpers.reset_answer(self.executor.namespace)
-        self._stop.clear()
+        self._clear_answer()
         self._apply(follow_up_record(question, self.iteration, follow_up_text(question, previous)))
         self._set_state("paused", "follow-up question")
 
@@ -503,17 +443,8 @@ class Session:
         self.history.check_rewind(n)
         target = standing[n - 1]
         self._apply(rewind_record(n))
-        self._pending = Proposal(
-            n,
-            target["response"],
-            tuple(target["blocks"]),
-            None,
-            target["model_call"]["request_key"],
-        )
-        self.answer, self.reason, self.message, self.error = None, "", "", None
-        self._slot.clear()
-        self._helpers.reset_answer(self.executor.namespace)
-        self._stop.clear()
+        self._pending = Proposal.recorded(target)
+        self._clear_answer()
         if self.state != "paused":
             self._set_state("paused", f"rewound to iteration {n}")
         return self._pending
@@ -530,102 +461,10 @@ class Session:
             path=self.path,
         )
 
-    # --- the seam for recovery -------------------------------------------------------------------
-    # ``rlm_kernel.resume`` (``_recovery``) takes a session up again from its record through these
-    # and the public surface only; the session never imports the recovery code, which sits above it.
-
-    @classmethod
-    def restoring(
-        cls,
-        recording: Trajectory,
-        context: object,
-        *,
-        config: RLM | None = None,
-        client: ModelClient | None = None,
-        sub_client: ModelClient | None = None,
-        namespace: MutableMapping[str, Any] | None = None,
-        executor: Executor | None = None,
-        tools: Tools = None,
-    ) -> Session:
-        """A root session that re-enacts ``recording``: it takes the recorded session id, question
-        and preamble (the system and metadata messages the model saw), and records nothing, because
-        the records are in the file already, until ``go_live``. Drive it with ``propose``,
-        ``execute``, ``rewind`` and ``follow_up`` as the record says, with ``client`` and
-        ``sub_client`` answering from the record."""
-        return cls(
-            recording.session["question"],
-            context,
-            config=config,
-            client=client,
-            sub_client=sub_client,
-            namespace=namespace,
-            executor=executor,
-            tools=tools,
-            _restore=recording,
-        )
-
     @property
     def redactor(self) -> Redactor:
         """What keeps secrets out of this session's records and what it sends (the whole tree's)."""
-        return self._shared.redactor
-
-    def restore_records(self, trajectory: Trajectory) -> None:
-        """While restoring: the records the session had written up to this point of the record,
-        which ``rewind`` and ``execute`` read (the re-enactment itself writes none), and the history
-        they make: what the model saw and answered, even where a re-run printed something else."""
-        self._require_restoring("restore_records")
-        self.trajectory = trajectory
-        self.history = History.of(trajectory.records)
-
-    def reopen(self, reason: str) -> None:
-        """While restoring: from ``done`` back to ``paused``, without an answer, where the re-run
-        submitted one but the recorded run went on."""
-        self._require_restoring("reopen")
-        self.answer, self.reason, self.message = None, "", ""
-        self._set_state("paused", reason)
-
-    def end_as_recorded(
-        self, answer: str | None, reason: str, message: str, forced: ForcedCall | None = None
-    ) -> None:
-        """While restoring: the recorded ending stands (answer, reason, message and a forced
-        best-answer call), whether or not the re-run reached it the same way."""
-        self._require_restoring("end_as_recorded")
-        if self.state != "done":
-            self._end(Ending(answer, reason, message, forced))
-        self.answer, self.reason, self.message = answer, reason, message
-
-    def compact_if_due(self) -> None:
-        """Compact the history now if it is due, as the next ``propose`` would first (recovery
-        re-enacts a recorded compaction with it)."""
-        self._compact_if_due()
-
-    def go_live(
-        self,
-        client: ModelClient,
-        sub_client: ModelClient | None = None,
-        *,
-        writer: TrajectoryWriter | None = None,
-        message: str = "",
-    ) -> None:
-        """End the re-enactment: from here on every turn and sub-call goes to ``client`` and
-        ``sub_client`` (default ``client``; the children share them), and every record is written,
-        to ``writer`` when given. ``message`` is what the session says now, unless it is done (a
-        finished session keeps its final message)."""
-        self._require_restoring("go_live")
-        self._restoring = False
-        self._shared.client = client
-        self._shared.sub_client = sub_client or client
-        self._engine.client = sub_client or client
-        self._writer = writer
-        if message and self.state != "done":
-            self.message = message
-
-    def _require_restoring(self, method: str) -> None:
-        if not self._restoring:
-            raise SessionStateError(
-                f"Session.{method} is for a session that re-enacts its record, and this one does not",
-                fix="Take a session up again with rlm_kernel.resume(path, context)",
-            )
+        return self._tree.redactor
 
     # --- iteration internals ---------------------------------------------------------------------------
     def _commit(
@@ -644,7 +483,7 @@ class Session:
             question=self.question,
             config=self.config,
             root_model=self._root_model,
-            redactor=self._shared.redactor,
+            redactor=self._tree.redactor,
             subcalls=self._engine.take_records(),
             ran_for=time.perf_counter() - started,
         )
@@ -656,23 +495,18 @@ class Session:
     # --- guards (``_guards``: they judge from the records; the session applies what they say) -----------
     def _stopped_by_loop_guard(self, proposal: Proposal) -> GuardRecord | None:
         """A proposed step that repeats an earlier one once too often is not run: the run ends."""
-        repeat = repeat_before_run(self.trajectory.records, proposal.code, self.config.loop_guard)
-        if repeat is None:
-            return None
-        note = loop_stop_reason(proposal.iteration, repeat.of, repeat.rule)
-        call = model_call(proposal.completion, proposal.request_key, self._root_model)
-        self._pending = None
-        guard = guard_record(
-            proposal.iteration,
-            rule=repeat.rule,
-            action="stopped",
-            repeats=repeat.of,
-            note=note,
+        guard = stop_before_run(
+            self.trajectory.records,
+            iteration=proposal.iteration,
+            code=proposal.code,
             response=proposal.response,
-            call=call,
+            call=model_call(proposal.completion, proposal.request_key, self._root_model),
+            limit=self.config.loop_guard,
         )
-        self._guarded(guard)
-        self._end_loop(guard)
+        if guard is not None:
+            self._pending = None
+            self._guarded(guard)
+            self._end_loop(guard)
         return guard
 
     def _guard_after_run(
@@ -680,15 +514,15 @@ class Session:
     ) -> GuardRecord | None:
         if outcome.submission is not None:
             return None
-        records = self.trajectory.records
-        limit = self.config.loop_guard
-        output = render_output(outcome.results, len(blocks))
-        repeat = repeat_after_run(records, "\n\n".join(blocks), output, limit)
-        if repeat is not None:
-            return repeat_guard(proposal.iteration, repeat, limit)
-        if self.config.prose_nudge:
-            return prose_guard(records, proposal.iteration, proposal.response, blocks)
-        return None
+        return judge_after_run(
+            self.trajectory.records,
+            iteration=proposal.iteration,
+            response=proposal.response,
+            blocks=blocks,
+            output=render_output(outcome.results, len(blocks)),
+            limit=self.config.loop_guard,
+            prose_nudge=self.config.prose_nudge,
+        )
 
     def _guarded(self, guard: GuardRecord) -> None:
         self._record(guard)
@@ -696,7 +530,7 @@ class Session:
 
     def _end_out_of_time(self) -> None:
         self._pending = None
-        exceeded = self._shared.budget.exceeded() or ("wall_timeout", "RLM.wall_timeout ran out")
+        exceeded = self._tree.budget.exceeded() or ("wall_timeout", "RLM.wall_timeout ran out")
         self._end(best_answer(self._root_call, self.history, self.question, *exceeded))
 
     def _end_loop(self, guard: GuardRecord) -> None:
@@ -714,13 +548,8 @@ class Session:
     def _root_call(
         self, messages: list[Message], on_delta: Callable[[str], None] | None = None
     ) -> Completion:
-        # Cut when the session's wall_timeout runs out, if it is still in flight then.
-        with call_deadline(self._shared.budget.wall_deadline()):
-            completion = self._shared.client.complete(
-                messages, model=self._root_model, on_delta=on_delta
-            )
+        completion = self._tree.call(messages, model=self._root_model, on_delta=on_delta)
         self._root_usage.add(completion.model, completion.usage)
-        self._shared.budget.charge(completion.usage, completion.model)
         return completion
 
     def _compact_if_due(self) -> None:
@@ -774,7 +603,7 @@ class Session:
         if self._stop.is_set():  # stopping: a new child would run to its own limits
             return "Error: the session is stopping; no child RLM was started", None, UsageSummary()
         child = Session(
-            prompt, context, _shared=self._shared, _depth=self.depth + 1, _parent_call=call_id
+            prompt, context, _tree=self._tree, _depth=self.depth + 1, _parent_call=call_id
         )
         self._children.append(child)
         try:
@@ -792,19 +621,12 @@ class Session:
         return answer, child.trajectory.to_dict(), child.usage
 
     # --- plumbing ---------------------------------------------------------------------------------------
-    def _system_prompt(self) -> str:
-        if self.config.protocol == "rlms":
-            text = rlms.system_prompt(self._helpers.specs, executor_note(self.executor))
-        else:
-            text = system_prompt(
-                self.context_info,
-                max_output_chars=self.config.max_output_chars,
-                recursive=self.depth + 1 < self.config.max_depth,
-                tools=self._helpers.specs,
-                executor_note=executor_note(self.executor),
-            )
-        tips = strategy_block(self.config.strategy)
-        return f"{text.rstrip()}\n\n{tips}\n" if tips else text
+    def _clear_answer(self) -> None:
+        """The current question is open again (a follow-up, a rewind): no answer, no stop."""
+        self.answer, self.reason, self.message, self.error = None, "", "", None
+        self._slot.clear()
+        self._helpers.reset_answer(self.executor.namespace)
+        self._stop.clear()
 
     def _session_record(self, parent_call: str | None) -> SessionRecord:
         return session_record(
@@ -815,7 +637,7 @@ class Session:
             context=self.context_info.to_dict(),
             config=self.config.public_dict(),
             models={"root": self._root_model, "sub": self.config.effective_sub_model()},
-            endpoint=self._shared.client.endpoint,
+            endpoint=self._tree.client.endpoint,
             tools=[s.__dict__ for s in self._helpers.specs],
             messages=list(self.history.preamble),
         )
@@ -833,12 +655,12 @@ class Session:
             self._writer.write(record)
 
     def _emit(self, event: Event) -> None:
-        self._shared.emitter.emit(event)
+        self._tree.emitter.emit(event)
 
     def _set_state(self, new: StateName, reason: str = "") -> None:
         old, self.state = self.state, new
         if self.depth == 0:
-            self._shared.budget.clock(new == "running")
+            self._tree.budget.clock(new == "running")
         if old != new:
             self._emit(StateChanged(self.id, self.depth, old, new, reason))
 

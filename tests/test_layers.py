@@ -61,7 +61,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_guards",
         ),
     ),
-    ("session", ("_session",)),
+    ("session", ("_tree", "_preamble", "_session", "_reenact")),
     ("records out and back", ("exporters", "_replay", "_recovery")),
     ("headless front ends", ("_api", "_progress", "_demo", "_examples", "cli", "install")),
     ("notebook", ("_notebook",)),
@@ -273,7 +273,7 @@ def where(edges: list[Import], circle: list[str]) -> str:
 def test_the_scan_sees_the_imports_it_must() -> None:
     """The scanner itself: imports inside functions and under TYPE_CHECKING are found."""
     found = {(imp.source, imp.target) for imp in all_imports()}
-    assert ("_session", "models.openai") in found  # inside a function
+    assert ("_tree", "models.openai") in found  # inside a function
     assert ("__init__", "_notebook") in found  # inside a function of the package face
     assert ("exporters", "exporters.ipynb") in found  # ``from . import ipynb``
     assert ("_api", "_session") in found

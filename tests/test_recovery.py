@@ -19,6 +19,7 @@ import pytest
 import rlm_kernel
 from rlm_kernel import RLM, ContextError, Session, SessionStateError, Trajectory
 from rlm_kernel._recovery import resume
+from rlm_kernel._reenact import Reenactment
 from rlm_kernel.errors import RecoveryWarning
 from rlm_kernel.models import ScriptedClient
 from rlm_kernel.testing import Kernel, ScriptedServer, configure, fence, kernel_env, settings
@@ -152,22 +153,29 @@ def test_resume_takes_settings_by_name_and_warns_at_its_caller(
     assert session.run().answer == "second"
 
 
-def test_the_recovery_seam_is_refused_by_a_live_session(
+def test_the_recovery_seam_is_refused_once_the_session_is_live(
     serve: Callable[..., ScriptedServer],
 ) -> None:
     server = serve({"root": [fence("print(1)")]})
-    session = Session("q", "ctx", config=config(server), namespace={})
-    session.step()
+    recorded = Session("q", "ctx", config=config(server), namespace={})
+    recorded.step()
+    reenacted = Reenactment(
+        recorded.trajectory, "ctx", config=config(server), client=ScriptedClient([]), namespace={}
+    )
+    live = reenacted.go_live(ScriptedClient([]))
     for call in (
-        lambda: session.restore_records(Trajectory()),
-        lambda: session.reopen("why"),
-        lambda: session.end_as_recorded("a", "final", "m"),
-        lambda: session.go_live(ScriptedClient([])),
+        lambda: reenacted.restore_records(Trajectory()),
+        lambda: reenacted.reopen("why"),
+        lambda: reenacted.end_as_recorded("a", "final", "m"),
+        lambda: reenacted.compact_if_due(),
+        lambda: reenacted.go_live(ScriptedClient([])),
     ):
-        with pytest.raises(SessionStateError, match="re-enacts its record"):
+        with pytest.raises(SessionStateError, match="has gone live"):
             call()
-    assert session.state == "paused"
-    assert len(session.trajectory.iterations) == 1
+    # A live session has no way into the seam at all.
+    assert not any(hasattr(live, name) for name in ("restore_records", "reopen", "go_live"))
+    assert live.state == "idle"
+    assert live.id == recorded.id
 
 
 def test_the_context_must_be_the_recorded_one(serve: Callable[..., ScriptedServer]) -> None:

@@ -1,0 +1,47 @@
+"""What the root model is sent before its first step: the system prompt and the first user message.
+
+Which texts they are depends on the protocol (``RLM.protocol``: rlm_kernel's own prompts in
+``_prompts``, or the reference implementation's in ``_prompts_rlms``), the depth (a session that may
+not start children is not told about ``rlm_query``), the helpers and tools bound in the namespace,
+the executor (the sandbox's limits) and the strategy tips (``RLM.strategy``). The session records
+the two messages in its session record, so a replay or a recovery sends exactly these again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from . import _prompts_rlms as rlms
+from ._config import RLM
+from ._context import ContextInfo
+from ._prompts import ToolSpec, metadata_message, system_prompt
+from ._strategies import strategy_block
+from .models import Message
+
+
+def preamble(
+    question: str,
+    info: ContextInfo,
+    config: RLM,
+    *,
+    depth: int,
+    tools: Sequence[ToolSpec],
+    executor_note: str,
+) -> list[Message]:
+    """The system message and the first user message of a session at ``depth``."""
+    if config.protocol == "rlms":
+        text = rlms.system_prompt(tools, executor_note)
+        first = rlms.metadata_message(question, info, max_iterations=config.max_iterations)
+    else:
+        text = system_prompt(
+            info,
+            max_output_chars=config.max_output_chars,
+            recursive=depth + 1 < config.max_depth,
+            tools=tools,
+            executor_note=executor_note,
+        )
+        first = metadata_message(question, info, max_iterations=config.max_iterations)
+    tips = strategy_block(config.strategy)
+    if tips:
+        text = f"{text.rstrip()}\n\n{tips}\n"
+    return [{"role": "system", "content": text}, {"role": "user", "content": first}]

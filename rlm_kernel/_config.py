@@ -205,6 +205,12 @@ class RLM(Configurable):
     subcall_concurrency = Int(16, help="llm_batch / rlm_query calls in flight at once.").tag(
         config=True
     )
+    sub_tool_turns = Int(
+        5,
+        help="Rounds of tool calls one llm_query / llm_batch item may make when sub_tools= are "
+        "given; then the sub-model is told to answer without tools, and its answer says that the "
+        "limit cut it.",
+    ).tag(config=True)
     max_context_mb = Int(
         DEFAULT_MAX_CONTEXT_MB,
         allow_none=True,

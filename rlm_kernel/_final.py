@@ -15,19 +15,25 @@ from typing import Any
 
 @dataclass
 class Submission:
+    """``value`` is the answer as text; ``raw`` the object submitted and ``fields`` the named fields
+    of ``SUBMIT(name=..., ...)``, which a typed answer (``output=``, ``_output``) validates."""
+
     value: str
     source: str  # "FINAL", "FINAL_VAR", "SUBMIT", "answer" or "prose"
+    raw: object = None
+    fields: dict[str, object] | None = None
 
 
 class FinalSlot:
     def __init__(self) -> None:
         self.submission: Submission | None = None
 
-    def submit(self, value: object, source: str) -> None:
+    def submit(self, value: object, source: str, fields: dict[str, object] | None = None) -> None:
         if isinstance(value, dict) and "content" in value and set(value) <= {"content", "ready"}:
             # A model mixing up the two ways to submit, FINAL(answer): the content is the answer.
             value = value["content"]
-        self.submission = Submission(value if isinstance(value, str) else str(value), source)
+        text = value if isinstance(value, str) else str(value)
+        self.submission = Submission(text, source, value, fields)
 
     def clear(self) -> None:
         self.submission = None
@@ -63,7 +69,7 @@ def make_submit(slot: FinalSlot) -> Any:
             value = next(iter(fields.values()))
         else:
             value = json.dumps(fields, ensure_ascii=False, default=str)
-        slot.submit(value, "SUBMIT")
+        slot.submit(value, "SUBMIT", dict(fields) if fields else None)
         return "Final answer submitted."
 
     return SUBMIT
@@ -101,5 +107,5 @@ def answer_submission(namespace: MutableMapping[str, Any]) -> Submission | None:
     answer = namespace.get("answer")
     if isinstance(answer, dict) and answer.get("ready"):
         content = answer.get("content", "")
-        return Submission(content if isinstance(content, str) else str(content), "answer")
+        return Submission(content if isinstance(content, str) else str(content), "answer", content)
     return None

@@ -9,7 +9,7 @@ never second-guessed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._config import RLM
 from ._final import FinalSlot, Submission, answer_submission, submit_variable
@@ -82,7 +82,7 @@ class BlockRunner:
                     self._slot.clear()
                     self._helpers.reset_answer(ns)
                 else:
-                    out.submission = Submission(self._redactor.scrub(got.value), got.source)
+                    out.submission = replace(got, value=self._redactor.scrub(got.value))
             seen_output = seen_output or bool(result.stdout or result.value or result.error)
             if result.error and index + 1 < len(blocks):
                 skipped = len(blocks) - index - 1
@@ -93,7 +93,7 @@ class BlockRunner:
         if not blocks:
             got = self._prose_submission(iteration, response, out.notes)
             if got is not None:
-                out.submission = Submission(self._redactor.scrub(got.value), got.source)
+                out.submission = replace(got, value=self._redactor.scrub(got.value))
         return out
 
     def _refusal(self, iteration: int, block: int, seen_output: bool) -> str | None:
@@ -127,7 +127,7 @@ class BlockRunner:
             return None
         kind, argument = found
         if kind != "FINAL_VAR":
-            return Submission(argument, "prose")
+            return Submission(argument, "prose", argument)
         message = submit_variable(self._slot, self._executor.namespace, argument, "prose")
         if self._slot.submission is None:
             notes.append(message)

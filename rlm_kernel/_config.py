@@ -13,7 +13,6 @@ trajectories and out of every export.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from traitlets import (
 )
 from traitlets.config import Configurable
 
+from . import _stdjson as json
 from ._context import DEFAULT_MAX_CONTEXT_MB
 from ._environment import env_value, user_cache_dir, user_data_dir
 from ._ranges import RANGES, SettingValueError, check_prices, check_range, setting_error

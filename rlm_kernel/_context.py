@@ -13,7 +13,6 @@ import contextlib
 import glob
 import hashlib
 import itertools
-import json
 import os
 import re
 import stat
@@ -24,6 +23,8 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from rlm_kernel.errors import ContextError, TrajectoryError
+
+from . import _stdjson as json
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -7,10 +7,11 @@ refuses one made before the model could have seen its code's output).
 
 from __future__ import annotations
 
-import json
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
+
+from . import _stdjson as json
 
 
 @dataclass

@@ -8,11 +8,11 @@ the context. The question is restated every turn with the turn budget: small mod
 from __future__ import annotations
 
 import ast
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import _stdjson as json
 from ._context import ContextInfo
 
 _FENCE = re.compile(r"```(?:repl|python|py)[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)

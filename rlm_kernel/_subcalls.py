@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import threading
 import time
 import warnings
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _aio
+from . import _stdjson as json
 from ._events import Emitter, SubcallFinished, SubcallStarted
 from ._schema import SubcallRecord, subcall_record
 from ._secrets import Redactor, redact_kwargs

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from . import _stdjson as json
 from ._environment import env_value
 from ._schema import (
     RECORD_TYPES,

@@ -11,10 +11,10 @@ Frontend to kernel: ``hello``, ``cell_inserted``, ``cell_executed``, ``control``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Final, Literal, TypedDict, cast
 
+from .. import _stdjson as json
 from ..errors import ProtocolError
 
 PROTOCOL_VERSION: Final = 1

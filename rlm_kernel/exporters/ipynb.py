@@ -11,11 +11,11 @@ re-run: ``P`` and the helpers are not in it. It opens cleanly untrusted: no Java
 from __future__ import annotations
 
 import html
-import json
 import re
 from pathlib import Path
 from typing import Any, cast
 
+from .. import _stdjson as json
 from .._guards import guard_line
 from .._schema import SCHEMA_VERSION, GuardRecord, context_summary
 from .._trajectory import Trajectory

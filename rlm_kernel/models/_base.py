@@ -8,12 +8,13 @@ ever see this protocol, so the OpenAI SDK client, the scripted client (tests) an
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypedDict, runtime_checkable
+
+from .. import _stdjson as json
 
 
 class Message(TypedDict):

@@ -13,7 +13,6 @@ through the SDK's own transports, except root calls to an unproxied ``http://`` 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import openai
 from openai import Stream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from .. import _stdjson as json
 from .._config import RLM
 from .._secrets import redact_url
 from ..errors import (

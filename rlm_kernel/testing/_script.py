@@ -3,12 +3,13 @@ and how a script is read (a list through a shared cursor, or a callable per requ
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
+
+from .. import _stdjson as json
 
 _FAULT_KINDS = frozenset(
     {"status", "timeout", "malformed", "empty_choices", "disconnect", "trickle", "cut"}

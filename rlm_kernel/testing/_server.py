@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import re
 import socket
 import sys
@@ -23,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _stdjson as json
 from ._script import (
     CUT_REPLY,
     LATE_REPLY,

@@ -61,6 +61,7 @@ RANGES: dict[str, Range] = {
     "max_reply_chars": Range(100),
     "max_capture_chars": Range(100),
     "subcall_concurrency": Range(1),
+    "sub_tool_turns": Range(1),
     "compaction_threshold": Range(0, low_open=True, high=1),
     "context_window": Range(1),
     "loop_guard": Range(0),

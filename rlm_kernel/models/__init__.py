@@ -14,10 +14,13 @@ from ._base import (
     ConversationKeys,
     Message,
     ModelClient,
+    ToolCall,
     Usage,
     UsageSummary,
     call_deadline,
     request_key,
+    takes_tools,
+    tool_key,
 )
 from .replay import ReplayClient
 from .scripted import ScriptedClient
@@ -33,10 +36,13 @@ __all__ = [
     "OpenAIClient",
     "ReplayClient",
     "ScriptedClient",
+    "ToolCall",
     "Usage",
     "UsageSummary",
     "call_deadline",
     "request_key",
+    "takes_tools",
+    "tool_key",
 ]
 
 

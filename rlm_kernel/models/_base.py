@@ -8,6 +8,7 @@ ever see this protocol, so the OpenAI SDK client, the scripted client (tests) an
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,11 +18,47 @@ from typing import Any, Protocol, TypedDict, runtime_checkable
 from .. import _stdjson as json
 
 
-class Message(TypedDict):
-    """One chat message: ``{"role": "system" | "user" | "assistant", "content": text}``."""
+class _ToolParts(TypedDict, total=False):
+    tool_calls: list[dict[str, Any]]
+    tool_call_id: str
+
+
+class Message(_ToolParts):
+    """One chat message: ``{"role": "system" | "user" | "assistant" | "tool", "content": text}``.
+
+    Only a sub-call's tool loop (``_subtools``) writes the other keys, in the chat-completions form: an
+    assistant message that asked for tools carries ``tool_calls``, a ``tool`` message answers the call
+    ``tool_call_id`` names."""
 
     role: str
     content: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool the model asked for: ``arguments`` is the JSON text exactly as the model wrote it (it may
+    not parse; the tool loop answers that as the tool's error)."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The chat-completions form (``tool_calls`` of an assistant message, and of records)."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
+        """The call back from the chat-completions form (an answer's, or ``to_dict``'s)."""
+        function = data.get("function") or {}
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):  # some servers send the object itself
+            arguments = json.dumps(arguments if arguments is not None else {}, ensure_ascii=False)
+        return cls(str(data.get("id") or ""), str(function.get("name") or ""), arguments)
 
 
 @dataclass
@@ -113,10 +150,12 @@ class Completion:
     finish_reason: str | None = None
     # Served from the sub-call cache or a recording: no tokens were spent for it.
     cached: bool = False
+    # The tools the model asked for instead of (or besides) answering; only when it was offered tools.
+    tool_calls: tuple[ToolCall, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form recorded in trajectories (a ``model_call`` entry's completion)."""
-        return {
+        data = {
             "text": self.text,
             "model": self.model,
             "usage": self.usage.to_dict(),
@@ -124,6 +163,9 @@ class Completion:
             "finish_reason": self.finish_reason,
             "cached": self.cached,
         }
+        if self.tool_calls:  # absent otherwise: the form of every completion made without tools
+            data["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Completion:
@@ -135,6 +177,7 @@ class Completion:
             latency=float(data.get("latency", 0.0)),
             finish_reason=data.get("finish_reason"),
             cached=bool(data.get("cached", False)),
+            tool_calls=tuple(ToolCall.from_dict(c) for c in data.get("tool_calls") or ()),
         )
 
 
@@ -160,8 +203,23 @@ class ModelClient(Protocol):
         ...
 
     async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
-        """``complete`` as a coroutine, without streaming: how sub-calls are made."""
+        """``complete`` as a coroutine, without streaming: how sub-calls are made.
+
+        A client that can call tools takes a keyword ``tools`` besides (chat-completions tool schemas,
+        ``{"type": "function", "function": {...}}``) and answers with ``Completion.tool_calls``; it is
+        passed only when a sub-call has tools (``sub_tools=``), so clients without it keep working for
+        everything else (``takes_tools``).
+        """
         ...
+
+
+def takes_tools(client: ModelClient) -> bool:
+    """Whether ``client.acomplete`` takes ``tools=`` (see ``ModelClient.acomplete``)."""
+    try:
+        parameters = inspect.signature(client.acomplete).parameters
+    except (TypeError, ValueError):
+        return False
+    return "tools" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 # When the calls made now must have ended (``time.monotonic()``), whatever their own timeout says.
@@ -197,6 +255,11 @@ def request_key(
     """A stable digest of one request: the sub-call cache key and the replay lookup key."""
     payload = _canonical({"model": model, "messages": list(messages), "params": dict(params or {})})
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def tool_key(model: str, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]]) -> str:
+    """``request_key`` of one turn of a sub-call's tool loop: the tools offered are part of it."""
+    return request_key(model, messages, {"tools": list(tools)})
 
 
 class ConversationKeys:

@@ -25,6 +25,7 @@ OWN_FIELDS = {
     "max_tokens": "RLM.max_completion_tokens",
     "max_completion_tokens": "RLM.max_completion_tokens",
     "timeout": "RLM.request_timeout",
+    "tools": "sub_tools= (rlm_kernel.run, Session): the tools sub-calls may call",
 }
 _MAPPINGS = ("extra_body", "extra_headers", "extra_query")
 

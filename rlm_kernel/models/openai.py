@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import openai
@@ -33,7 +34,7 @@ from ..errors import (
     ModelServerError,
 )
 from . import _diagnosis, _request, _transport
-from ._base import Completion, DeltaCallback, Message, Usage, estimated_usage
+from ._base import Completion, DeltaCallback, Message, ToolCall, Usage, estimated_usage
 from ._http_clients import AsyncHTTP, LocalRefusal, SyncHTTP, WallTimeoutCut, http_library
 
 # The request goes through the SDK's client (auth, retries, Retry-After, Azure routing, errors) but not
@@ -109,6 +110,21 @@ def _build(key: _ClientKey, asynchronous: bool) -> Any:
         return cls(azure_endpoint=url, api_version=version, **common)
     cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
     return cls(base_url=url or None, **common)
+
+
+def _tool_calls(data: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """The tool calls of a decoded chat completion's first choice (malformed entries skipped)."""
+    choices = data.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = choice.get("message") if isinstance(choice, dict) else None
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    if not isinstance(calls, list):
+        return ()
+    return tuple(
+        ToolCall.from_dict(call)
+        for call in calls
+        if isinstance(call, dict) and isinstance(call.get("function"), dict)
+    )
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -199,16 +215,29 @@ class OpenAIClient:
             raise self._translate(exc, model, offered) from exc
         return self._finish(data, messages, model, started)
 
-    async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
-        """``complete`` on the async client, for sub-calls running side by side (``llm_batch``)."""
+    async def acomplete(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> Completion:
+        """``complete`` on the async client, for sub-calls running side by side (``llm_batch``);
+        with ``tools`` (chat-completions tool schemas) the answer may be tool calls."""
         params = self._params(model, messages)
+        if tools:
+            params["tools"] = list(tools)
         started = time.perf_counter()
         try:
             data = await self._async.post(_PATH, body=params, cast_to=_JSON)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             offered = await self._aoffered() if self._lists_models(exc) else None
             raise self._translate(exc, model, offered) from exc
-        return self._finish(data, messages, model, started)
+        completion = self._finish(data, messages, model, started)
+        if tools and isinstance(data, dict):
+            # Read only when tools were offered: an answer without them has no calls to look for.
+            completion = replace(completion, tool_calls=_tool_calls(data))
+        return completion
 
     # After a 404 the server is asked what it serves: the answer tells a wrong model name (it lists
     # others) from a wrong base URL (no list there either). Azure lists base models, not deployments.

@@ -15,9 +15,18 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from typing import Any
 
 from ..errors import ReplayMissError
-from ._base import Completion, DeltaCallback, Message, ModelClient, request_key
+from ._base import (
+    Completion,
+    DeltaCallback,
+    Message,
+    ModelClient,
+    request_key,
+    takes_tools,
+    tool_key,
+)
 
 
 class ReplayClient:
@@ -46,12 +55,21 @@ class ReplayClient:
         """``replay``, and the fallback's endpoint when there is one."""
         return "replay" if self._fallback is None else f"replay, then {self._fallback.endpoint}"
 
-    def _lookup(self, messages: Sequence[Message], model: str) -> Completion | None:
+    def _lookup(
+        self,
+        messages: Sequence[Message],
+        model: str,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> Completion | None:
         with self._lock:
             if self._sequence is not None:
                 hit = self._sequence.popleft() if self._sequence else None
             else:
-                queue = self._entries.get(request_key(model, messages))
+                # A turn of a sub-call's tool loop is keyed with the tools it offered (tool_key).
+                key = (
+                    request_key(model, messages) if not tools else tool_key(model, messages, tools)
+                )
+                queue = self._entries.get(key)
                 hit = (queue.popleft() if len(queue) > 1 else queue[0]) if queue else None
         if hit is None:
             return None
@@ -85,11 +103,22 @@ class ReplayClient:
             raise self._miss(messages, model)
         return self._fallback.complete(messages, model=model, on_delta=on_delta)
 
-    async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
-        """``complete`` for the sub-call engine's event loop."""
-        hit = self._lookup(messages, model)
+    async def acomplete(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> Completion:
+        """``complete`` for the sub-call engine's event loop; a tool loop's turn is served with the
+        tool calls it recorded, so the tools run again for real, offline."""
+        hit = self._lookup(messages, model, tools)
         if hit is not None:
             return hit
         if self._fallback is None:
             raise self._miss(messages, model)
+        if tools:
+            if not takes_tools(self._fallback):
+                raise self._miss(messages, model)
+            return await self._fallback.acomplete(messages, model=model, tools=tools)  # type: ignore[call-arg]
         return await self._fallback.acomplete(messages, model=model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..errors import ModelResponseError
 from ._base import Completion, DeltaCallback, Message, estimated_usage
@@ -67,6 +68,13 @@ class ScriptedClient:
             finish_reason="stop",
         )
 
-    async def acomplete(self, messages: Sequence[Message], *, model: str) -> Completion:
-        """``complete``, as a coroutine."""
+    async def acomplete(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> Completion:
+        """``complete``, as a coroutine. A script answers in text only: offered ``tools``, it never
+        calls one (the loopback ``ScriptedServer`` scripts tool calls)."""
         return self.complete(messages, model=model)

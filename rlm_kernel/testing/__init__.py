@@ -23,7 +23,7 @@ from rlm_kernel.testing._helpers import (
     settings,
 )
 from rlm_kernel.testing._kernels import Kernel, KernelRun, configure, kernel_env
-from rlm_kernel.testing._server import ChatRequest, Fault, Reply, ScriptedServer
+from rlm_kernel.testing._server import ChatRequest, Fault, Reply, ScriptedServer, ToolUse
 
 if TYPE_CHECKING:
     from rlm_kernel.testing._frontend import HeadlessFrontend
@@ -39,6 +39,7 @@ __all__ = [
     "KernelRun",
     "Reply",
     "ScriptedServer",
+    "ToolUse",
     "child_rlm_sub",
     "configure",
     "fence",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from .. import _stdjson as json
@@ -51,21 +51,71 @@ class ChatRequest:
         return ""
 
     @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The tool schemas the request offered (``tools``), or [] when it offered none."""
+        tools = self.params.get("tools")
+        return list(tools) if isinstance(tools, list) else []
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The names of the offered tools, in order."""
+        return [str((t.get("function") or {}).get("name")) for t in self.tools]
+
+    @property
+    def tool_results(self) -> list[dict[str, Any]]:
+        """The ``tool`` messages the request carries (each answers a call by ``tool_call_id``)."""
+        return [m for m in self.messages if m.get("role") == "tool"]
+
+    @property
     def prompt_chars(self) -> int:
         """Characters of text over all the request's messages."""
         return sum(len(_text_of(m.get("content"))) for m in self.messages)
 
 
 @dataclass(frozen=True)
-class Reply:
-    """A successful answer; token counts left as None are estimated at four characters a token."""
+class ToolUse:
+    """A tool call a ``Reply`` makes: ``arguments`` as an object (sent as its JSON text) or as the raw
+    text itself (to send arguments that do not parse); ``id`` defaults to ``call_<n>``, numbered per
+    reply."""
 
-    text: str
+    name: str
+    arguments: Mapping[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
+
+    def to_dict(self, index: int) -> dict[str, Any]:
+        arguments = self.arguments
+        text = arguments if isinstance(arguments, str) else json.dumps(dict(arguments))
+        return {
+            "id": self.id or f"call_{index + 1}",
+            "type": "function",
+            "function": {"name": self.name, "arguments": text},
+        }
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful answer; token counts left as None are estimated at four characters a token.
+
+    ``tool_calls`` make it a tool-calling answer (finish reason ``tool_calls`` unless another is given;
+    ``text`` is then its content, usually empty)."""
+
+    text: str = ""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int = 0
     cost: float | None = None
     finish_reason: str = "stop"
+    tool_calls: tuple[ToolUse, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.tool_calls:
+            object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
+            if self.finish_reason == "stop":
+                object.__setattr__(self, "finish_reason", "tool_calls")
+
+    def calls(self) -> list[dict[str, Any]]:
+        """The chat-completions ``tool_calls`` of the answer."""
+        return [call.to_dict(i) for i, call in enumerate(self.tool_calls)]
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,21 @@ from ._script import (
     ScriptError,
     Source,
     Timing,
+    ToolUse,
     error_body,
     usage_of,
 )
 
-__all__ = ["ChatRequest", "Fault", "Reply", "Responder", "Script", "ScriptedServer", "Timing"]
+__all__ = [
+    "ChatRequest",
+    "Fault",
+    "Reply",
+    "Responder",
+    "Script",
+    "ScriptedServer",
+    "Timing",
+    "ToolUse",
+]
 
 _STREAM_PIECE = 20
 # A long reply streams in bigger pieces: a 10 MB one in 20-character events would be half a million.
@@ -329,7 +339,10 @@ class _Connection:
         head: dict[str, Any] = {"id": cid, "created": int(time.time()), "model": request.model}
         usage = usage_of(request, reply)
         if not request.stream:
-            message = {"role": "assistant", "content": reply.text}
+            message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+            if reply.tool_calls:
+                message["content"] = reply.text or None  # as OpenAI sends a message of calls only
+                message["tool_calls"] = reply.calls()
             choice = {"index": 0, "message": message, "finish_reason": reply.finish_reason}
             completion = {**head, "object": "chat.completion", "usage": usage}
             completion["choices"] = [] if empty else [choice]
@@ -337,7 +350,8 @@ class _Connection:
         head["object"] = "chat.completion.chunk"
         size = max(_STREAM_PIECE, -(-len(reply.text) // _MOST_PIECES))
         pieces = [{"content": reply.text[i : i + size]} for i in range(0, len(reply.text), size)]
-        deltas = [{"role": "assistant"}, *pieces, {}]
+        calls = [{"index": i, **c} for i, c in enumerate(reply.calls())]
+        deltas = [{"role": "assistant"}, *pieces, *([{"tool_calls": calls}] if calls else []), {}]
         choices: list[list[dict[str, Any]]]
         choices = [[{"index": 0, "delta": d, "finish_reason": None}] for d in deltas]
         choices[-1][0]["finish_reason"] = reply.finish_reason

@@ -1,0 +1,189 @@
+"""Tools for sub-models: tool calling through the real openai SDK against the loopback server, the
+schemas made from Python functions, and the bounded tool loop (errors back to the model, turn limit)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from rlm_kernel import RLM
+from rlm_kernel._aio import run_sync
+from rlm_kernel._subtools import SubTool, python_tool, sub_tools, tool_loop
+from rlm_kernel.errors import ConfigError
+from rlm_kernel.models import (
+    Completion,
+    Message,
+    ToolCall,
+    Usage,
+    request_key,
+    takes_tools,
+    tool_key,
+)
+from rlm_kernel.models.openai import OpenAIClient
+from rlm_kernel.models.replay import ReplayClient
+from rlm_kernel.testing import ChatRequest, Reply, ScriptedServer, ToolUse, settings
+
+
+def add(a: int, b: int = 1) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def lookup(key: str) -> dict[str, str]:
+    """Look a key up in the vault."""
+    if key == "broken":
+        raise KeyError("the vault has no drawer 'broken'")
+    return {"key": key, "value": key.upper()}
+
+
+def client_for(server: ScriptedServer) -> OpenAIClient:
+    return OpenAIClient(RLM().with_overrides(settings(server)))
+
+
+def test_a_sub_call_offered_tools_gets_tool_calls_back_through_the_sdk(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve([Reply(tool_calls=[ToolUse("add", {"a": 2, "b": 3})]), "plain"])
+    client = client_for(server)
+    schemas = [python_tool(add).schema()]
+    messages: list[Message] = [{"role": "user", "content": "2+3?"}]
+    got = run_sync(client.acomplete(messages, model="sub", tools=schemas))
+    assert got.tool_calls == (ToolCall("call_1", "add", '{"a": 2, "b": 3}'),)
+    assert got.finish_reason == "tool_calls"
+    assert got.text == ""
+    assert server.requests[0].tools == schemas
+    assert server.requests[0].tool_names == ["add"]
+    # Without tools the request carries none and the answer is read as always.
+    plain = run_sync(client.acomplete(messages, model="sub"))
+    assert plain.text == "plain"
+    assert plain.tool_calls == ()
+    assert "tools" not in server.requests[1].params
+    assert takes_tools(client)
+
+
+def test_a_completion_with_tool_calls_round_trips_through_its_record_form() -> None:
+    calls = (ToolCall("c1", "add", '{"a": 1}'),)
+    completion = Completion("", "sub", Usage(calls=1), 0.1, "tool_calls", tool_calls=calls)
+    data = completion.to_dict()
+    assert data["tool_calls"][0]["function"] == {"name": "add", "arguments": '{"a": 1}'}
+    assert Completion.from_dict(data) == completion
+    # A completion without tool calls keeps the form every older record has.
+    assert "tool_calls" not in Completion("x", "m", completion.usage, 0.0).to_dict()
+
+
+def test_python_functions_become_schemas_from_signature_and_docstring() -> None:
+    tool = python_tool(add)
+    assert tool.description == "Add two integers."
+    params = tool.parameters
+    assert params["type"] == "object"
+    assert params["required"] == ["a"]
+    assert params["properties"]["a"]["type"] == "integer"
+    assert params["properties"]["b"]["default"] == 1
+    assert run_sync(tool.run({"a": 4})) == "5"
+    named = sub_tools({"plus": add, "lookup": lookup})
+    assert [t.name for t in named] == ["plus", "lookup"]
+    with pytest.raises(ConfigError, match="two tools are named 'add'"):
+        sub_tools([add, add])
+    with pytest.raises(ConfigError, match="must be named"):
+        sub_tools({"spread": lambda *a: a})
+    with pytest.raises(ConfigError, match="cannot be a tool name"):
+        sub_tools({"has space": add})
+
+
+async def _loop(
+    server: ScriptedServer, tools: list[SubTool], turns: int
+) -> tuple[Any, list[Message]]:
+    client = client_for(server)
+    sent: list[list[Message]] = []
+
+    async def complete(
+        messages: list[Message], schemas: list[dict[str, Any]] | None
+    ) -> tuple[Completion, str]:
+        sent.append(list(messages))
+        if schemas:
+            return await client.acomplete(messages, model="sub", tools=schemas), tool_key(
+                "sub", messages, schemas
+            )
+        return await client.acomplete(messages, model="sub"), request_key("sub", messages)
+
+    result = await tool_loop(complete, [{"role": "user", "content": "go"}], tools, turns)
+    return result, sent[-1]
+
+
+def test_tool_errors_and_bad_arguments_go_back_to_the_model_as_tool_results(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    def script(request: ChatRequest) -> Reply:
+        if not request.tool_results:
+            return Reply(
+                tool_calls=[
+                    ToolUse("lookup", {"key": "broken"}),
+                    ToolUse("add", {"a": "not a number"}),
+                    ToolUse("add", "{not json"),
+                    ToolUse("missing", {}),
+                    ToolUse("lookup", {"key": "gold"}, id="call_gold"),
+                ]
+            )
+        return Reply("the value is GOLD")
+
+    server = serve(script)
+    result, last = run_sync(_loop(server, sub_tools([add, lookup]), turns=5))
+    assert result.completion.text == "the value is GOLD"
+    assert not result.cut
+    calls = result.turns[0]["calls"]
+    assert [c["name"] for c in calls] == ["lookup", "add", "add", "missing", "lookup"]
+    assert calls[0]["error"] == "KeyError: \"the vault has no drawer 'broken'\""
+    assert calls[1]["error"].startswith("invalid arguments: a: Input should be a valid integer")
+    assert "not valid JSON" in calls[2]["error"]
+    assert calls[3]["error"] == "there is no tool named 'missing'; the tools are: add, lookup"
+    assert calls[4]["result"] == '{"key": "gold", "value": "GOLD"}'
+    assert calls[4]["error"] is None
+    assert all(c["duration"] >= 0 for c in calls)
+    # What the model read: every call answered, errors as "Error: …", in order, by id.
+    answered = server.requests[1].tool_results
+    assert [m["tool_call_id"] for m in answered] == [
+        "call_1",
+        "call_2",
+        "call_3",
+        "call_4",
+        "call_gold",
+    ]
+    assert answered[0]["content"].startswith("Error: KeyError")
+    assert answered[4]["content"] == calls[4]["result"]
+    assert server.requests[1].messages[1]["tool_calls"][0]["function"]["name"] == "lookup"
+    assert len(result.turns) == 2
+    assert result.turns[1]["calls"] == []
+    assert last[-1]["role"] == "tool"
+
+
+def test_the_turn_limit_cuts_the_loop_and_the_last_call_offers_no_tools(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    def script(request: ChatRequest) -> Reply:
+        if request.tools:
+            return Reply(tool_calls=[ToolUse("add", {"a": len(request.tool_results)})])
+        return Reply("stopped counting")
+
+    server = serve(script)
+    result, last = run_sync(_loop(server, sub_tools([add]), turns=2))
+    assert result.cut
+    assert result.completion.text == "stopped counting"
+    assert [len(r.tools) for r in server.requests] == [1, 1, 0]
+    assert "RLM.sub_tool_turns = 2" in last[-1]["content"]
+    assert last[-1]["role"] == "user"
+    assert [t["calls"][0]["result"] for t in result.turns[:2]] == ["1", "2"]
+
+
+def test_replay_serves_a_tool_turn_by_its_key_with_its_tool_calls() -> None:
+    messages: list[Message] = [{"role": "user", "content": "go"}]
+    schemas = [python_tool(add).schema()]
+    calls = (ToolCall("c1", "add", json.dumps({"a": 1})),)
+    recorded = Completion("", "sub", Usage(), 0.0, "tool_calls", tool_calls=calls)
+    replay = ReplayClient(keyed=[(tool_key("sub", messages, schemas), recorded)])
+    got = run_sync(replay.acomplete(messages, model="sub", tools=schemas))
+    assert got.tool_calls == recorded.tool_calls
+    assert got.cached
+    assert takes_tools(replay)

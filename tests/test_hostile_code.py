@@ -259,6 +259,37 @@ def test_after_a_memory_error_the_finished_session_is_freed_without_the_cycle_co
         gc.enable()
 
 
+def test_a_finished_sandboxed_session_is_freed_without_the_cycle_collector(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    steps = (fence("x = 41\nprint(SHOW_VARS())"), fence("y = x + 1\nFINAL_VAR('y')"))
+    server = serve({"root": turns(*steps)})
+    # A first session warms the process: the first client and sandbox pool leave cyclic garbage of
+    # their own (import-time frames) that would hold the session that happened to start them.
+    assert Session("q", "c", config=config(server, executor="monty")).run().answer == "42"
+    gc.collect()
+    gc.disable()
+    try:
+        session = Session("q", "c", config=config(server, executor="monty"))
+        assert session.step()["results"][0]["stdout"].startswith("Variables: x (int)")
+        worker = session.executor._live.worker  # type: ignore[attr-defined]
+        assert worker is not None
+        assert not worker.closed
+        result = session.run()
+        assert result.answer == "42", result.message
+        alive, executor = weakref.ref(session), weakref.ref(session.executor)
+        del session, result
+        assert alive() is None, "the finished sandboxed session is kept alive by a reference cycle"
+        assert executor() is None, "the monty executor is kept alive by a reference cycle"
+        # The worker goes back to the pool (at once, or when the state dump in flight ends).
+        deadline = time.monotonic() + 10
+        while not worker.closed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.closed, "the sandbox worker was never handed back to the pool"
+    finally:
+        gc.enable()
+
+
 # --- 5. the runtime's standard library -----------------------------------------------------------------
 def test_code_that_rebinds_what_the_runtime_uses_is_undone_and_told(
     serve: Callable[..., ScriptedServer],

@@ -1,4 +1,4 @@
-"""One block running on a helper thread, and the handle on an executor's current worker."""
+"""One block running on a helper thread, and the handle on an executor's current worker and dump."""
 
 from __future__ import annotations
 
@@ -82,12 +82,52 @@ class Feed(threading.Thread):
 
 
 class Live:
-    """The executor's current worker, in an object the finalizer can hold without the executor."""
+    """The executor's current worker and its last dump, in an object that the finalizer and the
+    dump thread hold without the executor (a dropped session is then freed at once)."""
 
     def __init__(self) -> None:
         self.worker: Worker | None = None
+        self.checkpoint: bytes | None = None  # the state after the last block that completed
+        self._lock = threading.Lock()
+        self._dumping = False  # guarded by _lock, like _release_after_dump
+        self._release_after_dump = False
 
     def drop(self) -> None:
         worker, self.worker = self.worker, None
         if worker is not None:
             worker.close_when_idle()
+
+    def release(self) -> None:
+        """Drop the worker now, or when the dump in progress ends (its checkpoint is kept)."""
+        with self._lock:
+            if self._dumping:
+                self._release_after_dump = True
+                return
+        self.drop()
+
+    def dump_later(self, worker: Worker) -> threading.Thread:
+        """Dump ``worker``'s state on a thread (it overlaps the next model call); the checkpoint is
+        kept if ``worker`` is still the current one when the dump ends."""
+
+        def dump() -> None:
+            worker.begin()  # a drop meanwhile (the executor freed) closes the worker after the dump
+            try:
+                blob: bytes | None = worker.session.dump()
+            except Exception:  # the worker died meanwhile: keep the previous checkpoint
+                blob = None
+            finally:
+                worker.end()
+            with self._lock:
+                if blob is not None and self.worker is worker:
+                    self.checkpoint = blob
+                self._dumping = False
+                release, self._release_after_dump = self._release_after_dump, False
+            if release:
+                self.drop()
+
+        with self._lock:
+            self._dumping = True
+        # Not a daemon: exiting mid-dump would leave a thread inside monty's native code.
+        thread = threading.Thread(target=dump, name="rlm-monty-dump", daemon=False)
+        thread.start()
+        return thread

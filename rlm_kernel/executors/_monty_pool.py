@@ -96,6 +96,11 @@ class Worker:
         session.__enter__()
         return cls(session)
 
+    @property
+    def closed(self) -> bool:
+        """Whether the worker was handed back to the pool."""
+        return self._closed
+
     def begin(self) -> None:
         with self._lock:
             self._busy = True
@@ -114,7 +119,7 @@ class Worker:
                 os.kill(self.pid, signal.SIGKILL)
 
     def close_when_idle(self) -> None:
-        """Hand the worker back now, or as soon as the feed running on it returns."""
+        """Hand the worker back now, or as soon as the feed or dump running on it returns."""
         with self._lock:
             if self._busy:
                 self._close_when_idle = True

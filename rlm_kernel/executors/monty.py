@@ -20,7 +20,7 @@ import time
 import weakref
 from collections.abc import Callable, MutableMapping
 from contextlib import suppress
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from pydantic_monty import (
     ExternalModule,
@@ -55,6 +55,28 @@ from ._sandbox_namespace import Replaced, SandboxNamespace
 _POLL = 0.05
 _KILL_WAIT = 0.5  # seconds to wait for a killed feed to return before leaving it to close itself
 
+T = TypeVar("T")
+
+
+def _weakly(method: Callable[..., T]) -> Callable[..., T]:
+    """``method`` (one of the executor's) without a strong reference to the executor.
+
+    The namespace view and the host module hold these: a bound method there would close a cycle
+    (executor -> namespace or module -> method -> executor), and a finished sandboxed session would
+    then wait for the cycle collector. ``_namespace.weakly`` does this one layer up; executors sit
+    below it and cannot import it."""
+    ref = weakref.WeakMethod(method)
+    name = method.__name__
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        bound = ref()
+        if bound is None:
+            raise ReferenceError(f"{name}: the sandboxed session it belonged to is gone")
+        return bound(*args, **kwargs)
+
+    call.__name__, call.__qualname__, call.__doc__ = name, method.__qualname__, method.__doc__
+    return call
+
 
 class MontyExecutor:
     """Run code in a pydantic-monty sandbox, one worker process per session (``RLM.executor =
@@ -73,14 +95,12 @@ class MontyExecutor:
         self.capture_limit = capture_limit  # characters of each stream kept per block
         self._echo_stdout = echo_stdout
         self._echo_stderr = echo_stderr
-        self._ns = SandboxNamespace(self._read)
+        self._ns = SandboxNamespace(_weakly(self._read))
+        # The worker and its last dump live apart from the executor: the finalizer and the dump
+        # thread hold them, never the executor, so a dropped session is freed at once.
         self._live = Live()
         weakref.finalize(self, self._live.drop)
-        self._lock = threading.Lock()
-        self._checkpoint: bytes | None = None
         self._dumper: threading.Thread | None = None
-        self._dumping = False  # guarded by _lock, like _release_after_dump
-        self._release_after_dump = False
         self._modules: dict[str, ExternalModule] | None = None
         self._functions: dict[str, Callable[..., Any]] = {}  # "rlm.llm_query" -> the host function
         self._originals: dict[str, Any] = {}  # the host values of the guarded names
@@ -161,11 +181,7 @@ class MontyExecutor:
 
     def release(self) -> None:
         """Give the worker back to the pool; the next ``run`` restores the last dump."""
-        with self._lock:
-            if self._dumping:
-                self._release_after_dump = True
-                return
-        self._live.drop()
+        self._live.release()
 
     # --- one block ---------------------------------------------------------------------------------
     def _execute(
@@ -281,7 +297,7 @@ class MontyExecutor:
         worker = self._live.worker
         if worker is not None:
             return worker
-        if self._modules is not None and self._checkpoint is not None:
+        if self._modules is not None and self._live.checkpoint is not None:
             try:
                 return self._restore()
             except (MontyError, OSError, TimeoutError) as exc:
@@ -289,7 +305,7 @@ class MontyExecutor:
                     f"The sandbox's state could not be restored ({exc}); it started afresh, so "
                     "variables from earlier steps are gone."
                 )
-                self._checkpoint = None
+                self._live.checkpoint = None
         return self._start()
 
     def _start(self) -> Worker:
@@ -324,10 +340,10 @@ class MontyExecutor:
         return worker
 
     def _restore(self) -> Worker:
-        assert self._checkpoint is not None
+        assert self._live.checkpoint is not None
         worker = self._checkout()
         try:
-            worker.session.load_session(self._checkpoint)
+            worker.session.load_session(self._live.checkpoint)
         except BaseException:
             worker.close()
             raise
@@ -364,32 +380,15 @@ class MontyExecutor:
             self._guarded.append(name)
         exposed = {n: fn for n, fn in functions.items() if n not in SHIMMED}
         if "FINAL_VAR" in functions:
-            exposed["FINAL_VAR"] = self._final_var
+            exposed["FINAL_VAR"] = _weakly(self._final_var)
         if "SHOW_VARS" in functions:
-            exposed["SHOW_VARS"] = self._show_vars
+            exposed["SHOW_VARS"] = _weakly(self._show_vars)
         self._hidden = [*bound]
         self._modules = {HOST_MODULE: ExternalModule(exposed)}
         self._functions = {f"{HOST_MODULE}.{name}": fn for name, fn in exposed.items()}
 
     def _dump_later(self, worker: Worker) -> None:
-        def dump() -> None:
-            try:
-                blob: bytes | None = worker.session.dump()
-            except Exception:  # the worker died meanwhile: keep the previous checkpoint
-                blob = None
-            with self._lock:
-                if blob is not None and self._live.worker is worker:
-                    self._checkpoint = blob
-                self._dumping = False
-                release, self._release_after_dump = self._release_after_dump, False
-            if release:
-                self._live.drop()
-
-        with self._lock:
-            self._dumping = True
-        # Not a daemon: exiting mid-dump would leave a thread inside monty's native code.
-        self._dumper = threading.Thread(target=dump, name="rlm-monty-dump", daemon=False)
-        self._dumper.start()
+        self._dumper = self._live.dump_later(worker)
 
     def _join_dumper(self) -> None:
         if self._dumper is not None:

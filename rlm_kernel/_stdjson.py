@@ -13,8 +13,9 @@ cached default instances up in the module at each call.
 Runtime modules import this as ``from . import _stdjson as json`` (tests/test_concurrent_hostile.py checks
 that none imports the standard ``json`` itself). Like ``_protect``, this guards against accidents, not an
 adversary: code that means harm can reach ``json.encoder``'s internals or the interpreter itself.
-Third-party libraries are not covered: the openai SDK looks ``json.dumps`` up when it builds each request
-body, so a session calling the model in that window can still fail (``models/openai.py`` says how).
+Third-party libraries are not covered: the openai SDK would look ``json.dumps`` up to build each request
+body, so ``models/openai.py`` hands it the JSON text made here, but it decodes answers with ``json.loads``
+looked up at call time (``OpenAIClient._body`` says so).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def dumps(
     separators: tuple[str, str] | None = None,
     sort_keys: bool = False,
     default: Callable[[Any], Any] | None = None,
+    allow_nan: bool = True,
 ) -> str:
     """``json.dumps(obj, ...)`` as the standard library defines it, whatever ``json`` holds now."""
     return _dumps(
@@ -49,6 +51,7 @@ def dumps(
         separators=separators,
         sort_keys=sort_keys,
         default=default,
+        allow_nan=allow_nan,
     )
 
 

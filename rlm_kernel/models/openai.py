@@ -199,6 +199,18 @@ class OpenAIClient:
             params[name] = cfg.max_completion_tokens
         return params
 
+    def _body(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``post``'s body argument: the JSON text made here, with the runtime's own ``json``
+        (``_stdjson``), since the SDK looks ``json.dumps`` up at each request and namespace-executor
+        code in another session may have rebound it process-wide for its block. Azure's client routes
+        by the body's ``model``, so it is given the dict to serialise itself. The SDK decodes answers
+        (and stream events) with ``json.loads`` looked up at call time: code that rebinds that breaks
+        other sessions' calls until its block ends (docs/architecture.md, the namespace executor)."""
+        if self._config.provider == "azure":
+            return {"body": params}
+        text = json.dumps(params, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return {"content": text.encode()}
+
     def complete(
         self, messages: Sequence[Message], *, model: str, on_delta: DeltaCallback | None = None
     ) -> Completion:
@@ -209,7 +221,7 @@ class OpenAIClient:
         try:
             if on_delta is not None or self._config.stream:
                 return self._complete_stream(params, messages, started, on_delta)
-            data = self._sync.post(_PATH, body=params, cast_to=_JSON)
+            data = self._sync.post(_PATH, **self._body(params), cast_to=_JSON)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             offered = self._offered() if self._lists_models(exc) else None
             raise self._translate(exc, model, offered) from exc
@@ -229,7 +241,7 @@ class OpenAIClient:
             params["tools"] = list(tools)
         started = time.perf_counter()
         try:
-            data = await self._async.post(_PATH, body=params, cast_to=_JSON)
+            data = await self._async.post(_PATH, **self._body(params), cast_to=_JSON)
         except (openai.OpenAIError, json.JSONDecodeError) as exc:
             offered = await self._aoffered() if self._lists_models(exc) else None
             raise self._translate(exc, model, offered) from exc
@@ -272,7 +284,7 @@ class OpenAIClient:
         body = {**params, "stream": True, "stream_options": {"include_usage": True}}
         stream = self._sync.post(
             _PATH,
-            body=body,
+            **self._body(body),
             cast_to=ChatCompletion,
             stream=True,
             stream_cls=Stream[ChatCompletionChunk],

@@ -24,7 +24,6 @@ an object and the single field's value otherwise (DSPy's ``SUBMIT(answer=...)``)
 
 from __future__ import annotations
 
-import json
 import re
 import typing
 from collections.abc import Mapping
@@ -42,6 +41,7 @@ from pydantic import (
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 from typing_extensions import is_typeddict
 
+from . import _stdjson as json
 from ._prompts import output_instructions
 from .errors import ConfigError
 

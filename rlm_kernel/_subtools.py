@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from . import _stdjson as json
 from .errors import ConfigError
 from .models import Completion, Message
 

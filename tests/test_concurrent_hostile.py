@@ -1,0 +1,150 @@
+"""Hostile code in one session while other sessions of the same process carry on (issue 15).
+
+The namespace executor runs the model's code in the host process, so what it does to the standard
+library or to threads, every session sees until the runtime puts it back. These tests run real
+sessions on real threads through the real openai SDK against the loopback ScriptedServer: one
+session's code rebinds ``json.dumps`` and holds its block open while another session runs to its
+answer, autosaving, sub-calling and streaming; and a block that ends in time leaves no worker thread.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rlm_kernel
+from rlm_kernel import Trajectory
+from rlm_kernel.testing import ChatRequest, ScriptedServer, fence
+from rlm_kernel.testing import settings as server_settings
+
+PACKAGE = Path(rlm_kernel.__file__).parent
+
+
+def _hostile_step(release: Path) -> str:
+    """Code that rebinds ``json.dumps`` process-wide, then holds its block open until ``release``
+    exists (at most 20 s), so that another session runs its whole course inside the window."""
+    return (
+        "import json, time, pathlib\n"
+        "json.dumps = None\n"
+        "json.JSONEncoder = None\n"
+        "deadline = time.monotonic() + 20\n"
+        f"while not pathlib.Path({str(release)!r}).exists() and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "print('released')"
+    )
+
+
+def _root(release: Path) -> Callable[[ChatRequest], str]:
+    def answer(request: ChatRequest) -> str:
+        turn = sum(m["role"] == "assistant" for m in request.messages)
+        first_user = next(m["content"] for m in request.messages if m["role"] == "user")
+        if "hostile" in str(first_user):
+            return fence(_hostile_step(release)) if turn == 0 else fence("FINAL('hostile done')")
+        steps = [
+            "n = len(P)\nprint('length', n)",
+            "echo = llm_query('say ' + P.split()[-1])\nprint('echo', echo)",
+            "FINAL(echo)",
+        ]
+        return fence(steps[min(turn, len(steps) - 1)])
+
+    return answer
+
+
+def _sub(request: ChatRequest) -> str:
+    return request.prompt.split()[-1]
+
+
+@pytest.mark.parametrize(
+    "transport",
+    [{}, {"lean_http": True}, {"stream": True}],
+    ids=["sdk-default", "lean-http", "streamed"],
+)
+def test_a_session_runs_to_its_answer_while_another_sessions_code_has_json_dumps_rebound(
+    serve: Callable[..., ScriptedServer], tmp_path: Path, transport: dict[str, Any]
+) -> None:
+    release = tmp_path / "release"
+    server = serve({"root": _root(release), "sub": _sub})
+    base = server_settings(server, iteration_timeout=60.0, autosave=True, **transport)
+    hostile_result: list[rlm_kernel.Result] = []
+    hostile = threading.Thread(
+        target=lambda: hostile_result.append(
+            rlm_kernel.run("hostile: wait", "x", trajectory_dir=str(tmp_path / "hostile"), **base)
+        ),
+        name="hostile-session",
+    )
+    original = json.dumps
+    hostile.start()
+    try:
+        deadline = time.monotonic() + 20
+        while json.dumps is not None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert json.dumps is None, "the hostile session's code never rebound json.dumps"
+
+        outcome: list[rlm_kernel.Result | BaseException] = []
+
+        def bystander() -> None:
+            try:
+                outcome.append(
+                    rlm_kernel.run(
+                        "bystander: what is the last word?",
+                        "the last word is TOKEN-31337",
+                        trajectory_dir=str(tmp_path / "bystander"),
+                        **base,
+                    )
+                )
+            except BaseException as exc:  # a raise out of run() is the failure this test is for
+                outcome.append(exc)
+
+        worker = threading.Thread(target=bystander, name="bystander-session")
+        worker.start()
+        worker.join(30)
+        # The whole bystander session ran inside the window: json.dumps is still rebound.
+        still_rebound = json.dumps is None
+    finally:
+        release.touch()
+        hostile.join(30)
+    assert still_rebound
+    assert len(outcome) == 1
+    result = outcome[0]
+    assert not isinstance(result, BaseException), repr(result)
+    assert (result.reason, result.answer) == ("final", "TOKEN-31337"), result.message
+    [saved] = (tmp_path / "bystander").glob("*.jsonl")
+    loaded = Trajectory.load(saved)
+    assert [it["observation"] for it in loaded.iterations][:2] == [
+        it["observation"] for it in result.trajectory.iterations
+    ][:2]
+    assert "echo TOKEN-31337" in loaded.iterations[1]["observation"]
+    # The hostile session ended too, and the runtime put json back after its block.
+    assert json.dumps is original
+    assert len(hostile_result) == 1
+    assert hostile_result[0].answer == "hostile done"
+
+
+def test_the_runtime_takes_its_json_from_stdjson_only() -> None:
+    """One source of truth: a runtime module that imported the standard ``json`` would look its
+    names up at call time, and break while another session's code has them rebound."""
+    exempt = {"_stdjson.py", "install.py"}  # install runs from the command line, before any session
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name in exempt:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            if any(n == "json" or n.startswith("json.") for n in names):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert offenders == [], (
+        f"import the runtime's json instead (`from . import _stdjson as json`): {offenders}"
+    )

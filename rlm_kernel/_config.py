@@ -259,6 +259,13 @@ class RLM(Configurable):
         help="When a response states an answer in prose but submits nothing (no code, or code that "
         "only prints), tell the model once, per question, the exact FINAL(...) line that submits it.",
     ).tag(config=True)
+    output_repairs = Int(
+        2,
+        help="With output= (a typed answer): how many times an answer that does not match the "
+        "expected shape goes back to the model with the validator's message for another try; the "
+        "next one that does not match ends the run (reason 'invalid_answer', that answer kept as "
+        "text, result.value None). 0: the first answer that does not match ends it.",
+    ).tag(config=True)
     protocol = CaselessStrEnum(
         ["rlm_kernel", "rlms"],
         default_value="rlm_kernel",

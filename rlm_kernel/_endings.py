@@ -49,6 +49,7 @@ class Ending:
     message: str
     forced: ForcedCall | None = None
     error: ModelError | None = None
+    value: object = None  # a typed answer's validated object (``output=``)
 
 
 def exceeded_limit(

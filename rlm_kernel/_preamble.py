@@ -3,7 +3,8 @@
 Which texts they are depends on the protocol (``RLM.protocol``: rlm_kernel's own prompts in
 ``_prompts``, or the reference implementation's in ``_prompts_rlms``), the depth (a session that may
 not start children is not told about ``rlm_query``), the helpers and tools bound in the namespace,
-the executor (the sandbox's limits) and the strategy tips (``RLM.strategy``). The session records
+the executor (the sandbox's limits), the strategy tips (``RLM.strategy``) and the answer's shape
+(``output=``: ``OutputSpec.prompt_text``). The session records
 the two messages in its session record, so a replay or a recovery sends exactly these again.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from . import _prompts_rlms as rlms
 from ._config import RLM
 from ._context import ContextInfo
+from ._output import OutputSpec
 from ._prompts import ToolSpec, metadata_message, system_prompt
 from ._strategies import strategy_block
 from .models import Message
@@ -27,6 +29,7 @@ def preamble(
     depth: int,
     tools: Sequence[ToolSpec],
     executor_note: str,
+    output: OutputSpec | None = None,
 ) -> list[Message]:
     """The system message and the first user message of a session at ``depth``."""
     if config.protocol == "rlms":
@@ -44,4 +47,6 @@ def preamble(
     tips = strategy_block(config.strategy)
     if tips:
         text = f"{text.rstrip()}\n\n{tips}\n"
+    if output is not None:
+        text = f"{text.rstrip()}\n\n{output.prompt_text()}"
     return [{"role": "system", "content": text}, {"role": "user", "content": first}]

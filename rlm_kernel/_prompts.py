@@ -254,6 +254,25 @@ def output_instructions(name: str | None, schema: str, *, fields: bool) -> str:
     )
 
 
+def invalid_answer_note(name: str, message: str, *, attempts: int) -> str:
+    """What the model is told when its typed answer failed validation: the validator's message, and
+    how many more submissions it has (``attempts``; the last one that does not match ends the run)."""
+    return (
+        f"Your answer does not match the expected shape ({name}), so it was not accepted. "
+        f"The validator says:\n{message}\nCorrect the answer and submit it again "
+        f"({attempts} more attempt{'s' if attempts != 1 else ''} to submit a valid answer)."
+    )
+
+
+def invalid_answer_reason(name: str, repairs: int, message: str) -> str:
+    """Why a run ended without a valid typed answer (the final message)."""
+    first = message.splitlines()[0] if message else ""
+    return (
+        f"The answer did not match {name}, and {repairs} repair(s) did not fix it "
+        f"(RLM.output_repairs); the last answer is kept unvalidated. The validator said: {first}"
+    )
+
+
 BEST_ANSWER_PROMPT = (
     "You cannot run more code: {reason}. Based on everything you have seen so far, give your best "
     "final answer to the question now, as plain text without code. Question: {question}"

@@ -43,7 +43,7 @@ class Range:
 
 # Every Int and Float setting, by name (tests/test_hostile_inputs.py checks that none is missing).
 # Zero is in a range only where it means something: max_retries=0 no retries, max_subcalls=0 no
-# sub-calls, loop_guard=0 off, baseline_threshold=0 never baseline.
+# sub-calls, loop_guard=0 off, baseline_threshold=0 never baseline, output_repairs=0 no second try.
 RANGES: dict[str, Range] = {
     "temperature": Range(0),
     "max_completion_tokens": Range(1),
@@ -65,6 +65,7 @@ RANGES: dict[str, Range] = {
     "compaction_threshold": Range(0, low_open=True, high=1),
     "context_window": Range(1),
     "loop_guard": Range(0),
+    "output_repairs": Range(0),
     "max_context_mb": Range(1),
     "monty_memory_mb": Range(16),
     "monty_max_recursion": Range(10),

@@ -6,11 +6,11 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._config import RLM
 from ._prompts import REPLY_CUT, observation_message, truncate
-from ._schema import IterationRecord, SubcallRecord, iteration_record, model_call
+from ._schema import InvalidAnswer, IterationRecord, SubcallRecord, iteration_record, model_call
 from ._secrets import Redactor
 from ._trajectory import Trajectory
 from .errors import RLMError
@@ -51,8 +51,9 @@ class Proposal:
 @dataclass
 class Result:
     """How a run ended: the answer (None without one), why (``reason``: final, stopped, a limit,
-    paused, error…), a message for people, the trajectory, the usage, the error if one ended it, and
-    where the trajectory was autosaved."""
+    paused, error, invalid_answer…), a message for people, the trajectory, the usage, the error if one
+    ended it, and where the trajectory was autosaved. With ``output=``, ``value`` is the validated
+    answer (a model instance, an ``int``…; None when none matched) and ``answer`` its text."""
 
     answer: str | None
     reason: str
@@ -61,6 +62,7 @@ class Result:
     usage: UsageSummary
     error: RLMError | None = None
     path: Path | None = None
+    value: Any = None
 
     @property
     def ok(self) -> bool:
@@ -104,6 +106,7 @@ def step_record(
     redactor: Redactor,
     subcalls: list[SubcallRecord],
     ran_for: float,
+    invalid: InvalidAnswer | None = None,
 ) -> IterationRecord:
     """The record of a step that ran ``blocks`` (a person's edit when ``edited``): its output as the
     model reads it, and the turn it adds to the history."""
@@ -140,4 +143,5 @@ def step_record(
         if submission is None
         else {"value": submission.value, "source": submission.source},
         duration=ran_for + (completion.latency if completion else 0.0),
+        invalid=invalid,
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from ._config import RLM, setting_names
 from ._context import describe_context, load_context
+from ._output import spec_from_record
 from ._schema import ModelCall, Record, SubcallRecord, standing
 from ._session import Session
 from ._trajectory import Trajectory
@@ -37,6 +38,7 @@ _LOOP_SETTINGS = (
     "refuse_early_final",
     "iteration_timeout",
     "loop_guard",
+    "output_repairs",
     "prose_nudge",
     "protocol",
     "strategy",
@@ -75,8 +77,12 @@ def replay_session(
     speed: float | None = None,
     base: RLM | None = None,
     fallback: ModelClient | None = None,
+    output: object = None,
 ) -> Session:
     """A Session for ``context`` whose model calls are served from ``recording``.
+
+    A typed session (``output=``) replays typed: ``output`` (the user's class, so ``value`` is its
+    instance again), or else the recorded JSON schema, whose ``value`` is plain JSON data.
 
     ``base``: settings the recording does not decide (endpoint, timeouts, executor), default RLM().
     ``fallback``: answers what the recording lacks (an edited step's new sub-call, turns past its end)
@@ -99,6 +105,8 @@ def replay_session(
             stacklevel=2,
         )
     root, sub = replay_clients(recording, fallback=fallback, speed=speed)
+    if output is None and "output" in recorded:
+        output = spec_from_record(recorded["output"])
     session = Session(
         recorded["question"],
         loaded,
@@ -106,6 +114,7 @@ def replay_session(
         client=root,
         sub_client=sub,
         executor=executor,
+        output=output,
     )
     session.edits = recorded_edits(recording)
     return session

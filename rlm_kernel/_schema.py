@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal, TypedDict, cast, get_args
 
+from typing_extensions import NotRequired
+
 from ._version import __version__
 from .models import Completion, Message, Usage, request_key
 
@@ -70,6 +72,18 @@ class SessionRecord(TypedDict):
     endpoint: str
     tools: list[dict[str, str]]
     messages: list[Message]
+    # A typed answer's spec (``output=``): kind, name and JSON schema (``OutputSpec.describe``).
+    # Only in sessions with one, so older files and untyped sessions lack it.
+    output: NotRequired[dict[str, Any]]
+
+
+class InvalidAnswer(TypedDict):
+    """A typed answer that failed validation: the text submitted, how, and the validator's message
+    (what the model was told, in the iteration's notes)."""
+
+    value: str
+    source: str
+    message: str
 
 
 class SubmissionRecord(TypedDict):
@@ -99,6 +113,8 @@ class IterationRecord(TypedDict):
     observation: str
     subcalls: list[SubcallRecord]
     final: SubmissionRecord | None
+    # A submission a typed answer's validation refused (only in such steps).
+    invalid: NotRequired[InvalidAnswer]
 
 
 class RewindRecord(TypedDict):
@@ -153,6 +169,8 @@ class FinalRecord(TypedDict):
     duration: float
     finished: str
     error: dict[str, Any] | None
+    # A typed session's validated answer as JSON data (None when none matched).
+    value: NotRequired[Any]
 
 
 class GuardRecord(TypedDict):
@@ -203,9 +221,10 @@ def session_record(
     endpoint: str,
     tools: list[dict[str, str]],
     messages: list[Message],
+    output: dict[str, Any] | None = None,
 ) -> SessionRecord:
     """The first record of a session (of this rlm_kernel version, in this schema version)."""
-    return {
+    record: SessionRecord = {
         "type": "session",
         "schema_version": SCHEMA_VERSION,
         "session_id": session_id,
@@ -221,6 +240,9 @@ def session_record(
         "tools": tools,
         "messages": messages,
     }
+    if output is not None:
+        record["output"] = output
+    return record
 
 
 def model_call(
@@ -302,10 +324,11 @@ def iteration_record(
     subcalls: list[SubcallRecord],
     final: SubmissionRecord | None,
     duration: float,
+    invalid: InvalidAnswer | None = None,
 ) -> IterationRecord:
     """One executed step: ``code`` is what ran (a person's edit, or the model's ``blocks``), and
     ``assistant`` / ``observation`` the turn it adds to the history."""
-    return {
+    record: IterationRecord = {
         "type": "iteration",
         "iteration": iteration,
         "started": now(),
@@ -324,6 +347,9 @@ def iteration_record(
         "subcalls": subcalls,
         "final": final,
     }
+    if invalid is not None:
+        record["invalid"] = invalid
+    return record
 
 
 def rewind_record(to_iteration: int) -> RewindRecord:
@@ -401,9 +427,12 @@ def final_record(
     usage: dict[str, Any],
     duration: float,
     error: dict[str, Any] | None,
+    typed: bool = False,
+    value: Any = None,
 ) -> FinalRecord:
-    """How the current question ended."""
-    return {
+    """How the current question ended; a typed session's record also has the answer's ``value``
+    as JSON data."""
+    record: FinalRecord = {
         "type": "final",
         "answer": answer,
         "reason": reason,
@@ -414,6 +443,9 @@ def final_record(
         "finished": now(),
         "error": error,
     }
+    if typed:
+        record["value"] = value
+    return record
 
 
 def context_summary(session: Mapping[str, Any]) -> str:

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+from ._answers import INVALID_ANSWER, Verdict, judge, typed_text
 from ._config import RLM
 from ._context import ContextInfo, context_value, describe_context, load_context
 from ._endings import (
@@ -47,11 +48,13 @@ from ._guards import judge_after_run, stop_before_run
 from ._history import History
 from ._iteration import BlockRunner, Outcome
 from ._namespace import Helpers, normalize_tools, weakly
+from ._output import OutputSpec, output_spec, spec_from_record
 from ._preamble import preamble
 from ._prompts import extract_code, follow_up_text
 from ._records import Proposal, Result, render_output, step_record
 from ._schema import (
     GuardRecord,
+    InvalidAnswer,
     IterationRecord,
     Record,
     SessionRecord,
@@ -78,7 +81,11 @@ class Session:
     ``Session(question, context, *, config=None, client=None, sub_client=None, namespace=None,
     executor=None, tools=None)``: ``config`` defaults to the environment, ``client`` to an
     ``OpenAIClient`` built from it, ``sub_client`` to ``client``; the code runs in ``namespace`` (a
-    private dict by default) through ``executor`` (from ``RLM.executor`` by default).
+    private dict by default) through ``executor`` (from ``RLM.executor`` by default). ``output``
+    asks for a typed answer (a pydantic model, a ``TypedDict``, a JSON schema dict or a type such as
+    ``int``; ``_output``): the model is told its shape, a submission is validated, one that does not
+    match goes back to the model with the validator's message (``RLM.output_repairs`` times), and
+    ``value`` is the validated object.
     """
 
     _tree: SessionTree
@@ -94,6 +101,7 @@ class Session:
         namespace: MutableMapping[str, Any] | None = None,
         executor: Executor | None = None,
         tools: Tools = None,
+        output: object = None,
         _tree: SessionTree | None = None,
         _depth: int = 0,
         _parent_call: str | None = None,
@@ -115,6 +123,10 @@ class Session:
         self.context_info: ContextInfo = describe_context(self.context)
         self.state: StateName = "idle"
         self.answer: str | None = None
+        self.value: Any = None  # a typed answer's validated object
+        if output is None and _restore is not None and "output" in _restore.session:
+            output = spec_from_record(_restore.session["output"])  # re-enacted as recorded
+        self.output: OutputSpec | None = None if output is None else output_spec(output)
         self.reason = ""
         self.message = ""
         self.error: RLMError | None = None
@@ -157,6 +169,7 @@ class Session:
                 depth=_depth,
                 tools=self._helpers.specs,
                 executor_note=executor_note(self.executor),
+                output=self.output,
             )
         )
         # A session made by a ``Reenactment`` re-enacts a recorded one (rlm_kernel.resume): its records
@@ -302,16 +315,21 @@ class Session:
                 "Resuming runs it again; executing edited code runs that instead."
             )
             return {"type": "interrupted", "iteration": proposal.iteration}
-        guard = None if edited else self._guard_after_run(proposal, blocks, outcome)
+        verdict = self._judge_answer(outcome)
+        invalid = verdict.invalid if verdict else None
+        guard = None if edited or invalid else self._guard_after_run(proposal, blocks, outcome)
         if guard is not None and guard["action"] != "stopped":
             outcome.notes.append(guard["note"])
-        record = self._commit(proposal, blocks, edited, outcome, started)
+        record = self._commit(proposal, blocks, edited, outcome, started, invalid)
         self._pending = None
         if guard is not None:
             self._guarded(guard)
         if outcome.submission is not None:
             submission = outcome.submission
-            self._end(Ending(submission.value, "final", f"Answered by {submission.source}"))
+            text, value = (verdict.text, verdict.value) if verdict else (submission.value, None)
+            self._end(Ending(text, "final", f"Answered by {submission.source}", value=value))
+        elif verdict is not None and verdict.ends:
+            self._end(Ending(verdict.text, INVALID_ANSWER, verdict.message))
         elif guard is not None and guard["action"] == "stopped":
             self._end_loop(guard)
         else:
@@ -459,6 +477,7 @@ class Session:
             usage=self.usage,
             error=self.error,
             path=self.path,
+            value=self.value,
         )
 
     @property
@@ -474,6 +493,7 @@ class Session:
         edited: bool,
         outcome: Outcome,
         started: float,
+        invalid: InvalidAnswer | None = None,
     ) -> IterationRecord:
         record = step_record(
             proposal,
@@ -486,11 +506,32 @@ class Session:
             redactor=self._tree.redactor,
             subcalls=self._engine.take_records(),
             ran_for=time.perf_counter() - started,
+            invalid=invalid,
         )
         self._apply(record)
         # Listeners (front ends, below the records layer) read the record as a plain dict.
         self._emit(IterationFinished(self.id, self.depth, proposal.iteration, cast(Any, record)))
         return record
+
+    def _judge_answer(self, outcome: Outcome) -> Verdict | None:
+        """A typed answer is validated (``_answers.judge``); one that does not match is withdrawn,
+        and the model is told why in the step's observation."""
+        if self.output is None or outcome.submission is None:
+            return None
+        verdict = judge(
+            self.output,
+            outcome.submission,
+            earlier=self.trajectory.iterations[self._question_start :],
+            repairs=self.config.output_repairs,
+            redactor=self._tree.redactor,
+        )
+        if verdict.invalid is not None:
+            outcome.submission = None
+            if verdict.note:
+                outcome.notes.append(verdict.note)
+            self._slot.clear()
+            self._helpers.reset_answer(self.executor.namespace)
+        return verdict
 
     # --- guards (``_guards``: they judge from the records; the session applies what they say) -----------
     def _stopped_by_loop_guard(self, proposal: Proposal) -> GuardRecord | None:
@@ -559,6 +600,10 @@ class Session:
     def _end(self, ending: Ending, *, state: StateName = "done") -> None:
         """Finish the current question as ``ending`` says: the final record, then the state."""
         self.answer, self.reason, self.message = ending.answer, ending.reason, ending.message
+        self.value = ending.value
+        typed = self._typed_text(ending)
+        if typed is not None:
+            self.value, self.answer = typed
         if ending.error is not None:
             self.error = ending.error
         self._pending = None
@@ -572,6 +617,9 @@ class Session:
                     usage=self.usage.to_dict(),
                     duration=time.monotonic() - self._started,
                     error=self.error.to_dict() if self.error else None,
+                    typed=self.output is not None,
+                    # Scrubbed where it is written, as every record is.
+                    value=None if self.output is None else self.output.to_jsonable(self.value),
                 )
             )
         finally:  # ended even when the record cannot be written
@@ -621,9 +669,19 @@ class Session:
         return answer, child.trajectory.to_dict(), child.usage
 
     # --- plumbing ---------------------------------------------------------------------------------------
+    def _typed_text(self, ending: Ending) -> tuple[Any, str] | None:
+        """An answer given as text in a typed session (at a limit, in baseline mode, as recorded):
+        its value and text when it matches the spec."""
+        if self.output is None or ending.value is not None or ending.answer is None:
+            return None
+        if ending.reason == INVALID_ANSWER:
+            return None
+        return typed_text(self.output, ending.answer)
+
     def _clear_answer(self) -> None:
         """The current question is open again (a follow-up, a rewind): no answer, no stop."""
         self.answer, self.reason, self.message, self.error = None, "", "", None
+        self.value = None
         self._slot.clear()
         self._helpers.reset_answer(self.executor.namespace)
         self._stop.clear()
@@ -640,6 +698,7 @@ class Session:
             endpoint=self._tree.client.endpoint,
             tools=[s.__dict__ for s in self._helpers.specs],
             messages=list(self.history.preamble),
+            output=self.output.describe() if self.output is not None else None,
         )
 
     def _apply(self, record: Record) -> None:

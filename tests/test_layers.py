@@ -52,6 +52,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_prompts_rlms",
             "_final",
             "_output",
+            "_answers",
             "_namespace",
             "_subcalls",
             "_subtools",

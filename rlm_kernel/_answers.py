@@ -1,0 +1,81 @@
+"""Judging a typed answer (``output=``): a submission checked against the session's ``OutputSpec``.
+
+A pure function of the submission, the spec and the records: it returns a ``Verdict`` and changes
+nothing; the session applies it. An answer that matches is the validated object and its text. One
+that does not is not accepted: the validator's message goes back to the model as a note of the step's
+observation and is recorded in the iteration (``invalid``), and once more answers failed than
+``RLM.output_repairs`` allows, the run ends (reason ``invalid_answer``) with the last one kept as text.
+The count is read from the records that stand for the current question, so a rewind, a replay and a
+recovery count the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ._final import Submission
+from ._output import Accepted, OutputSpec
+from ._prompts import invalid_answer_note, invalid_answer_reason
+from ._schema import InvalidAnswer, IterationRecord
+from ._secrets import Redactor
+
+INVALID_ANSWER = "invalid_answer"  # the final reason when no answer matched
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``value``/``text``: the validated answer (``invalid`` None); otherwise ``invalid`` is the
+    record of the failure, ``note`` what the model is told, and ``ends`` whether the run ends with
+    ``text`` (the candidate) and ``message`` (why)."""
+
+    value: Any = None
+    text: str | None = None
+    invalid: InvalidAnswer | None = None
+    note: str = ""
+    ends: bool = False
+    message: str = ""
+
+
+def judge(
+    spec: OutputSpec,
+    submission: Submission,
+    *,
+    earlier: Iterable[IterationRecord],
+    repairs: int,
+    redactor: Redactor,
+) -> Verdict:
+    """Check ``submission`` against ``spec``; ``earlier`` are the standing iterations of the current
+    question before this one, whose failures count toward ``repairs``."""
+    if submission.source == "prose" or submission.raw is None:
+        candidate: object = submission.value  # a text: validated as such, or as the JSON in it
+    else:
+        candidate = submission.raw
+    checked = spec.validate(candidate, fields=submission.fields)
+    if isinstance(checked, Accepted):
+        return Verdict(value=checked.value, text=redactor.scrub(spec.text(checked.value)))
+    failures = 1 + sum(1 for record in earlier if record.get("invalid"))
+    invalid: InvalidAnswer = {
+        "value": submission.value,
+        "source": submission.source,
+        "message": redactor.scrub(checked.message),
+    }
+    if failures > repairs:
+        return Verdict(
+            text=submission.value,
+            invalid=invalid,
+            ends=True,
+            message=invalid_answer_reason(spec.name, repairs, invalid["message"]),
+        )
+    note = invalid_answer_note(spec.name, invalid["message"], attempts=repairs - failures + 1)
+    return Verdict(invalid=invalid, note=note)
+
+
+def typed_text(spec: OutputSpec, text: str) -> tuple[Any, str] | None:
+    """An answer given as text without a submission (the best-answer call at a limit, baseline
+    mode, a recorded ending): its validated object and text when it matches, else None."""
+    checked = spec.validate(text)
+    if isinstance(checked, Accepted):
+        return checked.value, spec.text(checked.value)
+    return None

@@ -1,0 +1,227 @@
+"""Typed answers (``output=``, issue 16 item 1) end to end against the loopback ScriptedServer: the
+model is told the shape, a submission is validated, a failure goes back with the validator's message
+and is recorded, the repair limit ends the run as ``invalid_answer``, and a typed run replays."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from typing_extensions import TypedDict
+
+import rlm_kernel
+from rlm_kernel import RLM, Session, Trajectory
+from rlm_kernel._replay import replay_session
+from rlm_kernel.testing import ScriptedServer, fence, settings
+
+
+class Incident(BaseModel):
+    service: str
+    cause: str
+    minutes: int
+
+
+class Person(TypedDict):
+    name: str
+    year: int
+
+
+CONTEXT = "2024-03-01 checkout down 42 minutes: expired TLS certificate\n" * 20
+LOOK = fence("print(P[:80])")
+
+
+def typed_run(server: ScriptedServer, output: object, **overrides: Any) -> rlm_kernel.Result:
+    return rlm_kernel.run("What broke?", CONTEXT, output=output, **settings(server, **overrides))
+
+
+def test_the_model_is_told_the_shape_in_its_system_prompt(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    answer = 'FINAL({"service": "checkout", "cause": "expired TLS certificate", "minutes": 42})'
+    server = serve({"root": [LOOK, fence(answer)]})
+    result = typed_run(server, Incident)
+    system = server.requests[0].messages[0]["content"]
+    assert "The final answer must be a value of type Incident, matching this JSON schema:" in system
+    assert '"minutes":{"type":"integer"}' in system
+    assert "SUBMIT(field=..., ...)" in system
+    assert result.ok
+    assert result.value == Incident(service="checkout", cause="expired TLS certificate", minutes=42)
+    assert json.loads(result.answer or "") == result.value.model_dump()
+    session_record = result.trajectory.session
+    assert session_record["output"]["kind"] == "model"
+    assert session_record["output"]["schema"] == Incident.model_json_schema()
+    final = result.trajectory.records[-1]
+    assert final["type"] == "final"
+    assert final["value"] == {
+        "service": "checkout",
+        "cause": "expired TLS certificate",
+        "minutes": 42,
+    }
+
+
+def test_a_failed_validation_goes_back_to_the_model_and_its_repair_is_accepted(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    bad = 'SUBMIT(service="checkout", cause="expired TLS certificate", minutes="about 40")'
+    good = 'SUBMIT(service="checkout", cause="expired TLS certificate", minutes=42)'
+    server = serve({"root": [LOOK, fence(bad), fence(good)]})
+    result = typed_run(server, Incident)
+    assert result.ok
+    assert result.value.minutes == 42
+    # The third request carries the validator's message as the observation of step 2.
+    told = server.requests[2].messages[-1]["content"]
+    assert "Your answer does not match the expected shape (Incident)" in told
+    assert (
+        "minutes\n  Input should be a valid integer, unable to parse string as an integer" in told
+    )
+    assert "2 more attempts to submit a valid answer" in told
+    steps = result.trajectory.iterations
+    assert "invalid" not in steps[0]
+    assert steps[1]["final"] is None
+    assert steps[1]["invalid"]["source"] == "SUBMIT"
+    assert "valid integer" in steps[1]["invalid"]["message"]
+    assert "invalid" not in steps[2]
+    assert steps[2]["final"] is not None
+
+
+def test_the_repair_limit_ends_the_run_as_invalid_answer_with_the_last_candidate(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve(
+        {"root": [LOOK, fence("FINAL('checkout, cert')"), fence("FINAL('still prose')")]}
+    )
+    result = typed_run(server, Incident, output_repairs=1)
+    assert result.reason == "invalid_answer"
+    assert not result.ok
+    assert result.value is None
+    assert result.answer == "still prose"  # the last candidate, kept as text
+    assert "did not match Incident" in result.message
+    assert "RLM.output_repairs" in result.message
+    assert len(server.requests) == 3  # no further call once the limit is reached
+    told = server.requests[2].messages[-1]["content"]
+    assert "1 more attempt to submit a valid answer" in told
+    assert "The answer was text, and not JSON either" in told
+    final = result.trajectory.records[-1]
+    assert (final["reason"], final["answer"], final["value"]) == (
+        "invalid_answer",
+        "still prose",
+        None,
+    )
+    assert [bool(it.get("invalid")) for it in result.trajectory.iterations] == [False, True, True]
+
+
+@pytest.mark.parametrize(
+    ("output", "submit", "value", "answer"),
+    [
+        (int, "FINAL(len(P) // len(P) * 42)", 42, "42"),
+        (list[str], "FINAL_VAR('words')", ["checkout", "TLS"], '["checkout", "TLS"]'),
+        (
+            dict[str, float],
+            'answer["content"] = {"checkout": 42}; answer["ready"] = True',
+            {"checkout": 42.0},
+            '{"checkout": 42.0}',
+        ),
+        (
+            Person,
+            "SUBMIT(name='Ada', year='1815')",
+            {"name": "Ada", "year": 1815},
+            '{"name": "Ada", "year": 1815}',
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"minutes": {"type": "integer"}},
+                "required": ["minutes"],
+            },
+            "FINAL('{\"minutes\": 42}')",
+            {"minutes": 42},
+            '{"minutes": 42}',
+        ),
+        (str, "FINAL('checkout')", "checkout", "checkout"),
+    ],
+    ids=["int", "list", "dict", "typeddict", "json-schema", "str"],
+)
+def test_each_kind_of_spec_through_run(
+    serve: Callable[..., ScriptedServer], output: object, submit: str, value: Any, answer: str
+) -> None:
+    first = fence("words = ['checkout', 'TLS']\nprint(P[:40])")
+    server = serve({"root": [first, fence(submit)]})
+    result = typed_run(server, output)
+    assert (result.reason, result.value, result.answer) == ("final", value, answer)
+
+
+def test_an_answer_at_a_limit_is_typed_when_it_matches(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve({"root": [LOOK, "[3, 4]"]})
+    result = typed_run(server, list[int], max_iterations=1)
+    assert result.reason == "max_iterations"
+    assert (result.value, result.answer) == ([3, 4], "[3, 4]")
+
+
+def test_an_unusable_spec_is_a_config_error_before_any_call(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve({"root": [LOOK]})
+    with pytest.raises(rlm_kernel.ConfigError, match="is not a type or a JSON schema"):
+        typed_run(server, "Incident")
+    assert server.requests == []
+
+
+def test_a_rewind_forgets_failures_of_the_steps_it_supersedes(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve({"root": [LOOK, fence("FINAL('x')")]})
+    session = Session(
+        "q", CONTEXT, config=RLM().with_overrides(settings(server, output_repairs=0)), output=int
+    )
+    session.step()
+    session.step()  # no repair allowed: the run ends
+    assert session.reason == "invalid_answer"
+    session.rewind(2)
+    session.execute("FINAL('7')")  # a person's edit is validated too
+    assert (session.reason, session.value, session.answer) == ("final", 7, "7")
+
+
+def test_a_typed_run_replays_offline(serve: Callable[..., ScriptedServer], tmp_path: Path) -> None:
+    bad = 'FINAL({"service": "checkout", "cause": "cert"})'
+    good = 'FINAL({"service": "checkout", "cause": "cert", "minutes": 42})'
+    server = serve({"root": [LOOK, fence(bad), fence(good)]})
+    recorded = typed_run(server, Incident)
+    path = tmp_path / "typed.jsonl"
+    recorded.trajectory.save(path)
+    server.stop()
+    recording = Trajectory.load(path)
+    # Without the class: the recorded schema validates, the value is plain JSON data.
+    plain = replay_session(recording, None, CONTEXT).run()
+    assert (plain.reason, plain.answer) == ("final", recorded.answer)
+    assert plain.value == {"service": "checkout", "cause": "cert", "minutes": 42}
+    # The recorded schema judges by jsonschema, so its words differ from pydantic's; the step fails.
+    assert (
+        "'minutes' is a required property" in plain.trajectory.iterations[1]["invalid"]["message"]
+    )
+    # With it: the value is an instance again.
+    again = replay_session(recording, None, CONTEXT, output=Incident).run()
+    assert again.value == recorded.value
+    assert again.trajectory.iterations[1]["invalid"] == recorded.trajectory.iterations[1]["invalid"]
+
+
+def test_an_untyped_trajectory_loads_and_replays_as_before(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    server = serve({"root": [LOOK, fence("FINAL('checkout')")]})
+    result = rlm_kernel.run("What broke?", CONTEXT, **settings(server))
+    records = result.trajectory.records
+    assert "output" not in records[0]
+    assert all("invalid" not in r for r in records if r["type"] == "iteration")
+    assert "value" not in records[-1]
+    assert result.value is None
+    path = tmp_path / "plain.json"
+    result.trajectory.save(path)
+    server.stop()
+    again = replay_session(Trajectory.load(path), None, CONTEXT).run()
+    assert (again.answer, again.value) == ("checkout", None)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from . import _stdjson as json
-from .errors import ConfigError
+from .errors import ConfigError, ToolArgumentsError
 from .models import Completion, Message
 
 # What chat-completions endpoints accept as a function's name.
@@ -147,10 +147,6 @@ def python_tool(fn: Callable[..., Any], name: str | None = None) -> SubTool:
         return result_text(value)
 
     return SubTool(name, inspect.getdoc(fn) or "", parameters, run)
-
-
-class ToolArgumentsError(Exception):
-    """The model's arguments do not fit the tool's schema (the message says how)."""
 
 
 def _validation_text(exc: Any) -> str:
@@ -285,7 +281,7 @@ async def _run_call(
         result = scrub(await _call(tools, name, arguments))
         error = None
     except ToolArgumentsError as exc:
-        error = str(exc)
+        error = exc.what
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the tool's own failure: the model reads it and may try again

@@ -47,6 +47,8 @@ __all__ = [
     "ContextMismatchWarning",
     "CostUnknownWarning",
     "IterationTimeout",
+    "MCPServerError",
+    "MCPToolError",
     "ModelAuthError",
     "ModelConnectionError",
     "ModelError",
@@ -61,6 +63,7 @@ __all__ = [
     "ReplayMissError",
     "SandboxToolWarning",
     "SessionStateError",
+    "ToolArgumentsError",
     "TrajectoryError",
 ]
 
@@ -171,6 +174,22 @@ class ModelNotFoundError(ModelResponseError):
 
     ``details["offered"]`` holds what its ``GET /models`` lists, when that answered.
     """
+
+
+class MCPServerError(RLMError):
+    """An MCP server given as a tool (``rlm_kernel.MCPServer``) could not be started or listed: the
+    message names its command or URL and ends with what it printed on stderr.
+    ``details["server"]`` holds the command line or URL."""
+
+
+class MCPToolError(RLMError):
+    """An MCP server's tool answered with an error (the message is its text). The model's code gets
+    it raised from the tool's function (``tools=``); a sub-model gets it as the tool's result."""
+
+
+class ToolArgumentsError(RLMError):
+    """A sub-model called a tool (``sub_tools=``) that does not exist, or with arguments that do not
+    fit its schema. Never raised into the model's code: the sub-model reads it as the tool's result."""
 
 
 class ProtocolError(RLMError, ValueError):

@@ -55,6 +55,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_answers",
             "_namespace",
             "_subcalls",
+            "_mcp",
+            "_subcalls",
             "_subtools",
             "_history",
             "_trajectory",

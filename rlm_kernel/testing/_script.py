@@ -83,6 +83,7 @@ class ToolUse:
     id: str | None = None
 
     def to_dict(self, index: int) -> dict[str, Any]:
+        """The chat-completions form of the call, the ``index``-th of its reply."""
         arguments = self.arguments
         text = arguments if isinstance(arguments, str) else json.dumps(dict(arguments))
         return {

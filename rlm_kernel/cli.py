@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import sys
 import tempfile
@@ -77,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RECORDING",
         help="serve every model answer from a recorded trajectory (.jsonl/.json) instead of a model: "
         "the code runs again for real, offline, with no API key",
+    )
+    run.add_argument(
+        "--output",
+        metavar="SCHEMA",
+        help="a JSON schema file: the answer must match it (validated, sent back to the model "
+        "with the validator's message up to RLM.output_repairs times) and is printed as JSON",
     )
     _add_export(run)
     run.add_argument("--quiet", action="store_true", help="no progress line")
@@ -290,9 +297,10 @@ def _check_export(path: str | None) -> None:
 def _run(args: argparse.Namespace) -> int:
     _check_export(args.export)
     context: object = sys.stdin.read() if args.path == "-" else _existing(args.path)
+    output = _schema_file(args.output) if args.output else None
     if args.replay:
         session = replay_session(
-            Trajectory.load(args.replay), args.question, context, _overrides(args)
+            Trajectory.load(args.replay), args.question, context, _overrides(args), output=output
         )
     else:
         config = RLM().with_overrides(_overrides(args))
@@ -302,8 +310,31 @@ def _run(args: argparse.Namespace) -> int:
                 fix="Pass --model NAME, or set RLM_MODEL in the environment or ./.env",
                 setting="RLM.model",
             )
-        session = Session(args.question, context, config=config)
+        session = Session(args.question, context, config=config, output=output)
     return _drive(session, args)
+
+
+def _schema_file(path: str) -> dict[str, Any]:
+    """``--output``: the JSON schema in the file (checked as a schema when the session is made)."""
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot read the --output schema {path}: {exc.strerror or exc}",
+            fix="Name a JSON schema file that exists",
+        ) from exc
+    except ValueError as exc:
+        raise ConfigError(
+            f"--output {path} is not JSON: {exc}",
+            fix="Give a JSON schema file, such as "
+            '{"type": "object", "properties": {"name": {"type": "string"}}}',
+        ) from exc
+    if not isinstance(schema, dict):
+        raise ConfigError(
+            f"--output {path} holds a {type(schema).__name__}, not a JSON schema object",
+            fix='A JSON schema is an object, such as {"type": "array", "items": {"type": "string"}}',
+        )
+    return schema
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -5,6 +5,9 @@ and is recorded, the repair limit ends the run as ``invalid_answer``, and a type
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -225,3 +228,65 @@ def test_an_untyped_trajectory_loads_and_replays_as_before(
     server.stop()
     again = replay_session(Trajectory.load(path), None, CONTEXT).run()
     assert (again.answer, again.value) == ("checkout", None)
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    return subprocess.run(
+        [sys.executable, "-m", "rlm_kernel.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_cli_validates_against_a_schema_file_and_prints_json(
+    serve: Callable[..., ScriptedServer], isolated_env: Path
+) -> None:
+    (isolated_env / "ctx.txt").write_text(CONTEXT)
+    schema = {
+        "type": "object",
+        "properties": {"service": {"type": "string"}, "minutes": {"type": "integer"}},
+        "required": ["service", "minutes"],
+    }
+    (isolated_env / "incident.json").write_text(json.dumps(schema))
+    steps = [
+        LOOK,
+        fence("SUBMIT(service='checkout')"),
+        fence("SUBMIT(service='checkout', minutes=42)"),
+    ]
+    server = serve({"root": steps})
+    done = cli(
+        "run", "What broke?", "ctx.txt", "--model", "root", "--base-url", server.base_url,
+        "--output", "incident.json", "--export", "out.json", cwd=isolated_env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"service": "checkout", "minutes": 42}
+    assert "'minutes' is a required property" in server.requests[2].messages[-1]["content"]
+    exported = Trajectory.load(isolated_env / "out.json")
+    assert exported.session["output"]["schema"] == schema
+    # The repair limit: no answer (exit 1), the reason said, the last candidate printed.
+    server = serve({"root": [LOOK, fence("SUBMIT(service='checkout')")]})
+    done = cli(
+        "run", "What broke?", "ctx.txt", "--model", "root", "--base-url", server.base_url,
+        "--output", "incident.json", "--set", "output_repairs=0", cwd=isolated_env,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "invalid_answer" in done.stderr
+    assert "did not match the JSON schema" in done.stderr
+    assert done.stdout.strip() == "checkout"
+    # A schema file that is not there, or not JSON, is a usage problem of its own (exit 3).
+    (isolated_env / "bad.json").write_text("{not json")
+    for name, said in (
+        ("missing.json", "Cannot read the --output schema"),
+        ("bad.json", "is not JSON"),
+    ):
+        done = cli(
+            "run", "q", "ctx.txt", "--model", "root", "--base-url", server.base_url,
+            "--output", name, cwd=isolated_env,
+        )  # fmt: skip
+        assert done.returncode == 3, done.stderr
+        assert said in done.stderr

@@ -35,6 +35,33 @@ class ModelCall(TypedDict):
     cached: bool
 
 
+class ToolCallRecord(TypedDict):
+    """One tool call of a sub-call (``sub_tools=``): the arguments as the model wrote them (JSON
+    text), and either ``result`` (the text the model got back) or ``error`` (what it got back
+    instead, after ``Error: ``); ``duration`` in seconds."""
+
+    id: str
+    name: str
+    arguments: str
+    result: str | None
+    error: str | None
+    duration: float
+
+
+class ToolTurnRecord(TypedDict):
+    """One model call of a sub-call's tool loop: what replay serves again (``request_key``, ``text``,
+    ``finish_reason``, and the ``calls`` it asked for), its cost, and the calls' outcomes."""
+
+    request_key: str
+    model: str
+    text: str
+    finish_reason: str | None
+    usage: dict[str, Any]
+    latency: float
+    cached: bool
+    calls: list[ToolCallRecord]
+
+
 class SubcallRecord(TypedDict):
     """One ``llm_query`` / ``llm_batch`` item / ``rlm_query`` made by a step's code."""
 
@@ -53,6 +80,12 @@ class SubcallRecord(TypedDict):
     request_key: str | None
     batch: dict[str, Any] | None
     child: dict[str, Any] | None
+    # A sub-call with tools (``sub_tools=``): every model call of its tool loop, in order, with the
+    # tools each asked for; ``request_key`` is the first one's, ``response`` the last one's text and
+    # ``usage`` their sum. ``tool_limit``: RLM.sub_tool_turns cut the loop. Only in such sub-calls,
+    # so older files and sub-calls without tools lack both.
+    tool_turns: NotRequired[list[ToolTurnRecord]]
+    tool_limit: NotRequired[bool]
 
 
 class SessionRecord(TypedDict):
@@ -75,6 +108,9 @@ class SessionRecord(TypedDict):
     # A typed answer's spec (``output=``): kind, name and JSON schema (``OutputSpec.describe``).
     # Only in sessions with one, so older files and untyped sessions lack it.
     output: NotRequired[dict[str, Any]]
+    # The tools sub-calls were offered (``sub_tools=``): name, description, JSON-schema parameters
+    # and source (``python``, ``mcp:<server>``), as sent. Only in sessions with some.
+    sub_tools: NotRequired[list[dict[str, Any]]]
 
 
 class InvalidAnswer(TypedDict):
@@ -222,6 +258,7 @@ def session_record(
     tools: list[dict[str, str]],
     messages: list[Message],
     output: dict[str, Any] | None = None,
+    sub_tools: list[dict[str, Any]] | None = None,
 ) -> SessionRecord:
     """The first record of a session (of this rlm_kernel version, in this schema version)."""
     record: SessionRecord = {
@@ -242,6 +279,8 @@ def session_record(
     }
     if output is not None:
         record["output"] = output
+    if sub_tools:
+        record["sub_tools"] = sub_tools
     return record
 
 

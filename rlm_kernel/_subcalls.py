@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, cast
 from . import _aio
 from . import _stdjson as json
 from ._events import Emitter, SubcallFinished, SubcallStarted
-from ._schema import SubcallRecord, subcall_record
+from ._schema import SubcallRecord, ToolTurnRecord, subcall_record
 from ._secrets import Redactor, redact_kwargs
+from ._subtools import SubTool, cut_marker, tool_loop
 from .errors import CostUnknownWarning, RLMError
 from .models import (
     Completion,
@@ -31,6 +32,7 @@ from .models import (
     UsageSummary,
     call_deadline,
     request_key,
+    tool_key,
 )
 
 if TYPE_CHECKING:
@@ -177,6 +179,7 @@ class SubcallEngine:
         emitter: Emitter,
         redactor: Redactor,
         child_runner: ChildRunner | None,
+        sub_tools: Sequence[SubTool] = (),
     ) -> None:
         self.session_id = session_id
         self.depth = depth
@@ -188,6 +191,8 @@ class SubcallEngine:
         self.redactor = redactor
         self.usage = UsageSummary()
         self._child_runner = child_runner
+        # Tools llm_query / llm_batch calls may call (``_subtools``): each such call is a tool loop.
+        self.sub_tools = list(sub_tools)
         self._records: list[SubcallRecord] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -280,6 +285,8 @@ class SubcallEngine:
         key = request_key(model, messages)
         record = self._start(kind, model, prompt, key, batch)
         started = time.perf_counter()
+        if self.sub_tools and kind != "rlm_query":
+            return await self._with_tools(messages, model, record, started)
         try:
             completion = await self._complete(messages, model)
         except RLMError as exc:
@@ -294,6 +301,47 @@ class SubcallEngine:
             record["usage"] = completion.usage.to_dict()
             record["cached"] = completion.cached
             record["model"] = completion.model
+        return self._end(record, started)
+
+    async def _with_tools(
+        self, messages: list[Message], model: str, record: SubcallRecord, started: float
+    ) -> str:
+        """A sub-call with tools: the tool loop, each of its model calls charged and bounded like
+        any sub-call's (one slot of RLM.max_subcalls for the whole loop), every turn recorded."""
+        turns: list[ToolTurnRecord] = []
+        record["tool_turns"] = turns
+
+        async def complete(
+            sent: list[Message], schemas: list[dict[str, Any]] | None
+        ) -> tuple[Completion, str]:
+            completion = await self._complete(sent, model, tools=schemas, first=not turns)
+            key = request_key(model, sent) if schemas is None else tool_key(model, sent, schemas)
+            return completion, key
+
+        turn_limit = self.config.sub_tool_turns
+        try:
+            loop = await tool_loop(
+                complete, messages, self.sub_tools, turn_limit, self.redactor.scrub, turns
+            )
+        except RLMError as exc:
+            record["error"] = str(exc)
+        except asyncio.CancelledError:
+            record["error"] = "interrupted"
+            self._end(record, started)
+            raise
+        else:
+            response = loop.completion.text
+            if loop.cut:
+                record["tool_limit"] = True
+                response += cut_marker(turn_limit)
+            record["response"] = response
+            record["model"] = loop.completion.model
+        if turns:
+            record["request_key"] = turns[0]["request_key"]
+            total = Usage()
+            for turn in turns:
+                total = total + Usage.from_dict(turn["usage"])
+            record["usage"] = total.to_dict()
         return self._end(record, started)
 
     def _start(
@@ -318,10 +366,22 @@ class SubcallEngine:
         )
         return f"Error: {record['error']}" if record["error"] else str(record["response"])
 
-    async def _complete(self, messages: list[Message], model: str) -> Completion:
-        limit = self._limit_error()
+    async def _complete(
+        self,
+        messages: list[Message],
+        model: str,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        first: bool = True,
+    ) -> Completion:
+        """One model call of a sub-call: budgets checked, the cache asked, a concurrency slot held.
+        A tool loop's calls (``first``: its opening one, which takes the sub-call's slot of
+        RLM.max_subcalls) skip the cache: the tools' answers may differ from one run to the next."""
+        limit = self._limit_error() if first else self._exhausted()
         if limit is not None:
             raise limit
+        if tools is not None or not first:
+            return await self._call(messages, model, tools)
         # The replay key names model and messages; a cached answer must also match where it came
         # from and the sampling settings.
         cfg = self.config
@@ -339,6 +399,14 @@ class SubcallEngine:
         cached = self.cache.get(key)
         if cached is not None:
             return Completion(cached.text, cached.model, Usage(), 0.0, cached.finish_reason, True)
+        completion = await self._call(messages, model, None)
+        self.cache.put(key, completion)
+        return completion
+
+    async def _call(
+        self, messages: list[Message], model: str, tools: list[dict[str, Any]] | None
+    ) -> Completion:
+        """The call itself, in a concurrency slot, cut at wall_timeout, charged to the budget."""
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(max(1, self.config.subcall_concurrency))
         async with self._semaphore:
@@ -351,13 +419,17 @@ class SubcallEngine:
             try:
                 # Cut when the session's wall_timeout runs out, if it is still in flight then.
                 with call_deadline(self.budget.wall_deadline()):
-                    completion = await self.client.acomplete(messages, model=model)
+                    if tools is None:
+                        completion = await self.client.acomplete(messages, model=model)
+                    else:  # the session checked that the client takes tools (takes_tools)
+                        completion = await self.client.acomplete(  # type: ignore[call-arg]
+                            messages, model=model, tools=tools
+                        )
             finally:
                 with self._lock:
                     self._in_flight -= 1
         self.usage.add(completion.model, completion.usage)
         self.budget.charge(completion.usage, completion.model)
-        self.cache.put(key, completion)
         return completion
 
     def _limit_error(self) -> RLMError | None:

@@ -19,41 +19,15 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
 from . import _stdjson as json
+from ._schema import ToolCallRecord, ToolTurnRecord
 from .errors import ConfigError, ToolArgumentsError
 from .models import Completion, Message
 
 # What chat-completions endpoints accept as a function's name.
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-class ToolCallRecord(TypedDict):
-    """One tool call of a sub-call: the arguments as the model wrote them (JSON text), and either
-    ``result`` (the text the model got back) or ``error`` (what it got back instead, after
-    ``Error: ``); ``duration`` in seconds."""
-
-    id: str
-    name: str
-    arguments: str
-    result: str | None
-    error: str | None
-    duration: float
-
-
-class ToolTurnRecord(TypedDict):
-    """One model call of a sub-call's tool loop: what replay serves again (``request_key``, ``text``,
-    ``finish_reason``, and the ``calls`` it asked for), its cost, and the calls' outcomes."""
-
-    request_key: str
-    model: str
-    text: str
-    finish_reason: str | None
-    usage: dict[str, Any]
-    latency: float
-    cached: bool
-    calls: list[ToolCallRecord]
 
 
 @dataclass(frozen=True)
@@ -223,14 +197,16 @@ async def tool_loop(
     tools: Sequence[SubTool],
     max_turns: int,
     scrub: Callable[[str], str] = lambda text: text,
+    turns: list[ToolTurnRecord] | None = None,
 ) -> LoopResult:
     """Ask with ``tools`` until the model answers without calling one, running each call it asks for
     and sending the results back, for at most ``max_turns`` rounds of calls; then one last call
-    without tools, told why. ``scrub`` cleans a tool's result before the model reads it (secrets)."""
+    without tools, told why. ``scrub`` cleans a tool's result before the model reads it (secrets).
+    Each turn is appended to ``turns`` as it happens, so a loop a failed call ends keeps them."""
     by_name = {tool.name: tool for tool in tools}
     schemas = [tool.schema() for tool in tools]
     conversation = list(messages)
-    turns: list[ToolTurnRecord] = []
+    turns = [] if turns is None else turns
     for _ in range(max_turns):
         completion, key = await complete(conversation, schemas)
         turn = _turn(completion, key)

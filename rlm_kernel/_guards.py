@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from . import _astparse
 from ._prompts import (
     UNPARSABLE,
     loop_stop_reason,
@@ -50,7 +51,7 @@ class Repeat:
 def normalised(code: str) -> str:
     """The code as Python reads it: comments, blank lines, layout and quote style do not count."""
     try:
-        return ast.unparse(ast.parse(code))
+        return ast.unparse(_astparse.parse(code))
     except UNPARSABLE:  # unparse recurses too: code nested deeply enough to parse may not unparse
         return " ".join(code.split())
 
@@ -257,7 +258,7 @@ def _literal_print(node: ast.stmt) -> bool:
 def _printed(blocks: Sequence[str]) -> list[str]:
     lines: list[str] = []
     for block in blocks:
-        for node in ast.parse(block).body:
+        for node in _astparse.parse(block).body:
             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
                 args = node.value.args
                 lines.append(" ".join(str(a.value) for a in args if isinstance(a, ast.Constant)))

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import _astparse
 from . import _stdjson as json
 from ._context import ContextInfo
 
@@ -352,7 +353,7 @@ UNPARSABLE = (SyntaxError, ValueError, MemoryError, RecursionError)
 def parse_code(code: str) -> ast.Module | None:
     """``code`` parsed, or None when Python cannot parse it (for whatever reason: see UNPARSABLE)."""
     try:
-        return ast.parse(code)
+        return _astparse.parse(code)
     except UNPARSABLE:
         return None
 

@@ -39,6 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_context",
             "_events",
             "_stdjson",
+            "_astparse",
         ),
     ),
     ("models", ("models",)),

@@ -19,6 +19,7 @@ import ast
 import re
 from collections.abc import Mapping, Sequence
 
+from .. import _astparse
 from ._monty_pool import SandboxLimits
 
 HOST_MODULE = "rlm"
@@ -90,7 +91,7 @@ _VARS_ARGUMENT = f"{VARS_KEYWORD}=[(__k, type(__v).__name__) for __k, __v in loc
 def prepare(code: str) -> tuple[str, str | None]:
     """The code to feed, and the first module it imports that the sandbox does not offer (if any)."""
     try:
-        tree = ast.parse(code)
+        tree = _astparse.parse(code)
     # Monty's dialect is newer than the host's parser, and its parser reports code too deeply nested
     # for the host's (MemoryError, RecursionError) as the model's SyntaxError: let monty judge.
     except (SyntaxError, MemoryError, RecursionError):

@@ -22,6 +22,7 @@ import traceback
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
+from .. import _astparse
 from .._capture import Capture, capturing
 from .._timeout import Limit, interrupts, outer_fired, run_limited
 from ..errors import IterationTimeout
@@ -173,7 +174,7 @@ def _clear_frames(exc: BaseException) -> None:
 
 def _split_last_expression(code: str, filename: str) -> tuple[Any, Any]:
     try:
-        tree = ast.parse(code, filename=filename, mode="exec")
+        tree = _astparse.parse(code, filename)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body[-1].value)

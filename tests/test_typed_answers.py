@@ -19,7 +19,7 @@ from typing_extensions import TypedDict
 import rlm_kernel
 from rlm_kernel import RLM, Session, Trajectory
 from rlm_kernel._replay import replay_session
-from rlm_kernel.testing import ScriptedServer, fence, settings
+from rlm_kernel.testing import Kernel, ScriptedServer, configure, fence, settings
 
 
 class Incident(BaseModel):
@@ -290,3 +290,39 @@ def test_the_cli_validates_against_a_schema_file_and_prints_json(
         )  # fmt: skip
         assert done.returncode == 3, done.stderr
         assert said in done.stderr
+
+
+def test_rlm_output_in_a_real_kernel_shows_the_object_and_keeps_it(
+    kernel: Kernel, serve: Callable[..., ScriptedServer]
+) -> None:
+    model = (
+        "from pydantic import BaseModel\n"
+        "class Incident(BaseModel):\n    service: str\n    minutes: int\n"
+        "ctx = " + repr(CONTEXT)
+    )
+    steps = [
+        LOOK,
+        fence("FINAL({'service': 'checkout'})"),
+        fence("SUBMIT(service='checkout', minutes=42)"),
+    ]
+    server = serve({"root": steps})
+    configure(kernel, server)
+    assert not kernel.run(model).errors
+    run = kernel.run('%rlm "What broke?" ctx --output Incident')
+    assert not run.errors, run.errors
+    assert "minutes\n  Field required" in run.text  # the repair: what the model was told
+    assert '{"service": "checkout", "minutes": 42}' in run.text  # the answer block: its text
+    plain = [
+        m["content"]["data"].get("text/plain", "")
+        for m in run.messages
+        if m["msg_type"] == "display_data" and "text/html" not in m["content"]["data"]
+    ]
+    assert "Incident(service='checkout', minutes=42)" in plain  # and the object itself
+    after = kernel.run(
+        "import rlm_kernel\nv = rlm_kernel.current_session().value\nprint(type(v).__name__, v.minutes)"
+    )
+    assert after.stdout.strip() == "Incident 42"
+    # A name the notebook lacks is a one-line usage error, with a suggestion.
+    missing = kernel.run('%rlm "q" ctx --output Incidnet')
+    assert "no class, type or schema named 'Incidnet'" in missing.stderr
+    assert "Did you mean 'Incident'?" in missing.stderr

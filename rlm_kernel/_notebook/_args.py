@@ -39,6 +39,9 @@ def _start_parser(prog: str, *, question: bool, context: bool) -> _Parser:
     p.add_argument("--mode")
     p.add_argument("--strategy", help="RLM.strategy: search-first, map-reduce, verify, or tips")
     p.add_argument("--tools", help="comma-separated names of functions in the notebook")
+    p.add_argument(
+        "--output", help="the answer's type: a class, type or JSON schema in the notebook"
+    )
     p.add_argument("--step", action="store_true")
     p.add_argument("--continue", dest="follow_up", action="store_true")
     p.add_argument("--session")
@@ -108,6 +111,7 @@ _NOT_FOR_FOLLOW_UP = {
     "mode": "--mode",
     "strategy": "--strategy",
     "tools": "--tools",
+    "output": "--output",
     "set": "--set",
 }
 

@@ -7,6 +7,7 @@ names are looked up there, and a user variable that shares a helper's name is ke
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import keyword
 import sys
@@ -78,6 +79,25 @@ class Workspace:
                 )
             tools[name] = fn
         return tools
+
+    def output(self, name: str | None) -> object:
+        """``--output Model``: the answer's type, a name (or an expression such as ``list[str]``) in
+        the notebook: a pydantic model, a TypedDict, a type, or a JSON schema dict."""
+        if not name:
+            return None
+        ns = self.user_ns
+        if name.isidentifier() and name not in ns and name not in vars(builtins):
+            names = [n for n in ns if not n.startswith("_")]
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UsageError(
+                f"%rlm --output: no class, type or schema named {name!r} in this notebook.{hint} "
+                "Define it first, e.g. a pydantic model: class Answer(BaseModel): ..."
+            )
+        try:
+            return eval(name, ns)
+        except Exception as exc:
+            raise UsageError(f"%rlm --output: {name!r} could not be evaluated: {exc}") from None
 
     def protect_user_names(self, context: object) -> None:
         """Keep the user's own variables that share a helper's name, and say so once. A variable

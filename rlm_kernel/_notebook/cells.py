@@ -29,7 +29,7 @@ from ._cell_record import CellRecord
 from ._frontend import FrontendLink
 from ._html import HTML
 from ._notebook_session import NotebookSession
-from .inline import InlineDriver, InlineRenderer, check_step
+from .inline import InlineDriver, InlineRenderer, check_step, has_object, show_value
 
 # A step cell asked of a page that has not started it this long after is waiting for a page that is
 # gone: a page that connects then runs it. (A live page starts it within milliseconds; the reloaded
@@ -418,7 +418,10 @@ class CellsDriver:
         session = entry.session
         title = "Answer" if session.reason in ("final", "baseline") else f"Ended: {session.reason}"
         body = session.answer if session.answer is not None else "_(no answer)_"
+        if has_object(session):  # a typed answer's text is JSON
+            body = f"```json\n{session.answer}\n```"
         display(HTML(_html.answer_block(session.answer, session.reason, session.message)))
+        show_value(session)
         self._send(
             entry,
             {

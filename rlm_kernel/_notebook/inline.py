@@ -41,6 +41,22 @@ if TYPE_CHECKING:
     import ipywidgets as widgets
 
 
+def show_value(session: Session) -> None:
+    """A typed answer (``output=``) is shown as its object too, after its text: its repr, or the
+    rich display an object defines (``session.value`` holds it)."""
+    if has_object(session):
+        display(session.value)
+
+
+def has_object(session: Session) -> bool:
+    """Whether the session's answer is a typed object other than a string (which is its text)."""
+    return (
+        session.output is not None
+        and session.value is not None
+        and not isinstance(session.value, str)
+    )
+
+
 class InlineRenderer:
     """Turns a session's events into notebook output, for as long as it is attached."""
 
@@ -98,6 +114,7 @@ class InlineRenderer:
             display(HTML(_html.notice(line, color="#6a1b9a")))
         elif isinstance(event, Finished):
             display(HTML(_html.answer_block(event.answer, event.reason, event.message)))
+            show_value(self._session)
 
     def _panel_for_iteration(self) -> IterationPanel:
         with self._lock:
@@ -229,6 +246,7 @@ class InlineDriver:
             renderer.detach()
         if session.state == "done":
             display(HTML(_html.answer_block(session.answer, session.reason, session.message)))
+            show_value(session)
         elif entry.step_mode:
             self._propose_only(entry)
         else:

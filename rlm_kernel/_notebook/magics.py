@@ -49,6 +49,8 @@ HELP = """Run a Recursive Language Model over a context held in a notebook varia
 
 Options: --model M  --sub-model M  --max-iterations N  --max-depth N  --mode rlm|auto|baseline
          --executor namespace|monty  --tools f,g  --step (stop before running each step)
+         --output T (the answer's type: a pydantic model, TypedDict, type or JSON schema dict in
+         the notebook; it is validated, and rlm_kernel.current_session().value holds it)
          --set NAME=VALUE (any RLM setting; `%config RLM` lists them)
 
 Examples:
@@ -143,6 +145,7 @@ class RLMMagics(Magics):
                 config=config,
                 executor=self.workspace.executor(config),
                 tools=self.workspace.tools(args.tools),
+                output=self.workspace.output(args.output),
             )
         except RLMError as exc:
             raise UsageError(f"%rlm: {exc}") from None

@@ -326,3 +326,38 @@ def test_rlm_output_in_a_real_kernel_shows_the_object_and_keeps_it(
     missing = kernel.run('%rlm "q" ctx --output Incidnet')
     assert "no class, type or schema named 'Incidnet'" in missing.stderr
     assert "Did you mean 'Incident'?" in missing.stderr
+
+
+def test_exports_carry_the_spec_and_the_value(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    bad = 'FINAL({"service": "checkout", "cause": "cert"})'
+    good = 'FINAL({"service": "checkout", "cause": "cert", "minutes": 42})'
+    server = serve({"root": [LOOK, fence(bad), fence(good)]})
+    result = typed_run(server, Incident)
+    value = {"service": "checkout", "cause": "cert", "minutes": 42}
+    notebook = json.loads(result.trajectory.export(tmp_path / "s.ipynb").read_text())
+    meta = notebook["metadata"]["rlm"]
+    assert (meta["output"]["name"], meta["value"]) == ("Incident", value)
+    cells = {c["metadata"]["rlm"]["role"]: c for c in notebook["cells"]}
+    answer = "".join(cells["answer"]["source"])
+    assert "<pre>{\n  &quot;service&quot;: &quot;checkout&quot;," in answer
+    step2 = "".join(
+        "".join(c["source"])
+        for c in notebook["cells"]
+        if c["metadata"]["rlm"]
+        == {
+            "session": result.trajectory.session["session_id"],
+            "iteration": 2,
+            "role": "step-notes",
+        }
+    )
+    assert "did not match" in step2
+    assert "Field required" in step2
+    sft = json.loads(result.trajectory.export(tmp_path / "s.sft.jsonl").read_text())
+    assert (sft["metadata"]["output"]["kind"], sft["metadata"]["value"]) == ("model", value)
+    assert json.loads(sft["metadata"]["answer"]) == value
+    native = Trajectory.load(result.trajectory.export(tmp_path / "s.json"))
+    assert native.final is not None
+    assert native.final["value"] == value
+    assert native.iterations[1]["invalid"]["source"] == "FINAL"

@@ -66,6 +66,9 @@ def build(trajectory: Trajectory, *, max_chars: int = 2_000) -> dict[str, Any]:
         cell["id"] = f"{sid}-{index}"
         cell["metadata"]["rlm"] = {"session": sid, **cell["metadata"]["rlm"]}
     final = trajectory.final
+    typed = {"output": session["output"]} if "output" in session else {}
+    if typed and final is not None:
+        typed["value"] = final.get("value")
     return {
         "nbformat": 4,
         "nbformat_minor": 5,
@@ -78,6 +81,7 @@ def build(trajectory: Trajectory, *, max_chars: int = 2_000) -> dict[str, Any]:
                 "reason": final["reason"] if final else None,
                 "schema_version": SCHEMA_VERSION,
                 "exported_by": f"rlm_kernel {__version__}",
+                **typed,  # a typed session (output=): the spec, and the validated answer as JSON
             },
         },
         "cells": cells,
@@ -142,6 +146,8 @@ def _notes(record: dict[str, Any]) -> str:
     parts += [f"> Note: {_esc(note)}" for note in record.get("notes", [])]
     if record.get("final"):
         parts.append(f"Submitted with `{_esc(record['final']['source'])}`.")
+    if record.get("invalid"):  # a typed answer refused: the validator's message is in the notes
+        parts.append(f"Submitted with `{_esc(record['invalid']['source'])}`; did not match.")
     return "\n\n".join(parts)
 
 
@@ -259,10 +265,17 @@ def _answer(final: dict[str, Any]) -> str:
     tokens = int(total.get("prompt_tokens", 0)) + int(total.get("completion_tokens", 0))
     cost = f", ${total['cost']:.4f}" if total.get("cost") is not None else ""
     answered = final["reason"] in ("final", "baseline")
+    if answer is None:
+        shown = "*(no answer)*"
+    elif final.get("value") is not None and not isinstance(final["value"], str):
+        # A typed answer is JSON: a <pre> block keeps its layout (escaped, like every text here).
+        shown = f"<pre>{_esc(json.dumps(final['value'], ensure_ascii=False, indent=2))}</pre>"
+    else:
+        shown = _esc(answer)
     lines = [
         "## Answer" if answered else f"## Ended: {_esc(final['reason'])}",
         "",
-        _esc(answer) if answer is not None else "*(no answer)*",
+        shown,
         "",
         f"*{_esc(final['message'])}*",
         "",

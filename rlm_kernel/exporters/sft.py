@@ -65,5 +65,11 @@ def example(trajectory: Trajectory) -> dict[str, Any] | None:
             "edited_steps": [r["iteration"] for r in records if r["edited_by_user"]],
             "forced_answer": forced,
             "compacted": any(r["type"] == "compaction" for r in trajectory.records),
+            # A typed session (output=): the answer's spec and its validated value, as JSON.
+            **(
+                {"output": session["output"], "value": final.get("value") if final else None}
+                if "output" in session
+                else {}
+            ),
         },
     }

@@ -16,7 +16,7 @@ from ._final import FinalSlot, Submission, answer_submission, submit_variable
 from ._namespace import Helpers
 from ._prompts import NO_CODE_NOTE, prose_final
 from ._secrets import Redactor
-from .executors import ExecResult, Executor, bound_capture
+from .executors import ExecResult, Executor, bound_capture, scrub_echo
 
 
 @dataclass
@@ -41,6 +41,8 @@ class BlockRunner:
     ) -> None:
         self._executor = executor
         bound_capture(executor, config.max_capture_chars)
+        # The live echo (a notebook cell) is scrubbed too, not only what the model and the record get.
+        scrub_echo(executor, redactor.scrub)
         self._helpers = helpers
         self._slot = slot
         self._config = config

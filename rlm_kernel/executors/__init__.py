@@ -7,13 +7,14 @@ from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import SandboxToolWarning
-from ._base import ExecResult, Executor, Sandboxed
+from ._base import Echoing, ExecResult, Executor, Sandboxed
 from .namespace import NamespaceExecutor
 
 if TYPE_CHECKING:
     from .._config import RLM
 
 __all__ = [
+    "Echoing",
     "ExecResult",
     "Executor",
     "NamespaceExecutor",
@@ -23,6 +24,7 @@ __all__ = [
     "executor_note",
     "make_executor",
     "release_executor",
+    "scrub_echo",
 ]
 
 
@@ -68,6 +70,13 @@ def bound_capture(executor: Executor, limit: int) -> None:
     executor a front end made itself (the notebook's): ours all have ``capture_limit``."""
     if isinstance(executor, NamespaceExecutor) or hasattr(executor, "capture_limit"):
         executor.capture_limit = limit
+
+
+def scrub_echo(executor: Executor, scrub: Callable[[str], str]) -> None:
+    """Pass the live echo of ``executor`` (a notebook cell's output) through ``scrub`` before it is
+    shown; ours are all ``Echoing``, an executor that is not has no echo of ours to scrub."""
+    if isinstance(executor, Echoing):
+        executor.echo_scrub = scrub
 
 
 def admitted_tools(

@@ -61,6 +61,19 @@ class Executor(Protocol):
 
 
 @runtime_checkable
+class Echoing(Protocol):
+    """An executor that can show the code's output live (``echo_stdout``/``echo_stderr``, a notebook
+    cell) and scrub it first.
+
+    The session sets ``echo_scrub`` to its ``Redactor.scrub`` (``executors.scrub_echo``, from
+    ``BlockRunner``): the echo then passes on whole lines, scrubbed (``_capture.ScrubbedEcho``).
+    None (an executor used on its own) echoes the output as written.
+    """
+
+    echo_scrub: Callable[[str], str] | None
+
+
+@runtime_checkable
 class Sandboxed(Protocol):
     """What an executor that isolates the code from the host offers beyond ``Executor``.
 

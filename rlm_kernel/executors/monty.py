@@ -93,6 +93,8 @@ class MontyExecutor:
     ) -> None:
         self.limits = limits
         self.capture_limit = capture_limit  # characters of each stream kept per block
+        # What the echo passes through before it is shown (the session's scrubber, ``scrub_echo``).
+        self.echo_scrub: Callable[[str], str] | None = None
         self._echo_stdout = echo_stdout
         self._echo_stderr = echo_stderr
         self._ns = SandboxNamespace(_weakly(self._read))
@@ -133,7 +135,9 @@ class MontyExecutor:
         """Run one block. ``timeout`` is not used: the sandbox's limits are fixed when it starts."""
         result = ExecResult()
         started = time.perf_counter()
-        with capturing(self._echo_stdout, self._echo_stderr, limit=self.capture_limit) as streams:
+        with capturing(
+            self._echo_stdout, self._echo_stderr, limit=self.capture_limit, scrub=self.echo_scrub
+        ) as streams:
             self._run(code, label, result, *streams)
         out, err = streams
         result.duration = time.perf_counter() - started

@@ -3,7 +3,8 @@
 Code runs like a notebook cell: statements execute in order and a trailing bare expression is echoed
 (``Out: …``). stdout and stderr are captured for the model (per session, ``_capture``: other sessions'
 and the host's output never mix in) and, when ``echo`` is set, also passed through live (the inline
-notebook driver shows them as they happen). Tracebacks show the model's own source lines.
+notebook driver shows them as they happen), line by line through the session's scrubber
+(``echo_scrub``). Tracebacks show the model's own source lines.
 
 Model code runs in the host process, so the executor also keeps the host's footing: standard-library
 names the code rebinds are put back after the block (``_protect``), a ``KeyboardInterrupt`` pauses the
@@ -19,7 +20,7 @@ import linecache
 import threading
 import time
 import traceback
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 from .. import _astparse
@@ -53,6 +54,8 @@ class NamespaceExecutor:
         self._echo_stderr = echo_stderr
         # Characters of each stream kept per block (RLM.max_capture_chars); None keeps everything.
         self.capture_limit = capture_limit
+        # What the echo passes through before it is shown (the session's scrubber, ``scrub_echo``).
+        self.echo_scrub: Callable[[str], str] | None = None
         # Blocks left running after their time limit (off the main thread), with their labels.
         self._stray: list[tuple[str, threading.Thread]] = []
 
@@ -76,7 +79,9 @@ class NamespaceExecutor:
         started = time.perf_counter()
         limit = Limit(timeout or 0.0)
         put_back: list[str] = []
-        with capturing(self._echo_stdout, self._echo_stderr, limit=self.capture_limit) as (
+        with capturing(
+            self._echo_stdout, self._echo_stderr, limit=self.capture_limit, scrub=self.echo_scrub
+        ) as (
             out,
             err,
         ):

@@ -7,7 +7,8 @@ writes code to inspect it, and delegates pieces to sub-LLM calls or child RLMs f
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._api import run
+from ._api import arun, run
+from ._async import AsyncSession
 from ._config import RLM
 from ._context import ContextInfo, Documents, describe_context, load_context
 from ._labextension import _jupyter_labextension_paths as _jupyter_labextension_paths
@@ -81,6 +82,7 @@ def unload_ipython_extension(ip: Any) -> None:
 # ``_jupyter_labextension_paths`` are attributes IPython and JupyterLab look up by name, not API.
 __all__ = [
     "RLM",
+    "AsyncSession",
     "ConfigError",
     "ContextError",
     "ContextInfo",
@@ -95,6 +97,7 @@ __all__ = [
     "Trajectory",
     "TrajectoryError",
     "__version__",
+    "arun",
     "current_session",
     "describe_context",
     "export",

@@ -1,14 +1,25 @@
-"""The headless API: ``rlm_kernel.run(question, context, **settings) -> Result``."""
+"""The headless API: ``rlm_kernel.run(question, context, **settings) -> Result``, and
+``await rlm_kernel.arun(...)``, which takes the same parameters and runs ``run`` on a thread of its
+own (``_async``): every parameter ``run`` gains, ``arun`` has too."""
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from typing import Any, ParamSpec
 
+from ._async import stopping
 from ._config import RLM
 from ._events import Listener
 from ._records import Result
 from ._session import Session, Tools
 from .models import ModelClient
+
+P = ParamSpec("P")
+# Set by ``arun`` in the context ``run`` runs in: given the session ``run`` built, before it runs, so
+# that cancelling the task awaiting ``arun`` can stop that session at its next safe point.
+_built: ContextVar[Callable[[Session], None] | None] = ContextVar("rlm_run_built", default=None)
 
 
 def run(
@@ -47,4 +58,42 @@ def run(
     )
     if on_event is not None:
         session.subscribe(on_event)
+    if (watch := _built.get()) is not None:
+        watch(session)
     return session.run()
+
+
+def _parameters_of(
+    sync: Callable[P, Result],
+) -> Callable[
+    [Callable[..., Coroutine[Any, Any, Result]]], Callable[P, Coroutine[Any, Any, Result]]
+]:
+    """Give the decorated coroutine function ``sync``'s signature, for ``inspect`` and type checkers
+    alike: one list of parameters, ``run``'s."""
+
+    def adopt(
+        function: Callable[..., Coroutine[Any, Any, Result]],
+    ) -> Callable[P, Coroutine[Any, Any, Result]]:
+        function.__signature__ = inspect.signature(sync)  # type: ignore[attr-defined]
+        return function
+
+    return adopt
+
+
+@_parameters_of(run)
+async def arun(*args: Any, **kwargs: Any) -> Result:
+    """``await rlm_kernel.arun(question, context, **settings)``: ``run`` for code that runs in an
+    event loop (an application server, a notebook cell that awaits), with the same parameters.
+
+    The run goes on a thread of its own, so the loop stays free and many runs awaited together
+    (``asyncio.gather``) run at once. ``on_event`` is called on that thread; for events delivered on
+    the loop, use ``AsyncSession.events()``. Cancelling the awaiting task stops the session at its next
+    safe point (after the step in progress), waits for it, so its trajectory is whole and ends with
+    reason ``stopped``, then raises ``CancelledError``.
+    """
+
+    def call(watch: Callable[[Session], None]) -> Result:
+        _built.set(watch)  # in this thread's copy of the caller's context only
+        return run(*args, **kwargs)
+
+    return await stopping(call, "rlm-arun")

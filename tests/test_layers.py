@@ -68,7 +68,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("session", ("_tree", "_preamble", "_session", "_reenact")),
     ("records out and back", ("exporters", "_replay", "_recovery")),
-    ("headless front ends", ("_api", "_progress", "_demo", "_examples", "cli", "install")),
+    (
+        "headless front ends",
+        ("_async", "_api", "_progress", "_demo", "_examples", "cli", "install"),
+    ),
     ("notebook", ("_notebook",)),
     ("kernel and test tools", ("kernel", "__main__", "testing")),
     ("package face", ("__init__", "_labextension")),

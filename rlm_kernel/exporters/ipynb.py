@@ -66,7 +66,7 @@ def build(trajectory: Trajectory, *, max_chars: int = 2_000) -> dict[str, Any]:
         cell["id"] = f"{sid}-{index}"
         cell["metadata"]["rlm"] = {"session": sid, **cell["metadata"]["rlm"]}
     final = trajectory.final
-    typed = {"output": session["output"]} if "output" in session else {}
+    typed: dict[str, Any] = {"output": session["output"]} if "output" in session else {}
     if typed and final is not None:
         typed["value"] = final.get("value")
     return {

@@ -34,7 +34,8 @@ import asyncio
 import contextlib
 import contextvars
 import threading
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -305,18 +306,11 @@ class AsyncSession:
         """Call ``listener(event)`` for every event, on the session's thread (``Session.subscribe``)."""
         return self.session.subscribe(listener)
 
-    def events(self) -> AsyncIterator[Event]:
+    def events(self) -> EventStream:
         """The session's events (its children's too) as they happen, delivered on this loop, until
         the session next pauses or finishes. Subscribed when called: call it before starting the
         run whose events it should see, e.g. ``task = asyncio.create_task(s.run())`` after it."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-
-        def deliver(event: Event) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-
-        return _stream(queue, self.session.subscribe(deliver), self.session.id)
+        return EventStream(self.session, asyncio.get_running_loop())
 
     # --- the session's state, passed through -----------------------------------------------------------
     @property
@@ -385,17 +379,42 @@ class AsyncSession:
         return self.session.pending
 
 
-async def _stream(
-    queue: asyncio.Queue[Event], unsubscribe: Callable[[], None], root: str
-) -> AsyncIterator[Event]:
-    try:
-        while True:
-            event = await queue.get()
-            yield event
-            if event.session_id == root and event.depth == 0 and _ends_stretch(event):
+class EventStream:
+    """A session's events as an async iterator on one loop (``AsyncSession.events()``): subscribed
+    when made, it ends after the root's next pause or finish, or at ``aclose()``. A stream dropped
+    unread unsubscribes at the next event (the listener holds it weakly)."""
+
+    def __init__(self, session: Session, loop: asyncio.AbstractEventLoop) -> None:
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._root = session.id
+        self._ended = False
+        stream, queue = weakref.ref(self), self._queue
+
+        def deliver(event: Event) -> None:  # on the session's thread
+            if stream() is None:
+                unsubscribe()
                 return
-    finally:
-        unsubscribe()
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        unsubscribe = session.subscribe(deliver)
+        self._unsubscribe = unsubscribe
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._ended:
+            raise StopAsyncIteration
+        event = await self._queue.get()
+        if event.session_id == self._root and event.depth == 0 and _ends_stretch(event):
+            await self.aclose()
+        return event
+
+    async def aclose(self) -> None:
+        """Stop listening; the iteration ends (after the event already handed out)."""
+        self._ended = True
+        self._unsubscribe()
 
 
 def _ends_stretch(event: Event) -> bool:

@@ -250,6 +250,9 @@ def test_events_stream_onto_the_loop_until_the_run_ends(serve: Serve) -> None:
         s = await AsyncSession.create(
             "Go", "x" * 40, config=RLM().with_overrides(settings(server, autosave=False))
         )
+        closed = s.events()
+        await closed.aclose()
+        assert [e async for e in closed] == []  # closed: nothing more, and no longer subscribed
         stream = s.events()
         task = asyncio.create_task(s.run())
         seen: list[Event] = []

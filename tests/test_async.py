@@ -390,3 +390,19 @@ def test_arun_cancelled_at_once_and_cancelled_twice(serve: Serve, tmp_path: Path
         assert final["reason"] == "stopped"
     assert Trajectory.load(next(first.glob("*.jsonl"))).iterations == []
     assert Trajectory.load(next(second.glob("*.jsonl"))).iterations[0]["output"].strip() == "slept"
+
+
+def test_errors_reach_the_awaiting_task_as_run_raises_them(serve: Serve) -> None:
+    server = serve({"root": [fence("print(1)")]})
+
+    async def main() -> None:
+        with pytest.raises(
+            rlm_kernel.ConfigError
+        ) as raised:  # no model named: said before a request
+            await rlm_kernel.arun("Go", "x" * 40, base_url=server.base_url, max_retries=0)
+        assert "model" in str(raised.value).lower()
+        with pytest.raises(rlm_kernel.ConfigError, match="not_a_setting"):
+            await rlm_kernel.arun("Go", "x" * 40, not_a_setting=1, **settings(server))
+
+    asyncio.run(main())
+    assert server.requests == []

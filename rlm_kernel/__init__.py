@@ -12,6 +12,7 @@ from ._async import AsyncSession
 from ._config import RLM
 from ._context import ContextInfo, Documents, describe_context, load_context
 from ._labextension import _jupyter_labextension_paths as _jupyter_labextension_paths
+from ._mcp import MCPServer
 from ._records import Proposal, Result
 from ._recovery import resume
 from ._sandbox import sandbox_safe
@@ -21,6 +22,7 @@ from ._version import __version__
 from .errors import (
     ConfigError,
     ContextError,
+    MCPServerError,
     ModelError,
     ReplayMissError,
     RLMError,
@@ -87,6 +89,8 @@ __all__ = [
     "ContextError",
     "ContextInfo",
     "Documents",
+    "MCPServer",
+    "MCPServerError",
     "ModelError",
     "Proposal",
     "RLMError",

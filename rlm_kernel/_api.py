@@ -13,7 +13,7 @@ from ._async import stopping
 from ._config import RLM
 from ._events import Listener
 from ._records import Result
-from ._session import Session, Tools
+from ._session import Session, SubTools, Tools
 from .models import ModelClient
 
 P = ParamSpec("P")
@@ -28,6 +28,7 @@ def run(
     *,
     tools: Tools = None,
     output: object = None,
+    sub_tools: SubTools = None,
     client: ModelClient | None = None,
     sub_client: ModelClient | None = None,
     on_event: Listener | None = None,
@@ -39,7 +40,10 @@ def run(
     ``context`` is anything ``load_context`` accepts (a string, a list of strings, a dict, a path, a glob
     or a directory). ``settings`` are ``RLM`` settings by name (``model=``, ``base_url=``,
     ``max_iterations=``…) and override ``config``, which defaults to the environment. ``tools`` are
-    functions the model may call from its code. ``output`` asks for a typed answer: a pydantic model
+    functions the model may call from its code, ``sub_tools`` functions the sub-models of its
+    ``llm_query`` / ``llm_batch`` calls may call (their signature and docstring are the schema, up to
+    ``RLM.sub_tool_turns`` rounds a call); either may hold MCP servers (``rlm_kernel.MCPServer``),
+    started for the run and stopped when it returns. ``output`` asks for a typed answer: a pydantic model
     class, a ``TypedDict``, a JSON schema dict or a type such as ``int`` or ``list[str]``; the answer
     is validated (an answer that does not match goes back to the model, ``RLM.output_repairs`` times)
     and ``result.value`` is the validated object, ``result.answer`` its text. The result holds the
@@ -55,12 +59,16 @@ def run(
         sub_client=sub_client,
         tools=tools,
         output=output,
+        sub_tools=sub_tools,
     )
     if on_event is not None:
         session.subscribe(on_event)
     if (watch := _built.get()) is not None:
         watch(session)
-    return session.run()
+    try:
+        return session.run()
+    finally:
+        session.close()  # its MCP servers, if any
 
 
 def _parameters_of(

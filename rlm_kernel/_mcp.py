@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from . import _aio
+from . import _stdjson as json
 from ._secrets import redact_url
-from ._subtools import SubTool
+from ._subtools import SubTool, python_tool
 from .errors import ConfigError, MCPServerError, MCPToolError
 
 _STDERR_TAIL = 2_000  # characters of a failed server's stderr put in the error
@@ -92,6 +93,8 @@ class MCPConnection:
         self._stop: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stderr: IO[str] | None = None
+        # Set once started: a stopped server starts again on its next call (held while it does).
+        self._restart: asyncio.Lock | None = None
 
     # --- start and stop -----------------------------------------------------------------------------
     def start(self) -> MCPConnection:
@@ -106,11 +109,18 @@ class MCPConnection:
         _aio.run_sync(self._start())
         return self
 
+    def close(self) -> None:
+        """Stop the server for good: a later call fails instead of starting it again."""
+        self._restart = None
+        self.stop()
+
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[list[MCPTool]] = loop.create_future()
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._serve(ready))
+        if self._restart is None:
+            self._restart = asyncio.Lock()
         try:
             self.tools = await asyncio.wait_for(asyncio.shield(ready), self.spec.start_timeout)
         except asyncio.TimeoutError:
@@ -231,6 +241,11 @@ class MCPConnection:
         """Call the server's tool ``remote``: the text it answered, or an error raised with its text
         (a tool's error, a stopped server, a call past ``call_timeout``)."""
         session = self._session
+        if session is None and self._restart is not None:
+            async with self._restart:  # a session taken up again (a follow-up, a rewind)
+                if self._session is None:
+                    await self._start()
+            session = self._session
         if session is None:
             raise RuntimeError(f"the MCP server {self.spec.label!r} has stopped")
         result = await session.call_tool(
@@ -305,8 +320,6 @@ def _content_text(result: Any) -> str:
             dump = getattr(item, "model_dump_json", None)
             parts.append(dump() if callable(dump) else str(item))
     if not parts and getattr(result, "structured_content", None) is not None:
-        import json
-
         return json.dumps(result.structured_content, ensure_ascii=False, default=str)
     return "\n".join(parts)
 
@@ -343,3 +356,98 @@ def start_servers(specs: Sequence[MCPServer]) -> list[MCPConnection]:
             connection.stop()
         raise
     return started
+
+
+@dataclass
+class Toolbox:
+    """What ``tools=`` and ``sub_tools=`` came to once their MCP servers started: functions for the
+    model's code, tools for sub-models, and the servers (``stop`` between questions, ``close``)."""
+
+    tools: dict[str, Callable[..., Any]] | None
+    sub_tools: list[SubTool]
+    servers: list[MCPConnection]
+
+    def stop(self) -> None:
+        """Stop every server; each starts again on its next call."""
+        for server in self.servers:
+            server.stop()
+
+    def close(self) -> None:
+        """Stop every server for good."""
+        for server in self.servers:
+            server.close()
+
+
+def toolbox(tools: Any, sub_tools: Any) -> Toolbox:
+    """Start the MCP servers among ``tools`` and ``sub_tools`` (a server given in both starts once)
+    and put their tools in place of each: a list keeps its order, a mapping's server entries add
+    the server's tools under their own names. Functions and ``SubTool`` values pass through."""
+    specs: list[MCPServer] = []
+    for value in (*_entries(tools), *_entries(sub_tools)):
+        if isinstance(value, MCPServer) and value not in specs:
+            specs.append(value)
+    servers = start_servers(specs)
+    try:
+        by_spec = list(zip(specs, servers, strict=True))
+
+        def server(spec: MCPServer) -> MCPConnection:
+            return next(c for s, c in by_spec if s == spec)
+
+        code: dict[str, Callable[..., Any]] | None = None
+        if tools is not None:
+            code = {}
+            for name, value in _named(tools):
+                if isinstance(value, MCPServer):
+                    code.update(server(value).functions())
+                elif callable(value):
+                    code[name or value.__name__] = value
+                else:
+                    raise ConfigError(
+                        f"tools: {value!r} is neither a function nor an MCP server",
+                        fix="Pass functions (tools=[search]) or rlm_kernel.MCPServer(...) specs",
+                    )
+        sub: list[SubTool] = []
+        for name, value in _named(sub_tools):
+            if isinstance(value, MCPServer):
+                sub.extend(server(value).sub_tools())
+            elif isinstance(value, SubTool):
+                sub.append(value)
+            elif callable(value):
+                sub.append(python_tool(value, name))
+            else:
+                raise ConfigError(
+                    f"sub_tools: {value!r} is neither a function nor an MCP server",
+                    fix="Pass functions (sub_tools=[search]) or rlm_kernel.MCPServer(...) specs",
+                )
+        _check_unique([t.name for t in sub])
+    except BaseException:
+        for connection in servers:
+            connection.close()
+        raise
+    return Toolbox(code, sub, servers)
+
+
+def _entries(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value.values()) if isinstance(value, Mapping) else list(value)
+
+
+def _named(value: Any) -> list[tuple[str | None, Any]]:
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [(str(k), v) for k, v in value.items()]
+    return [(None, v) for v in value]
+
+
+def _check_unique(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(
+                f"sub_tools: two tools are named {name!r}",
+                fix="Give one of them another name (sub_tools={'other_name': fn}), or a server a "
+                "prefix: MCPServer(..., prefix='docs_')",
+            )
+        seen.add(name)

@@ -5,18 +5,28 @@ tokens."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any, cast
 
+from . import _stdjson as json
 from ._config import RLM, setting_names
 from ._context import describe_context, load_context
 from ._output import spec_from_record
-from ._schema import ModelCall, Record, SubcallRecord, standing
+from ._schema import (
+    ModelCall,
+    Record,
+    SubcallRecord,
+    ToolCallRecord,
+    ToolTurnRecord,
+    standing,
+)
 from ._session import Session
+from ._subtools import SubTool
 from ._trajectory import Trajectory
-from .errors import ContextMismatchWarning, TrajectoryError
+from .errors import ContextMismatchWarning, ToolArgumentsError, TrajectoryError
 from .executors import Executor
-from .models import Completion, ModelClient, Usage
+from .models import Completion, ModelClient, ToolCall, Usage
 from .models.replay import ReplayClient
 
 # Settings that shape the loop and must match the recording for the replay to follow it.
@@ -78,11 +88,15 @@ def replay_session(
     base: RLM | None = None,
     fallback: ModelClient | None = None,
     output: object = None,
+    sub_tools: object = None,
 ) -> Session:
     """A Session for ``context`` whose model calls are served from ``recording``.
 
     A typed session (``output=``) replays typed: ``output`` (the user's class, so ``value`` is its
     instance again), or else the recorded JSON schema, whose ``value`` is plain JSON data.
+
+    A session whose sub-models had tools replays with ``sub_tools`` (the functions or servers, run
+    again for real), or else with the recorded tools, which answer each call as it was answered.
 
     ``base``: settings the recording does not decide (endpoint, timeouts, executor), default RLM().
     ``fallback``: answers what the recording lacks (an edited step's new sub-call, turns past its end)
@@ -115,6 +129,7 @@ def replay_session(
         sub_client=sub,
         executor=executor,
         output=output,
+        sub_tools=cast(Any, sub_tools) if sub_tools is not None else recorded_tools(recording),
     )
     session.edits = recorded_edits(recording)
     return session
@@ -161,6 +176,11 @@ def collect_answers(
                 child = call["child"]
                 if child:
                     collect_answers(Trajectory.from_dict(child).records, turns, calls)
+                elif call.get("tool_turns"):
+                    # A sub-call with tools: each model call of its loop, with the calls it made.
+                    calls.extend(
+                        (turn["request_key"], tool_turn(turn)) for turn in call["tool_turns"]
+                    )
                 elif call.get("request_key") and call.get("error") is None:
                     key = str(call["request_key"])
                     calls.append((key, recorded_completion(call["response"], call)))
@@ -174,3 +194,75 @@ def recorded_completion(text: str, call: ModelCall | SubcallRecord) -> Completio
         usage=Usage.from_dict(call.get("usage", {})),
         latency=float(call.get("latency", 0.0)),
     )
+
+
+def tool_turn(turn: ToolTurnRecord) -> Completion:
+    """The completion one recorded turn of a tool loop answered: its text and its tool calls."""
+    return Completion(
+        text=turn["text"],
+        model=turn["model"],
+        usage=Usage.from_dict(turn.get("usage", {})),
+        latency=float(turn.get("latency", 0.0)),
+        finish_reason=turn.get("finish_reason"),
+        tool_calls=tuple(
+            ToolCall(c["id"], c["name"], c["arguments"]) for c in turn.get("calls", ())
+        ),
+    )
+
+
+def recorded_tools(recording: Trajectory) -> list[SubTool]:
+    """The recording's sub-model tools, answering from it: each call gets the result (or error) the
+    same tool gave the same arguments when recorded, in recorded order. So a replay needs neither
+    the functions nor the MCP servers, and its requests are the recorded ones."""
+    answers: dict[tuple[str, str], deque[tuple[str | None, str | None]]] = {}
+    for call in _tool_calls(recording.records):
+        key = (call["name"], _canonical_arguments(call["arguments"]))
+        answers.setdefault(key, deque()).append((call["result"], call["error"]))
+
+    def runner(name: str) -> Callable[[dict[str, Any]], Awaitable[str]]:
+        async def run(arguments: dict[str, Any]) -> str:
+            queue = answers.get((name, _canonical_arguments(arguments)))
+            if not queue:
+                raise ToolArgumentsError(
+                    f"the recording holds no result of {name!r} for these arguments",
+                    fix="Replay with the tools themselves: sub_tools=[...]",
+                )
+            result, error = queue.popleft() if len(queue) > 1 else queue[0]
+            if error is not None:
+                raise ToolArgumentsError(error)  # the error text exactly as the model read it
+            return result or ""
+
+        return run
+
+    return [
+        SubTool(
+            t["name"],
+            t.get("description", ""),
+            t.get("parameters", {}),
+            runner(t["name"]),
+            t.get("source", "python"),
+        )
+        for t in recording.session.get("sub_tools", [])
+    ]
+
+
+def _tool_calls(records: Iterable[Record]) -> Iterator[ToolCallRecord]:
+    for record, _ in standing(records):
+        if record["type"] != "iteration":
+            continue
+        for call in record["subcalls"]:
+            if call["child"]:
+                yield from _tool_calls(Trajectory.from_dict(call["child"]).records)
+            for turn in call.get("tool_turns", ()):
+                yield from turn["calls"]
+
+
+def _canonical_arguments(arguments: str | dict[str, Any]) -> str:
+    """Arguments as one text whatever their spacing: JSON text is decoded first."""
+    value: object = arguments
+    if isinstance(arguments, str):
+        try:
+            value = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            return arguments
+    return json.dumps(value, sort_keys=True)

@@ -13,6 +13,7 @@ import contextlib
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -47,6 +48,7 @@ from ._final import FinalSlot
 from ._guards import judge_after_run, stop_before_run
 from ._history import History
 from ._iteration import BlockRunner, Outcome
+from ._mcp import MCPServer, Toolbox, toolbox
 from ._namespace import Helpers, normalize_tools, weakly
 from ._output import OutputSpec, output_spec, spec_from_record
 from ._preamble import preamble
@@ -68,11 +70,28 @@ from ._secrets import Redactor
 from ._subcalls import SubcallEngine
 from ._trajectory import Trajectory, TrajectoryWriter
 from ._tree import SessionTree
-from .errors import IterationTimeout, ModelError, ReplayMissError, RLMError, SessionStateError
+from .errors import (
+    ConfigError,
+    IterationTimeout,
+    ModelError,
+    ReplayMissError,
+    RLMError,
+    SessionStateError,
+)
 from .executors import Executor, admitted_tools, executor_note, make_executor, release_executor
-from .models import Completion, ConversationKeys, Message, ModelClient, UsageSummary
+from .models import (
+    Completion,
+    ConversationKeys,
+    Message,
+    ModelClient,
+    UsageSummary,
+    takes_tools,
+)
 
-Tools = Mapping[str, Callable[..., Any]] | list[Callable[..., Any]] | None
+# Functions (by their names, or under the mapping's keys) and MCP servers (``MCPServer``), whose tools
+# come under their own names; sub-model tools may also be ``SubTool`` values.
+Tools = Mapping[str, Any] | list[Any] | None
+SubTools = Mapping[str, Any] | list[Any] | None
 
 
 class Session:
@@ -85,7 +104,12 @@ class Session:
     asks for a typed answer (a pydantic model, a ``TypedDict``, a JSON schema dict or a type such as
     ``int``; ``_output``): the model is told its shape, a submission is validated, one that does not
     match goes back to the model with the validator's message (``RLM.output_repairs`` times), and
-    ``value`` is the validated object.
+    ``value`` is the validated object. ``sub_tools`` are tools for the sub-models: functions
+    (their signature and docstring are the schema) and MCP servers (``MCPServer``) that
+    ``llm_query`` / ``llm_batch`` calls may call, up to ``RLM.sub_tool_turns`` rounds each; the
+    root model only sees their answers. ``tools`` may hold MCP servers too. The servers start with
+    the session, stop when it finishes (and start again if it goes on), and ``close()`` stops them
+    for good.
     """
 
     _tree: SessionTree
@@ -102,6 +126,7 @@ class Session:
         executor: Executor | None = None,
         tools: Tools = None,
         output: object = None,
+        sub_tools: SubTools = None,
         _tree: SessionTree | None = None,
         _depth: int = 0,
         _parent_call: str | None = None,
@@ -143,6 +168,20 @@ class Session:
         self._children: list[Session] = []  # child RLMs running now (rlm_query)
         self._stop = threading.Event()
         self._started = time.monotonic()
+        self._toolbox: Toolbox | None = None
+        if _depth == 0 and (sub_tools or _has_server(tools)):
+            # The MCP servers start now; a child RLM offers its sub-calls the root's tools.
+            self._toolbox = toolbox(tools, sub_tools)
+            weakref.finalize(self, self._toolbox.close)
+            tools = self._toolbox.tools
+            _tree.sub_tools = self._toolbox.sub_tools
+            if _tree.sub_tools and not takes_tools(_tree.sub_client):
+                self._toolbox.close()
+                raise ConfigError(
+                    f"sub_tools: the sub-call client ({_tree.sub_client.endpoint}) does not take "
+                    "tools= in acomplete, so its sub-models cannot call tools",
+                    fix="Use a client that takes tools (the OpenAI client does), or leave sub_tools out",
+                )
         self._engine = SubcallEngine(
             session_id=self.id,
             depth=_depth,
@@ -153,9 +192,10 @@ class Session:
             emitter=_tree.emitter,
             redactor=_tree.redactor,
             child_runner=weakly(self._run_child),  # no cycle: a finished session is freed at once
+            sub_tools=_tree.sub_tools,
         )
         self.executor: Executor = executor or make_executor(self.config, namespace)
-        usable = admitted_tools(self.executor, normalize_tools(tools))
+        usable = admitted_tools(self.executor, normalize_tools(cast(Any, tools)))
         self._helpers = Helpers(self.context, self._engine, self._slot, usable)
         self.clobbered = self._helpers.bind(self.executor.namespace)
         self._runner = BlockRunner(
@@ -631,6 +671,14 @@ class Session:
             self._emit(Finished(self.id, self.depth, ending.answer, ending.reason, ending.message))
             if self._writer is not None:
                 self._writer.close()
+            if self._toolbox is not None:  # MCP servers start again on the next call, if any
+                self._toolbox.stop()
+
+    def close(self) -> None:
+        """Stop the session's MCP servers for good (``tools=`` / ``sub_tools=`` servers); a session
+        without any has nothing to close. ``rlm_kernel.run`` closes its session when it returns."""
+        if self._toolbox is not None:
+            self._toolbox.close()
 
     def hold(self, exc: RLMError) -> None:
         """Pause on an error a fix lets it go on from (a model error, a failed autosave), keeping
@@ -699,6 +747,9 @@ class Session:
             tools=[s.__dict__ for s in self._helpers.specs],
             messages=list(self.history.preamble),
             output=self.output.describe() if self.output is not None else None,
+            sub_tools=[
+                {**t.schema()["function"], "source": t.source} for t in self._tree.sub_tools
+            ],
         )
 
     def _apply(self, record: Record) -> None:
@@ -729,3 +780,11 @@ class Session:
                 f"The session is {self.state}; this needs it to be {' or '.join(states)}",
                 fix="Start a new session, or rewind to an earlier iteration to go back into a finished one",
             )
+
+
+def _has_server(tools: object) -> bool:
+    """Whether ``tools=`` holds an MCP server (then it is resolved with the servers started)."""
+    if tools is None:
+        return False
+    values = tools.values() if isinstance(tools, Mapping) else tools
+    return any(isinstance(v, MCPServer) for v in cast(Any, values))

@@ -11,12 +11,13 @@ tree's wall time runs out and charged to its budget.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._config import RLM
 from ._events import Emitter
 from ._secrets import Redactor
 from ._subcalls import Budget, SubcallCache
+from ._subtools import SubTool
 from .models import Completion, Message, ModelClient, call_deadline
 from .models._diagnosis import no_model_error
 
@@ -33,6 +34,8 @@ class SessionTree:
     cache: SubcallCache
     emitter: Emitter
     redactor: Redactor
+    # Tools the sub-calls of every session in the tree may call (``sub_tools=``, set by the root).
+    sub_tools: list[SubTool] = field(default_factory=list)
 
     @classmethod
     def start(

@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("mcp")
 
+import rlm_kernel
 from rlm_kernel import RLM
 from rlm_kernel._aio import run_sync
 from rlm_kernel._mcp import MCPConnection, MCPServer, start_servers
@@ -24,7 +25,7 @@ from rlm_kernel._subtools import tool_loop
 from rlm_kernel.errors import ConfigError, MCPServerError, MCPToolError
 from rlm_kernel.models import Completion, Message, request_key, tool_key
 from rlm_kernel.models.openai import OpenAIClient
-from rlm_kernel.testing import ChatRequest, Reply, ScriptedServer, ToolUse, settings
+from rlm_kernel.testing import ChatRequest, Reply, ScriptedServer, ToolUse, fence, settings
 
 VAULT = Path(__file__).parent / "fixtures" / "mcp_vault.py"
 
@@ -149,16 +150,20 @@ def test_a_spec_needs_a_command_or_a_url() -> None:
     assert "secret" not in MCPServer(url="http://user:secret@127.0.0.1:1/mcp").label
 
 
-def test_a_stopped_server_process_has_ended(stdio: MCPConnection) -> None:
+def test_a_stopped_server_has_ended_and_starts_again_until_closed(stdio: MCPConnection) -> None:
     before = _children()
     stdio.stop()
     deadline = time.monotonic() + 10
     while _children() & before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not (_children() & before)
+    stdio.stop()  # twice: nothing more happens
+    # A session that goes on (a follow-up, a rewind) starts it again with its next call...
+    assert run_sync(stdio.call("multiply", {"a": 4})) == "8"
+    # ...until it is closed for good.
+    stdio.close()
     with pytest.raises(RuntimeError, match="has stopped"):
         run_sync(stdio.call("multiply", {"a": 1}))
-    stdio.stop()  # twice: nothing more happens
 
 
 def _children() -> set[int]:
@@ -211,3 +216,74 @@ def test_importing_rlm_kernel_does_not_import_mcp() -> None:
     code = "import sys, rlm_kernel; print('mcp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- end to end through rlm_kernel.run -----------------------------------------------------------------
+
+
+def drawer_sub(request: ChatRequest) -> Reply:
+    """A sub model that opens the silver drawer with the MCP tool, after a drawer that is not there."""
+    if not request.tool_results:
+        return Reply(
+            tool_calls=[
+                ToolUse("open_drawer", {"name": "copper"}),
+                ToolUse("open_drawer", {"name": "silver"}),
+            ]
+        )
+    return Reply("silver holds " + request.tool_results[-1]["content"])
+
+
+def test_a_sub_call_uses_a_stdio_mcp_server_end_to_end_through_run(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    ask = fence('a = llm_query("What does the silver drawer hold?")\nprint(len(a))')
+    server = serve({"root": [ask, fence("FINAL(a)")], "sub": drawer_sub})
+    before = _children()
+    result = rlm_kernel.run(
+        "What does the silver drawer hold?",
+        "a vault",
+        sub_tools=[stdio_spec()],
+        **settings(server),
+    )
+    assert result.answer == "silver holds SILVER-0042"
+    (call,) = result.trajectory.iterations[0]["subcalls"]
+    calls = call["tool_turns"][0]["calls"]
+    assert calls[0]["error"] == (
+        "MCPToolError: Error executing tool open_drawer: the vault has no drawer 'copper'."
+    )
+    assert calls[1]["result"] == "SILVER-0042"
+    offered = result.trajectory.session["sub_tools"]
+    assert [t["name"] for t in offered] == ["open_drawer", "multiply"]
+    assert offered[0]["description"] == "Read what the vault's drawer `name` holds."
+    assert offered[0]["source"] == f"mcp:{stdio_spec().label}"
+    assert not [r for r in server.requests if r.model == "root" and r.tools]
+    # The server stopped with the run.
+    deadline = time.monotonic() + 10
+    while _children() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (_children() - before)
+
+
+def test_the_models_code_calls_mcp_tools_given_as_tools(
+    serve: Callable[..., ScriptedServer], http_url: str
+) -> None:
+    code = fence('print(open_drawer("gold"), multiply(6, b=7))')
+    server = serve({"root": [code, fence('FINAL("done")')]})
+    result = rlm_kernel.run(
+        "Open it", "a vault", tools=[MCPServer(url=http_url)], **settings(server)
+    )
+    assert result.answer == "done"
+    assert result.trajectory.iterations[0]["output"].strip() == "GOLD-7731 42"
+    # The model was told of them in its system prompt, with the server's descriptions.
+    system = server.requests[0].messages[0]["content"]
+    assert "open_drawer(name)" in system
+    assert "Multiply two integers." in system
+
+
+def test_a_failing_server_fails_the_run_before_any_model_call(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve({"root": [fence('FINAL("x")')]})
+    with pytest.raises(MCPServerError, match=r"vault\.key is missing"):
+        rlm_kernel.run("q", "ctx", sub_tools=[stdio_spec("--fail")], **settings(server))
+    assert server.requests == []

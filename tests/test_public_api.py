@@ -192,3 +192,12 @@ def test_the_package_re_exports_the_common_errors_from_rlm_kernel_errors() -> No
     assert "RLMError" in exported
     for name in exported:
         assert getattr(rlm_kernel, name) is getattr(errors, name)
+
+
+def test_the_mcp_server_spec_is_public_and_costs_no_mcp_import() -> None:
+    """``rlm_kernel.MCPServer`` is the one public type for MCP servers as tools (``tools=``,
+    ``sub_tools=``); the mcp SDK is imported only when a session starts a server."""
+    assert "MCPServer" in rlm_kernel.__all__
+    assert "MCPServerError" in rlm_kernel.__all__
+    spec = rlm_kernel.MCPServer(command=["python", "server.py"])
+    assert spec.label == "python server.py"

@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+import rlm_kernel
 from rlm_kernel import RLM
 from rlm_kernel._aio import run_sync
+from rlm_kernel._events import SubcallFinished
+from rlm_kernel._replay import replay_session
 from rlm_kernel._subtools import SubTool, python_tool, sub_tools, tool_loop
 from rlm_kernel.errors import ConfigError
 from rlm_kernel.models import (
@@ -24,7 +27,7 @@ from rlm_kernel.models import (
 )
 from rlm_kernel.models.openai import OpenAIClient
 from rlm_kernel.models.replay import ReplayClient
-from rlm_kernel.testing import ChatRequest, Reply, ScriptedServer, ToolUse, settings
+from rlm_kernel.testing import ChatRequest, Reply, ScriptedServer, ToolUse, fence, settings
 
 
 def add(a: int, b: int = 1) -> int:
@@ -187,3 +190,143 @@ def test_replay_serves_a_tool_turn_by_its_key_with_its_tool_calls() -> None:
     assert got.tool_calls == recorded.tool_calls
     assert got.cached
     assert takes_tools(replay)
+
+
+# --- through a session: llm_query / llm_batch with sub_tools ------------------------------------------
+
+
+def vault_sub(request: ChatRequest) -> Reply:
+    """A sub model that first opens a drawer that breaks, then the one asked for, then answers."""
+    done = request.tool_results
+    if not request.tools:
+        return Reply(f"answered without tools after {len(done)} results")
+    if not done:
+        return Reply(tool_calls=[ToolUse("lookup", {"key": "broken"})])
+    if len(done) == 1:
+        drawer = "gold" if "gold" in request.prompt else "silver"
+        return Reply(tool_calls=[ToolUse("lookup", {"key": drawer}, id="call_drawer")])
+    return Reply("The drawer holds " + json.loads(done[-1]["content"])["value"])
+
+
+def vault_session(
+    server: ScriptedServer, **overrides: Any
+) -> tuple[rlm_kernel.Session, list[SubcallFinished]]:
+    session = rlm_kernel.Session(
+        "What is in the gold drawer?",
+        "a vault with drawers",
+        config=RLM().with_overrides(settings(server, **overrides)),
+        sub_tools=[lookup, add],
+    )
+    finished: list[SubcallFinished] = []
+    session.subscribe(lambda e: finished.append(e) if isinstance(e, SubcallFinished) else None)
+    return session, finished
+
+
+ASK = fence('a = llm_query("What is in the gold drawer?")\nprint(len(a))')
+
+
+def test_llm_query_runs_the_tool_loop_and_the_root_sees_only_the_answer(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve({"root": [ASK, fence("FINAL(a)")], "sub": vault_sub})
+    session, finished = vault_session(server)
+    result = session.run()
+    assert result.answer == "The drawer holds GOLD"
+    root = [r for r in server.requests if r.model == "root"]
+    # The root never sees the tool traffic: no tools offered, no tool messages, no tool results.
+    assert all(not r.tools and not r.tool_results for r in root)
+    root_text = json.dumps([r.messages for r in root])
+    assert "no drawer" not in root_text
+    assert "lookup" not in root_text
+    subs = [r for r in server.requests if r.model == "sub"]
+    assert [len(r.tool_results) for r in subs] == [0, 1, 2]
+    assert subs[0].tool_names == ["lookup", "add"]
+    # The sub-call's record: every turn, every call with its result or error and duration.
+    (call,) = result.trajectory.iterations[0]["subcalls"]
+    turns = call["tool_turns"]
+    assert len(turns) == 3
+    assert turns[0]["calls"][0]["error"] == "KeyError: \"the vault has no drawer 'broken'\""
+    assert turns[1]["calls"][0]["result"] == '{"key": "gold", "value": "GOLD"}'
+    assert turns[2]["calls"] == []
+    assert call["response"] == "The drawer holds GOLD"
+    assert call["request_key"] == turns[0]["request_key"]
+    assert call["usage"]["calls"] == 3
+    assert "tool_limit" not in call
+    # The panel's event carries the same record; the session record lists the tools offered.
+    assert finished[0].record["tool_turns"] == turns
+    offered = result.trajectory.session["sub_tools"]
+    assert [t["name"] for t in offered] == ["lookup", "add"]
+    assert offered[0]["source"] == "python"
+    assert offered[0]["parameters"]["required"] == ["key"]
+
+
+def test_the_turn_limit_ends_the_loop_and_the_answer_says_so(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve({"root": [ASK, fence("FINAL(a)")], "sub": vault_sub})
+    session, _ = vault_session(server, sub_tool_turns=1)
+    result = session.run()
+    assert result.answer is not None
+    assert result.answer.startswith("answered without tools after 1 results")
+    assert "cut at RLM.sub_tool_turns = 1" in result.answer
+    (call,) = result.trajectory.iterations[0]["subcalls"]
+    assert call["tool_limit"] is True
+    assert len(call["tool_turns"]) == 2
+    last = [r for r in server.requests if r.model == "sub"][-1]
+    assert not last.tools
+    assert "RLM.sub_tool_turns = 1" in last.messages[-1]["content"]
+
+
+def test_llm_batch_items_each_run_their_own_tool_loop(serve: Callable[..., ScriptedServer]) -> None:
+    batch = fence('a = llm_batch(["the gold drawer?", "the silver drawer?"])\nprint(a)')
+    server = serve({"root": [batch, fence("FINAL(' / '.join(a))")], "sub": vault_sub})
+    session, _ = vault_session(server)
+    result = session.run()
+    assert result.answer == "The drawer holds GOLD / The drawer holds SILVER"
+    calls = result.trajectory.iterations[0]["subcalls"]
+    assert [len(c["tool_turns"]) for c in calls] == [3, 3]
+
+
+def test_a_recorded_tool_loop_replays_offline_with_the_recorded_tool_results(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve({"root": [ASK, fence("FINAL(a)")], "sub": vault_sub})
+    session, _ = vault_session(server, autosave=True)
+    assert session.run().answer == "The drawer holds GOLD"
+    assert session.path is not None
+    server.stop()  # no model from here on
+    recording = rlm_kernel.Trajectory.load(session.path)
+    # Without the functions: the recorded tools answer as they answered.
+    replayed = replay_session(recording, None, "a vault with drawers").run()
+    assert replayed.answer == "The drawer holds GOLD"
+    (call,) = replayed.trajectory.iterations[0]["subcalls"]
+    (recorded,) = recording.iterations[0]["subcalls"]
+
+    def outcomes(record: Any) -> list[tuple[str, str, str | None, str | None]]:
+        return [
+            (c["name"], c["arguments"], c["result"], c["error"])
+            for turn in record["tool_turns"]
+            for c in turn["calls"]
+        ]
+
+    assert outcomes(call) == outcomes(recorded)
+    assert all(t["cached"] for t in call["tool_turns"])
+    # With the functions themselves: they run again, and the recording's model turns still fit.
+    again = replay_session(recording, None, "a vault with drawers", sub_tools=[lookup, add]).run()
+    assert again.answer == "The drawer holds GOLD"
+
+
+def test_sub_tools_need_a_client_that_takes_tools() -> None:
+    class Plain:
+        endpoint = "plain"
+
+        def complete(self, messages: Any, *, model: str, on_delta: Any = None) -> Completion:
+            return Completion("x", model, Usage(), 0.0)
+
+        async def acomplete(self, messages: Any, *, model: str) -> Completion:
+            return Completion("x", model, Usage(), 0.0)
+
+    with pytest.raises(ConfigError, match="does not take tools"):
+        rlm_kernel.Session(
+            "q", "ctx", config=RLM().with_overrides({"model": "m"}), client=Plain(), sub_tools=[add]
+        )

@@ -11,13 +11,18 @@ recovery count the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ._final import Submission
 from ._output import Accepted, OutputSpec
-from ._prompts import invalid_answer_note, invalid_answer_reason
+from ._prompts import (
+    invalid_answer_note,
+    invalid_answer_reason,
+    sub_output_instructions,
+    sub_output_retry,
+)
 from ._schema import InvalidAnswer, IterationRecord
 from ._secrets import Redactor
 
@@ -79,3 +84,32 @@ def typed_text(spec: OutputSpec, text: str) -> tuple[Any, str] | None:
     if isinstance(checked, Accepted):
         return checked.value, spec.text(checked.value)
     return None
+
+
+# One ask of a sub-call: the text to send and the ``response_format``; its reply, or "Error: …".
+SubAsk = Callable[[str, dict[str, Any]], Awaitable[str]]
+_FAILED = "Error: "
+
+
+async def typed_subcall(ask: SubAsk, spec: OutputSpec, prompt: str) -> Any:
+    """``llm_query(prompt, output=...)``: the prompt with the shape appended, sent with the
+    endpoint's structured output (``response_format``) where the client takes it; a reply that does
+    not match is asked once more with the validator's message. Returns the validated value, or an
+    ``Error: …`` string (a failed call's, or the validator's once the second reply did not match)."""
+    text = f"{prompt}\n\n{sub_output_instructions(spec.name, spec.schema_text())}"
+    fmt = spec.response_format()
+    reply = await ask(text, fmt)
+    if reply.startswith(_FAILED):
+        return reply
+    checked = spec.parse_structured(reply)
+    if isinstance(checked, Accepted):
+        return checked.value
+    again = await ask(sub_output_retry(text, reply, checked.message), fmt)
+    if again.startswith(_FAILED):
+        return again
+    checked = spec.parse_structured(again)
+    if isinstance(checked, Accepted):
+        return checked.value
+    return (
+        f"{_FAILED}the sub-model's answer did not match {spec.name}, asked twice: {checked.message}"
+    )

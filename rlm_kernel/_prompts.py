@@ -57,7 +57,9 @@ Available in the REPL:
 - `P`: the context ({context_type}).
 - `llm_query(prompt, model=None) -> str`: ask a sub-model one question. It cannot see `P` or this \
 conversation, only the prompt you give it, so put the text it must read into the prompt. It reads about \
-{subcall_chars} characters comfortably.
+{subcall_chars} characters comfortably. With `output=` a type (`llm_query(prompt, output=list[str])`, \
+`int`, a dict of a JSON schema) it returns the answer parsed and validated as that type, or an \
+`Error: ...` string.
 - `llm_batch(prompts, model=None) -> list[str]`: ask many independent questions in parallel; answers \
 come back in order. Prefer a few large prompts per batch over thousands of tiny ones.
 - `rlm_query(prompt, context=None) -> str`: {rlm_query_doc}
@@ -271,6 +273,22 @@ def invalid_answer_reason(name: str, repairs: int, message: str) -> str:
     return (
         f"The answer did not match {name}, and {repairs} repair(s) did not fix it "
         f"(RLM.output_repairs); the last answer is kept unvalidated. The validator said: {first}"
+    )
+
+
+def sub_output_instructions(name: str, schema: str) -> str:
+    """What a typed sub-call (``llm_query(prompt, output=...)``) adds to its prompt."""
+    return (
+        f"Reply with only a JSON value of type {name}, matching this JSON schema, and nothing "
+        f"else:\n{schema}"
+    )
+
+
+def sub_output_retry(prompt: str, reply: str, message: str) -> str:
+    """The second ask of a typed sub-call whose first reply did not match."""
+    return (
+        f"{prompt}\n\nYour previous reply was:\n{reply}\nIt does not match; the validator says:\n"
+        f"{message}\nReply again with only the corrected JSON value."
     )
 
 

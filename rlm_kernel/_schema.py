@@ -80,6 +80,8 @@ class SubcallRecord(TypedDict):
     request_key: str | None
     batch: dict[str, Any] | None
     child: dict[str, Any] | None
+    # A typed sub-call (llm_query(prompt, output=...)): the type its answer was validated as.
+    output: NotRequired[str]
     # A sub-call with tools (``sub_tools=``): every model call of its tool loop, in order, with the
     # tools each asked for; ``request_key`` is the first one's, ``response`` the last one's text and
     # ``usage`` their sum. ``tool_limit``: RLM.sub_tool_turns cut the loop. Only in such sub-calls,

@@ -9,6 +9,7 @@ so one bad item cannot kill a batch.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import threading
 import time
@@ -19,7 +20,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from . import _aio
 from . import _stdjson as json
+from ._answers import typed_subcall
 from ._events import Emitter, SubcallFinished, SubcallStarted
+from ._output import output_spec
 from ._schema import SubcallRecord, ToolTurnRecord, subcall_record
 from ._secrets import Redactor, redact_kwargs
 from ._subtools import SubTool, cut_marker, tool_loop
@@ -224,9 +227,24 @@ class SubcallEngine:
         return model or self.config.effective_sub_model()
 
     # --- the helpers the model calls ---------------------------------------------------------------
-    def llm_query(self, prompt: object, model: str | None = None) -> str:
-        """Ask a sub-model one question; it sees only ``prompt``. Returns its answer."""
+    def llm_query(self, prompt: object, model: str | None = None, output: object = None) -> Any:
+        """Ask a sub-model one question; it sees only ``prompt``. Returns its answer; with
+        ``output`` (a pydantic model, a TypedDict, a type such as ``list[str]``, a JSON schema dict)
+        the answer validated as that type (``_answers.typed_subcall``), or an ``Error: …`` string."""
+        if output is not None:
+            return _aio.run_sync(self._typed(self._text(prompt), self._model(model), output))
         return _aio.run_sync(self._one(self._text(prompt), self._model(model), "llm_query", None))
+
+    async def _typed(self, prompt: str, model: str, output: object) -> Any:
+        try:
+            spec = output_spec(output)
+        except RLMError as exc:
+            return f"Error: {exc}"
+
+        async def ask(text: str, fmt: dict[str, Any]) -> str:
+            return await self._one(text, model, "llm_query", None, output=(spec.name, fmt))
+
+        return await typed_subcall(ask, spec, prompt)
 
     def llm_batch(self, prompts: Sequence[object], model: str | None = None) -> list[str]:
         """Ask many independent questions in parallel; answers come back in order."""
@@ -280,15 +298,27 @@ class SubcallEngine:
             )
         )
 
-    async def _one(self, prompt: str, model: str, kind: str, batch: dict[str, Any] | None) -> str:
+    async def _one(
+        self,
+        prompt: str,
+        model: str,
+        kind: str,
+        batch: dict[str, Any] | None,
+        *,
+        output: tuple[str, dict[str, Any]] | None = None,
+    ) -> str:
+        """One sub-call; ``output`` is a typed one's (type name, ``response_format``)."""
         messages: list[Message] = [{"role": "user", "content": prompt}]
         key = request_key(model, messages)
         record = self._start(kind, model, prompt, key, batch)
         started = time.perf_counter()
+        if output is not None:
+            record["output"] = output[0]
         if self.sub_tools and kind != "rlm_query":
             return await self._with_tools(messages, model, record, started)
         try:
-            completion = await self._complete(messages, model)
+            fmt = output[1] if output is not None else None
+            completion = await self._complete(messages, model, response_format=fmt)
         except RLMError as exc:
             record["error"] = str(exc)
         except asyncio.CancelledError:
@@ -373,6 +403,7 @@ class SubcallEngine:
         *,
         tools: list[dict[str, Any]] | None = None,
         first: bool = True,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
         """One model call of a sub-call: budgets checked, the cache asked, a concurrency slot held.
         A tool loop's calls (``first``: its opening one, which takes the sub-call's slot of
@@ -399,12 +430,16 @@ class SubcallEngine:
         cached = self.cache.get(key)
         if cached is not None:
             return Completion(cached.text, cached.model, Usage(), 0.0, cached.finish_reason, True)
-        completion = await self._call(messages, model, None)
+        completion = await self._call(messages, model, None, response_format)
         self.cache.put(key, completion)
         return completion
 
     async def _call(
-        self, messages: list[Message], model: str, tools: list[dict[str, Any]] | None
+        self,
+        messages: list[Message],
+        model: str,
+        tools: list[dict[str, Any]] | None,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
         """The call itself, in a concurrency slot, cut at wall_timeout, charged to the budget."""
         if self._semaphore is None:
@@ -419,7 +454,13 @@ class SubcallEngine:
             try:
                 # Cut when the session's wall_timeout runs out, if it is still in flight then.
                 with call_deadline(self.budget.wall_deadline()):
-                    if tools is None:
+                    if response_format is not None and takes_response_format(self.client):
+                        # A typed sub-call: the endpoint's structured output, where the client
+                        # has it (the prompt states the shape too, and the answer is validated).
+                        completion = await self.client.acomplete(  # type: ignore[call-arg]
+                            messages, model=model, response_format=response_format
+                        )
+                    elif tools is None:
                         completion = await self.client.acomplete(messages, model=model)
                     else:  # the session checked that the client takes tools (takes_tools)
                         completion = await self.client.acomplete(  # type: ignore[call-arg]
@@ -471,6 +512,15 @@ class SubcallEngine:
             record["response"], record["child"] = answer, child
             record["usage"] = usage.total.to_dict()
         return self._end(record, started)
+
+
+def takes_response_format(client: ModelClient) -> bool:
+    """Whether ``client.acomplete`` takes ``response_format=`` (structured output; the OpenAI
+    client does, a script or a recording answers the prompt, which states the shape too)."""
+    try:
+        return "response_format" in inspect.signature(client.acomplete).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _as_text(prompt: object) -> str:

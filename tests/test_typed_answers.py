@@ -361,3 +361,59 @@ def test_exports_carry_the_spec_and_the_value(
     assert native.final is not None
     assert native.final["value"] == value
     assert native.iterations[1]["invalid"]["source"] == "FINAL"
+
+
+def test_llm_query_output_uses_structured_output_and_returns_the_object(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    code = (
+        "from pydantic import BaseModel\n"
+        "class Incident(BaseModel):\n    service: str\n    cause: str\n    minutes: int\n"
+        "got = llm_query('Which incident is in: ' + P[:80], output=Incident)\n"
+        "print(type(got).__name__, got.minutes)"
+    )
+    sub = ['{"service": "checkout", "cause": "expired TLS certificate", "minutes": 42}']
+    server = serve({"root": [fence(code), fence("FINAL(got.service)")], "sub": sub})
+    result = typed_run(server, str)
+    assert result.trajectory.iterations[0]["output"] == "Incident 42"
+    asked = next(r for r in server.requests if r.model == "sub")
+    fmt = asked.params["response_format"]
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["name"] == "Incident"
+    assert fmt["json_schema"]["schema"] == Incident.model_json_schema()
+    assert "Reply with only a JSON value of type Incident" in asked.prompt
+    call = result.trajectory.iterations[0]["subcalls"][0]
+    assert call["output"] == "Incident"
+    # A plain type is wrapped as {"value": ...} for the endpoint, and unwrapped again.
+    code = "n = llm_query('How many minutes? ' + P[:80], output=int)\nprint(n + 1)"
+    server = serve({"root": [fence(code), fence("FINAL(n)")], "sub": ['{"value": 42}']})
+    result = typed_run(server, int)
+    assert result.trajectory.iterations[0]["output"] == "43"
+    asked = next(r for r in server.requests if r.model == "sub")
+    wrapped = asked.params["response_format"]["json_schema"]["schema"]
+    assert wrapped["properties"]["value"] == {"type": "integer"}
+
+
+def test_llm_query_output_asks_once_more_with_the_validators_message(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    code = "got = llm_query('List the services in: ' + P[:80], output=list[str])\nprint(got)"
+    sub = ["checkout, probably", '{"value": ["checkout"]}']
+    server = serve({"root": [fence(code), fence("FINAL(got)")], "sub": sub})
+    result = typed_run(server, list[str])
+    assert result.trajectory.iterations[0]["output"] == "['checkout']"
+    second = [r for r in server.requests if r.model == "sub"][1]
+    assert "Your previous reply was:\ncheckout, probably" in second.prompt
+    assert "Input should be a valid list" in second.prompt
+    assert len(result.trajectory.iterations[0]["subcalls"]) == 2
+    # Twice wrong: an Error string the code can read, never an exception.
+    code = "got = llm_query('Minutes? ' + P[:80], output=int)\nprint(got)"
+    server = serve({"root": [fence(code), fence("FINAL(1)")], "sub": ["many", "lots"]})
+    result = typed_run(server, int)
+    printed = result.trajectory.iterations[0]["output"]
+    assert printed.startswith("Error: the sub-model's answer did not match int, asked twice:")
+    # A spec the code gets wrong is an Error string too.
+    code = "got = llm_query('Minutes?', output='int')\nprint(got)"
+    server = serve({"root": [fence(code), fence("FINAL(1)")]})
+    result = typed_run(server, int)
+    assert "is not a type or a JSON schema" in result.trajectory.iterations[0]["output"]

@@ -233,12 +233,16 @@ class OpenAIClient:
         *,
         model: str,
         tools: Sequence[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
         """``complete`` on the async client, for sub-calls running side by side (``llm_batch``);
-        with ``tools`` (chat-completions tool schemas) the answer may be tool calls."""
+        with ``tools`` (chat-completions tool schemas) the answer may be tool calls; with
+        ``response_format`` (a typed ``llm_query``) the endpoint's structured output."""
         params = self._params(model, messages)
         if tools:
             params["tools"] = list(tools)
+        if response_format is not None:
+            params["response_format"] = response_format
         started = time.perf_counter()
         try:
             data = await self._async.post(_PATH, **self._body(params), cast_to=_JSON)

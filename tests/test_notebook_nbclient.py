@@ -79,3 +79,39 @@ def test_nbclient_runs_a_notebook_with_rlm(
     assert "llm_batch 3/3" in titles
     # The model's variables are the notebook's.
     assert "screen cracked" in saved.cells[-1].outputs[0]["text"]
+
+
+def test_sub_tools_from_the_notebook_show_their_calls_in_the_panel(
+    serve: Callable[..., ScriptedServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rlm_kernel.testing import ChatRequest, Reply, ToolUse
+
+    def sub(request: ChatRequest) -> Reply:
+        if not request.tool_results:
+            return Reply(tool_calls=[ToolUse("stock", {"item": "bolts"})])
+        return Reply("bolts: " + request.tool_results[0]["content"])
+
+    root = [fence("a = llm_query('How many bolts?')\nprint(len(a))"), fence("FINAL(a)")]
+    server = serve({"root": root, "sub": sub})
+    for key, value in kernel_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    setup = "\n".join(f"%config RLM.{k} = {v!r}" for k, v in settings(server).items())
+    tool = 'def stock(item: str) -> int:\n    """Units of an item in stock."""\n    return 12'
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(setup),
+            nbformat.v4.new_code_cell(tool + "\nstore = 'a hardware store'"),
+            nbformat.v4.new_code_cell('%rlm "How many bolts?" store --sub-tools stock'),
+        ]
+    )
+    NotebookClient(
+        nb, kernel_name="rlm", timeout=120, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    outputs = nb.cells[-1].outputs
+    panels = [o for o in outputs if o.output_type == "display_data" and WIDGET_VIEW in o.data]
+    html = "\n".join(o.data["text/html"] for o in panels)
+    assert "llm_query · sub · 1 tool call" in html
+    assert "turn 1 · stock({&quot;item&quot;: &quot;bolts&quot;})" in html
+    assert "bolts: 12" in html
+    # The root model never saw the tool traffic.
+    assert not any(r.tools or r.tool_results for r in server.requests if r.model == "root")

@@ -40,6 +40,11 @@ def _start_parser(prog: str, *, question: bool, context: bool) -> _Parser:
     p.add_argument("--strategy", help="RLM.strategy: search-first, map-reduce, verify, or tips")
     p.add_argument("--tools", help="comma-separated names of functions in the notebook")
     p.add_argument(
+        "--sub-tools",
+        help="comma-separated names of functions or rlm_kernel.MCPServer specs in the notebook, "
+        "for the sub-models of llm_query / llm_batch",
+    )
+    p.add_argument(
         "--output", help="the answer's type: a class, type or JSON schema in the notebook"
     )
     p.add_argument("--step", action="store_true")
@@ -111,6 +116,7 @@ _NOT_FOR_FOLLOW_UP = {
     "mode": "--mode",
     "strategy": "--strategy",
     "tools": "--tools",
+    "sub_tools": "--sub-tools",
     "output": "--output",
     "set": "--set",
 }
@@ -149,6 +155,7 @@ def parse_sub(name: str, tokens: list[str]) -> argparse.Namespace:
         p.add_argument("--speed", type=float)
         p.add_argument("--live-fallback", action="store_true")
         p.add_argument("--step", action="store_true")
+        p.add_argument("--output")  # a typed recording's class, so the value is its instance
     elif name == "edit":
         p.add_argument("iteration", type=int)
         p.add_argument("--session")

@@ -130,16 +130,42 @@ def subcall_title(record: dict[str, Any]) -> str:
     parts = [name, record["model"]]
     if record.get("cached"):
         parts.append("cached")
+    calls = sum(len(turn.get("calls", ())) for turn in record.get("tool_turns") or ())
+    if calls:
+        parts.append(f"{calls} tool call{'' if calls == 1 else 's'}")
     parts += [f"{tokens:,} tok", f"{record.get('latency', 0.0):.1f} s"]
     if record.get("error"):
         parts.append("error")
     return " · ".join(parts)
 
 
+def tool_calls_body(record: dict[str, Any]) -> str:
+    """A sub-call's tool calls (``sub_tools=``), turn by turn: name and arguments, then the result,
+    or the error the sub-model read instead, and how long the tool took."""
+    parts: list[str] = []
+    for number, turn in enumerate(record.get("tool_turns") or (), start=1):
+        for call in turn.get("calls", ()):
+            head = f"turn {number} · {call['name']}({call['arguments']}) · {call['duration']:.2f} s"
+            parts.append(f"<div style='color:#666; {MONO}'>{esc(head)}</div>")
+            if call.get("error") is not None:
+                parts.append(long_text(f"Error: {call['error']}", color="#c0392b"))
+            else:
+                parts.append(long_text(str(call.get("result") or "")))
+    if record.get("tool_limit"):
+        parts.append(
+            "<div style='color:#b26a00'>the tool calls were cut at RLM.sub_tool_turns; the "
+            "sub-model answered without further tools</div>"
+        )
+    if not parts:
+        return ""
+    return "<div style='color:#666'>tool calls</div>" + "".join(parts)
+
+
 def subcall_body(record: dict[str, Any]) -> str:
     parts = [
         "<div style='color:#666'>prompt</div>",
         long_text(str(record["prompt"])),
+        tool_calls_body(record),
     ]
     if record.get("error"):
         parts += [

@@ -16,6 +16,7 @@ from typing import Any
 from IPython.core.error import UsageError
 
 from .._config import RLM
+from .._mcp import MCPServer
 from .._namespace import RESERVED
 from ..executors import Executor, NamespaceExecutor
 
@@ -66,16 +67,18 @@ class Workspace:
             return None
         return NamespaceExecutor(self.user_ns, echo_stdout=sys.stdout, echo_stderr=sys.stderr)
 
-    def tools(self, names: str | None) -> dict[str, Any] | None:
-        """``--tools f,g``: the notebook's functions of those names."""
+    def tools(self, names: str | None, flag: str = "--tools") -> dict[str, Any] | None:
+        """``--tools f,g`` (or ``--sub-tools``): the notebook's functions or ``MCPServer`` specs of
+        those names."""
         if not names:
             return None
         tools: dict[str, Any] = {}
         for name in (n.strip() for n in names.split(",") if n.strip()):
             fn = self.user_ns.get(name)
-            if not callable(fn):
+            if not (callable(fn) or isinstance(fn, MCPServer)):
                 raise UsageError(
-                    f"%rlm --tools: {name!r} is not a function defined in this notebook"
+                    f"%rlm {flag}: {name!r} is not a function or an rlm_kernel.MCPServer defined "
+                    "in this notebook"
                 )
             tools[name] = fn
         return tools

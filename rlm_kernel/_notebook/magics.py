@@ -41,14 +41,16 @@ HELP = """Run a Recursive Language Model over a context held in a notebook varia
   %rlm status [session] | list
   %rlm edit N [--session S]          put iteration N's code in a new cell to correct and re-run
   %rlm export PATH [--format json|jsonl|rlm-jsonl|ipynb|sft] [--session S]
-  %rlm replay PATH ctx [--speed X] [--step] [--live-fallback]
+  %rlm replay PATH ctx [--speed X] [--step] [--live-fallback] [--output T]
                                      re-enact a recorded session offline (no API key needed);
-                                     --live-fallback asks the model what the recording lacks
+                                     --live-fallback asks the model what the recording lacks;
+                                     --output T validates a typed one's answer as T again
   %%rlm_step [SESSION] N             run iteration N's code (an edited re-run rewinds to N);
                                      without SESSION, the current session
 
 Options: --model M  --sub-model M  --max-iterations N  --max-depth N  --mode rlm|auto|baseline
          --executor namespace|monty  --tools f,g  --step (stop before running each step)
+         --sub-tools f,g (functions or rlm_kernel.MCPServer specs the sub-models may call)
          --output T (the answer's type: a pydantic model, TypedDict, type or JSON schema dict in
          the notebook; it is validated, and rlm_kernel.current_session().value holds it)
          --set NAME=VALUE (any RLM setting; `%config RLM` lists them)
@@ -146,6 +148,7 @@ class RLMMagics(Magics):
                 executor=self.workspace.executor(config),
                 tools=self.workspace.tools(args.tools),
                 output=self.workspace.output(args.output),
+                sub_tools=self.workspace.tools(args.sub_tools, "--sub-tools"),
             )
         except RLMError as exc:
             raise UsageError(f"%rlm: {exc}") from None

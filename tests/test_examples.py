@@ -52,6 +52,15 @@ SHOWS = {
         "max_iterations after 6 steps",
     ],
     "export_and_replay.ipynb": ["exported/session.rlm.jsonl", "True"],
+    "typed_answers.ipynb": [
+        "Your answer does not match the expected shape (Incident)",  # told the model in step 2
+        "step 2 did not match, the model was told:",
+        "outage_minutes\n  Input should be a valid integer, unable to parse string as an integer",
+        "value: Incident(service='checkout-web', root_cause='CHG-2291 set max_pool_size=50",
+        "minutes + 4 = 60",
+        '"outage_minutes": 56}',
+        "The final answer must be a value of type Incident, matching this JSON schema:",
+    ],
 }
 
 

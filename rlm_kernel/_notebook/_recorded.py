@@ -74,6 +74,7 @@ class RecordedSessions:
                 speed=args.speed,
                 base=self._settings,
                 fallback=fallback,
+                output=self._workspace.output(args.output),
             )
         except RLMError as exc:
             raise UsageError(f"%rlm replay: {exc}") from None

@@ -8,17 +8,16 @@ constructor recursion depth mismatch`` for code that is fine. With 50 sessions o
 out of ``rlm_kernel.run`` about once in a thousand sessions (benchmarks/soak.py). 3.10, 3.12 and 3.13
 did not show it under the same load.
 
-So the runtime's own parses take turns (one lock), and a parse that still meets the error, raced by
-a parse that is not the runtime's (the model's own ``ast.parse``, IPython reading a cell), is done
-again: each parse starts the count afresh, so a repeat is a clean parse.
+So a parse that meets that error is done again: each parse starts the count afresh, so a repeat is
+a clean parse. (Not a lock around the runtime's parses: under 50 threads one lock became a convoy,
+and blocks waited on it past their time limit; nor would it cover parses that are not the runtime's,
+the model's own ``ast.parse`` or IPython reading a cell.)
 """
 
 from __future__ import annotations
 
 import ast
-import threading
 
-_lock = threading.Lock()
 _ATTEMPTS = 10  # a race needs another parse in flight at that moment: ten in a row do not happen
 
 
@@ -27,8 +26,7 @@ def parse(source: str, filename: str = "<unknown>") -> ast.Module:
     attempt = 1
     while True:
         try:
-            with _lock:
-                return ast.parse(source, filename=filename, mode="exec")
+            return ast.parse(source, filename=filename, mode="exec")
         except SystemError as exc:
             if "recursion depth mismatch" not in str(exc) or attempt >= _ATTEMPTS:
                 raise

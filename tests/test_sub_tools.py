@@ -330,3 +330,43 @@ def test_sub_tools_need_a_client_that_takes_tools() -> None:
         rlm_kernel.Session(
             "q", "ctx", config=RLM().with_overrides({"model": "m"}), client=Plain(), sub_tools=[add]
         )
+
+
+@pytest.mark.parametrize("turns", [5, 1], ids=["answered", "cut"])
+def test_exports_carry_the_tool_calls_in_their_formats(
+    serve: Callable[..., ScriptedServer], tmp_path: Any, turns: int
+) -> None:
+    server = serve({"root": [ASK, fence("FINAL(a)")], "sub": vault_sub})
+    session, _ = vault_session(server, sub_tool_turns=turns)
+    trajectory = session.run().trajectory
+    last = [r for r in server.requests if r.model == "sub"][-1]
+    # The reference visualizer's log: the rlm_calls entry keeps its fields and adds ours.
+    visual = tmp_path / "run.rlm.jsonl"
+    trajectory.export(visual, "rlm-jsonl")
+    lines = [json.loads(line) for line in visual.read_text().splitlines()]
+    (entry,) = lines[1]["code_blocks"][0]["result"]["rlm_calls"]
+    assert entry["response"] == trajectory.iterations[0]["subcalls"][0]["response"]
+    assert entry["tool_calls"][0]["function"] == {
+        "name": "lookup",
+        "arguments": '{"key": "broken"}',
+    }
+    assert entry["tool_calls"][0]["error"].startswith("KeyError")
+    assert entry["tool_calls"][0]["turn"] == 1
+    assert entry["tool_limit"] is (turns == 1)
+    # Its conversation is what the sub-model was sent, then its answer.
+    assert entry["messages"][:-1] == last.messages
+    assert entry["messages"][-1]["role"] == "assistant"
+    # The SFT export: the root's conversation, and the tool loop in OpenAI's fine-tuning format.
+    sft = tmp_path / "run.sft.jsonl"
+    trajectory.export(sft, "sft")
+    root_line, tool_line = [json.loads(line) for line in sft.read_text().splitlines()]
+    assert all("tool_calls" not in m for m in root_line["messages"])
+    assert tool_line["messages"][:-1] == last.messages
+    assert tool_line["messages"][1]["tool_calls"][0]["type"] == "function"
+    assert tool_line["messages"][2] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": "Error: KeyError: \"the vault has no drawer 'broken'\"",
+    }
+    assert tool_line["tools"] == [python_tool(lookup).schema(), python_tool(add).schema()]
+    assert tool_line["metadata"]["tool_limit"] is (turns == 1)

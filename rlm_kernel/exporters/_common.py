@@ -9,15 +9,16 @@ against the ``request_key`` recorded with it).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from .._history import History
 from .._schema import Record
+from .._subtools import limit_note
 from .._trajectory import Trajectory, dumps
-from ..models import Message
+from ..models import Message, ToolCall
 
 
 def message(role: str, content: str) -> Message:
@@ -94,6 +95,44 @@ def children(trajectory: Trajectory) -> Iterator[Trajectory]:
         child = call["child"]
         if child:
             yield Trajectory.from_dict(child)
+
+
+def tool_conversation(call: dict[str, Any]) -> list[dict[str, Any]]:
+    """A sub-call with tools (``tool_turns``) as the chat-completions conversation it was: the prompt,
+    then per turn the assistant's ``tool_calls`` and one ``tool`` message per call (its result, or
+    ``Error: …``), the turn limit's note when it cut the loop, and the final answer; what each of its
+    requests sent, in the OpenAI chat (and fine-tuning) format."""
+    turns = call.get("tool_turns") or []
+    messages: list[dict[str, Any]] = [{"role": "user", "content": call["prompt"]}]
+    for turn in turns:
+        calls = turn.get("calls") or []
+        if not calls:
+            break
+        messages.append(
+            {
+                "role": "assistant",
+                "content": turn["text"],
+                "tool_calls": [
+                    ToolCall(c["id"], c["name"], c["arguments"]).to_dict() for c in calls
+                ],
+            }
+        )
+        for c in calls:
+            text = c["result"] if c.get("error") is None else f"Error: {c['error']}"
+            messages.append({"role": "tool", "tool_call_id": c["id"], "content": text or ""})
+    if call.get("tool_limit"):
+        messages.append({"role": "user", "content": limit_note(len(turns) - 1)})
+    if turns and not (turns[-1].get("calls")):
+        messages.append({"role": "assistant", "content": turns[-1]["text"]})
+    return messages
+
+
+def offered_tools(session: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The chat-completions ``tools`` the session's sub-calls were offered (its ``sub_tools``)."""
+    return [
+        {"type": "function", "function": {k: v for k, v in tool.items() if k != "source"}}
+        for tool in session.get("sub_tools") or ()
+    ]
 
 
 def subcall_tokens(call: dict[str, Any]) -> tuple[int, int]:

@@ -17,8 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from .._trajectory import Trajectory
-from ..models import Message
-from ._common import Step, executed_blocks, message, subcall_tokens, walk, write_jsonl
+from ..models import Message, ToolCall
+from ._common import (
+    Step,
+    executed_blocks,
+    message,
+    subcall_tokens,
+    tool_conversation,
+    walk,
+    write_jsonl,
+)
 
 # The visualizer's "Context / Question" box (visualizer/src/lib/parse-logs.ts, extractContextQuestion).
 _QUERY = re.compile(r'original query: "([^"]+)"')
@@ -188,6 +196,21 @@ def subcall(call: dict[str, Any]) -> dict[str, Any]:
     }
     if call.get("error"):
         entry["error"] = call["error"]
+    if call.get("tool_turns"):
+        # Ours: the tool calls (sub_tools=) in the chat-completions form, each with its outcome.
+        entry["tool_calls"] = [
+            {
+                **ToolCall(c["id"], c["name"], c["arguments"]).to_dict(),
+                "turn": number,
+                "result": c["result"],
+                "error": c["error"],
+                "duration": c["duration"],
+            }
+            for number, turn in enumerate(call["tool_turns"], start=1)
+            for c in turn["calls"]
+        ]
+        entry["messages"] = tool_conversation(call)
+        entry["tool_limit"] = bool(call.get("tool_limit"))
     if child is not None:
         entry["metadata"] = {
             "run_metadata": run_metadata(child),

@@ -4,7 +4,9 @@
 "metadata": {…}}``. A step a person edited appears as the code that ran, in a ```repl fence, in place of
 the model's response (exactly what the model saw in its history afterwards), and is listed in
 ``metadata.edited_steps`` so a trainer can weight or drop it. A compacted session is written with its
-whole history, so every turn the model produced is there. Not read back.
+whole history, so every turn the model produced is there. A sub-call whose sub-model called tools
+(``sub_tools=``) adds one line of its own in the tool-calling form (``messages`` with ``tool_calls``
+and ``tool`` answers, and ``tools``). Not read back.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .._trajectory import Trajectory
-from ._common import children, message, walk, write_jsonl
+from ._common import children, message, offered_tools, tool_conversation, walk, write_jsonl
 
 
 def write(
@@ -27,7 +29,33 @@ def write(
     ``include_children``: also write one line per child RLM session of the tree."""
     sessions = [trajectory, *(children(trajectory) if include_children else [])]
     lines = [example(t) for t in sessions if not only_successful or _reason(t) == "final"]
+    # Every tool loop in the tree (subcalls() walks the children too), each its own conversation.
+    lines += [tool_example(trajectory, call) for call in _tool_calls(trajectory)]
     write_jsonl(path, [line for line in lines if line is not None], trajectory)
+
+
+def _tool_calls(trajectory: Trajectory) -> list[dict[str, Any]]:
+    """The session's sub-calls with tools (``sub_tools=``) that ended with an answer."""
+    calls = [dict(c) for c in trajectory.subcalls()]
+    return [c for c in calls if c.get("tool_turns") and not c.get("error")]
+
+
+def tool_example(trajectory: Trajectory, call: dict[str, Any]) -> dict[str, Any]:
+    """One sub-call's tool loop as a tool-calling training conversation (OpenAI's fine-tuning chat
+    format: ``messages`` with the assistant's ``tool_calls`` and the ``tool`` answers, and ``tools``)."""
+    session = trajectory.session
+    return {
+        "messages": tool_conversation(call),
+        "tools": offered_tools(session),
+        "metadata": {
+            "session_id": session["session_id"],
+            "subcall": call["id"],
+            "kind": call["kind"],
+            "depth": call["depth"],
+            "model": call["model"],
+            "tool_limit": bool(call.get("tool_limit")),
+        },
+    }
 
 
 def _reason(trajectory: Trajectory) -> str | None:

@@ -417,3 +417,50 @@ def test_llm_query_output_asks_once_more_with_the_validators_message(
     server = serve({"root": [fence(code), fence("FINAL(1)")]})
     result = typed_run(server, int)
     assert "is not a type or a JSON schema" in result.trajectory.iterations[0]["output"]
+
+
+def test_typed_answers_in_the_monty_sandbox(serve: Callable[..., ScriptedServer]) -> None:
+    code = "n = llm_query('Minutes? ' + P[:60], output={'type': 'integer'})\nprint(n + 1)"
+    steps = [fence(code), fence("FINAL({'minutes': 'many'})"), fence("SUBMIT(minutes=n)")]
+    server = serve({"root": steps, "sub": ['{"value": 42}']})
+    result = typed_run(server, dict[str, int], executor="monty")
+    assert result.trajectory.iterations[0]["output"] == "43"
+    assert "valid integer" in result.trajectory.iterations[1]["invalid"]["message"]
+    assert (result.reason, result.value) == ("final", {"minutes": 42})
+
+
+def test_a_typed_sub_call_replays_offline(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    code = "got = llm_query('Services in: ' + P[:80], output=list[str])\nprint(got)"
+    sub = ["checkout", '{"value": ["checkout"]}']  # the second ask, after the validator's message
+    server = serve({"root": [fence(code), fence("FINAL(got)")], "sub": sub})
+    recorded = typed_run(server, list[str])
+    path = recorded.trajectory.save(tmp_path / "sub.json")
+    server.stop()
+    again = replay_session(Trajectory.load(path), None, CONTEXT).run()
+    assert again.trajectory.iterations[0]["output"] == "['checkout']"
+    assert (again.reason, again.value) == ("final", ["checkout"])
+
+
+def test_resume_takes_a_typed_session_up_again(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    server = serve({"root": [LOOK, fence("FINAL('nope')")]})
+    session = Session(
+        "What broke?", CONTEXT, config=RLM().with_overrides(settings(server)), output=int
+    )
+    session.step()
+    session.step()  # refused: the model is told, the session goes on
+    assert session.trajectory.iterations[1]["invalid"]["value"] == "nope"
+    path = session.path
+    assert path is not None
+    server.stop()
+    live = serve({"root": [fence("FINAL(42)")]})
+    resumed = rlm_kernel.resume(path, CONTEXT, config=RLM().with_overrides(settings(live)))
+    assert resumed.output is not None
+    assert resumed.output.name == "int"
+    result = resumed.run()
+    assert (result.reason, result.value, result.answer) == ("final", 42, "42")
+    # The resumed session goes on from the recorded refusal: the model read it before step 3.
+    assert "does not match the expected shape (int)" in live.requests[0].messages[-1]["content"]

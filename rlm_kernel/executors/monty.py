@@ -61,8 +61,8 @@ T = TypeVar("T")
 def _weakly(method: Callable[..., T]) -> Callable[..., T]:
     """``method`` (one of the executor's) without a strong reference to the executor.
 
-    The namespace view and the host module hold these: a bound method there would close a cycle
-    (executor -> namespace or module -> method -> executor), and a finished sandboxed session would
+    The host module's functions (``FINAL_VAR``, ``SHOW_VARS``) are these: a bound method there would
+    close a cycle (executor -> module -> method -> executor), and a finished sandboxed session would
     then wait for the cycle collector. ``_namespace.weakly`` does this one layer up; executors sit
     below it and cannot import it."""
     ref = weakref.WeakMethod(method)
@@ -76,6 +76,20 @@ def _weakly(method: Callable[..., T]) -> Callable[..., T]:
 
     call.__name__, call.__qualname__, call.__doc__ = name, method.__qualname__, method.__doc__
     return call
+
+
+def _weak_read(executor: MontyExecutor) -> Callable[[str], Any]:
+    """``executor._read`` for its namespace view, without a strong reference (no cycle): once the
+    executor is gone, so is its sandbox, and no name is found."""
+    read = weakref.WeakMethod(executor._read)
+
+    def lookup(name: str) -> Any:
+        bound = read()
+        if bound is None:
+            raise KeyError(name)
+        return bound(name)
+
+    return lookup
 
 
 class MontyExecutor:
@@ -97,7 +111,7 @@ class MontyExecutor:
         self.echo_scrub: Callable[[str], str] | None = None
         self._echo_stdout = echo_stdout
         self._echo_stderr = echo_stderr
-        self._ns = SandboxNamespace(_weakly(self._read))
+        self._ns = SandboxNamespace(_weak_read(self))
         # The worker and its last dump live apart from the executor: the finalizer and the dump
         # thread hold them, never the executor, so a dropped session is freed at once.
         self._live = Live()

@@ -28,9 +28,15 @@ from typing import Any, cast
 from ._config import RLM
 from ._context import describe_context, load_context
 from ._reenact import Reenactment
-from ._replay import _LOOP_SETTINGS, collect_answers, recorded_completion, recorded_settings
+from ._replay import (
+    _LOOP_SETTINGS,
+    collect_answers,
+    recorded_completion,
+    recorded_settings,
+    recorded_tools,
+)
 from ._schema import FinalRecord, IterationRecord, Record, SessionRecord
-from ._session import Session, Tools
+from ._session import Session, SubTools, Tools
 from ._trajectory import Trajectory, TrajectoryWriter, torn_tail
 from .errors import ContextError, RecoveryWarning, ReplayMissError, RLMError, TrajectoryError
 from .executors import Executor
@@ -74,6 +80,7 @@ def resume(
     namespace: MutableMapping[str, Any] | None = None,
     executor: Executor | None = None,
     tools: Tools = None,
+    sub_tools: SubTools = None,
     **settings: Any,
 ) -> Session:
     """Take a session up again from its trajectory, e.g. after a kernel crash or a restart.
@@ -89,6 +96,9 @@ def resume(
     ``settings`` are ``RLM`` settings by name and override ``config`` (default: the environment),
     except the loop settings (models, limits, executor), which are the record's: the re-run must
     follow it. ``client``/``sub_client`` are the live clients (default: built from the settings).
+    ``tools`` and ``sub_tools`` are the session's tools again (functions, MCP servers): the re-run
+    calls them as the recorded one did. A session whose sub-models had tools and that is given none
+    re-enacts them from the record, and its new sub-calls can only call them as recorded.
     """
     path = Path(trajectory_path)
     recording = Trajectory.load(path)
@@ -116,6 +126,7 @@ def resume(
         namespace=namespace,
         executor=executor,
         tools=tools,
+        sub_tools=sub_tools if sub_tools is not None else recorded_tools(recording),
     )
     session = reenacted.session
     mismatches = _catch_up(reenacted, root, recording.records, path)

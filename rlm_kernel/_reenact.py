@@ -22,7 +22,7 @@ from ._config import RLM
 from ._endings import Ending
 from ._history import History
 from ._schema import ForcedCall
-from ._session import Session, Tools
+from ._session import Session, SubTools, Tools
 from ._trajectory import Trajectory, TrajectoryWriter
 from .errors import SessionStateError
 from .executors import Executor
@@ -43,6 +43,7 @@ class Reenactment:
         namespace: MutableMapping[str, Any] | None = None,
         executor: Executor | None = None,
         tools: Tools = None,
+        sub_tools: SubTools = None,
     ) -> None:
         """A session with the recorded session id, question and preamble (the system and metadata
         messages the model saw), which records nothing until ``go_live``. Drive ``session`` with
@@ -57,6 +58,7 @@ class Reenactment:
             namespace=namespace,
             executor=executor,
             tools=tools,
+            sub_tools=sub_tools,
             _restore=recording,
         )
         self._live = False

@@ -4,6 +4,7 @@ schemas made from Python functions, and the bounded tool loop (errors back to th
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from rlm_kernel._aio import run_sync
 from rlm_kernel._events import SubcallFinished
 from rlm_kernel._replay import replay_session
 from rlm_kernel._subtools import SubTool, python_tool, sub_tools, tool_loop
-from rlm_kernel.errors import ConfigError
+from rlm_kernel.errors import ConfigError, RecoveryWarning
 from rlm_kernel.models import (
     Completion,
     Message,
@@ -370,3 +371,30 @@ def test_exports_carry_the_tool_calls_in_their_formats(
     }
     assert tool_line["tools"] == [python_tool(lookup).schema(), python_tool(add).schema()]
     assert tool_line["metadata"]["tool_limit"] is (turns == 1)
+
+
+def test_a_session_with_sub_tools_is_taken_up_again_from_its_file(
+    serve: Callable[..., ScriptedServer], tmp_path: Any
+) -> None:
+    server = serve({"root": [ASK, fence("FINAL(a)")], "sub": vault_sub})
+    session, _ = vault_session(server, autosave=True)
+    assert session.run().answer == "The drawer holds GOLD"
+    assert session.path is not None
+    asked = len(server.requests)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RecoveryWarning)  # the re-run printed what the record says
+        for tools in ([lookup, add], None):  # the functions again, or the recorded calls
+            resumed = rlm_kernel.resume(
+                session.path, "a vault with drawers", sub_tools=tools, **settings(server)
+            )
+            assert resumed.answer == "The drawer holds GOLD"
+            (call,) = resumed.trajectory.iterations[0]["subcalls"]
+            assert len(call["tool_turns"]) == 3
+    assert len(server.requests) == asked  # the catch-up asked no model
+    # The notebook export shows the calls too.
+    notebook = tmp_path / "run.ipynb"
+    session.trajectory.export(notebook, "ipynb")
+    text = notebook.read_text()
+    assert "1 tool call" in text or "2 tool calls" in text
+    assert "lookup({" in text
+    assert "vault has no drawer" in text

@@ -214,6 +214,9 @@ def _call_title(call: dict[str, Any]) -> str:
     parts.append(call["model"])
     if call.get("cached"):
         parts.append("cached")
+    tool_calls = sum(len(turn["calls"]) for turn in call.get("tool_turns") or ())
+    if tool_calls:
+        parts.append(f"{tool_calls} tool call{'' if tool_calls == 1 else 's'}")
     parts += [f"{sum(subcall_tokens(call)):,} tokens", f"{float(call['latency']):.2f} s"]
     if call.get("error"):
         parts.append("error")
@@ -224,6 +227,7 @@ def _calls_html(calls: list[dict[str, Any]], max_chars: int) -> str:
     items = []
     for call in calls:
         body = f"<b>prompt</b><pre>{_esc(_clip(call['prompt'], max_chars))}</pre>"
+        body += _tool_calls_html(call, max_chars)
         if call.get("error"):
             body += f"<b>error</b><pre>{_esc(call['error'])}</pre>"
         else:
@@ -235,6 +239,19 @@ def _calls_html(calls: list[dict[str, Any]], max_chars: int) -> str:
             f"<blockquote>{body}</blockquote></details>"
         )
     return f"<div>{''.join(items)}</div>"
+
+
+def _tool_calls_html(call: dict[str, Any], max_chars: int) -> str:
+    """A sub-call's tool calls (``sub_tools=``), turn by turn, with each result or error."""
+    items = []
+    for number, turn in enumerate(call.get("tool_turns") or (), start=1):
+        for c in turn["calls"]:
+            head = f"turn {number} · {c['name']}({c['arguments']}) · {float(c['duration']):.2f} s"
+            outcome = c["result"] if c.get("error") is None else f"Error: {c['error']}"
+            items.append(f"<i>{_esc(head)}</i><pre>{_esc(_clip(outcome or '', max_chars))}</pre>")
+    if call.get("tool_limit"):
+        items.append("<i>the tool calls were cut at RLM.sub_tool_turns</i>")
+    return f"<b>tool calls</b>{''.join(items)}" if items else ""
 
 
 def _child_html(child: Trajectory, max_chars: int) -> str:

@@ -159,6 +159,26 @@ def test_any_chunking_of_the_output_comes_out_whole_and_in_order() -> None:
     assert KEY not in screen.text
 
 
+def test_writers_on_many_threads_each_keep_their_lines_whole() -> None:
+    screen = Screen()
+    echo = ScrubbedEcho(screen, SCRUB)
+
+    def write(n: int) -> None:
+        for i in range(2000):
+            echo.write(f"thread {n} line {i} {KEY}\n")
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    echo.finish()
+    lines = screen.text.splitlines()
+    assert sorted(lines) == sorted(
+        f"thread {n} line {i} {REDACTED}" for n in range(8) for i in range(2000)
+    )
+
+
 def test_writes_never_wait_for_the_scrubber() -> None:
     def slow_scrub(text: str) -> str:
         time.sleep(0.2)

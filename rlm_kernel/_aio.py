@@ -9,11 +9,15 @@ iteration timeout still lands, and the in-flight requests are cancelled.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# How often a waiting caller looks up, so that an asynchronous exception can land (run_sync).
+_POLL = 0.05
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -33,10 +37,23 @@ def background_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run ``coro`` on the background loop and wait for it; cancel it if the wait is interrupted."""
+    """Run ``coro`` on the background loop and wait for it; cancel it if the wait is interrupted.
+
+    The wait is short waits, not one long one. Off the main thread an iteration's time limit stops
+    the block with an asynchronous exception (``_timeout``), which lands only between waits: a wait
+    on a lock does not end for it. Waited in one piece, a block stuck in ``llm_batch`` past its limit
+    ran on, abandoned, until its sub-calls finished, and under load the sub-calls of many such
+    blocks piled up on the loop. Now they are cancelled and the block ends at its limit.
+    """
     future = asyncio.run_coroutine_threadsafe(coro, background_loop())
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        return future.result(timeout)
+        while not future.done():
+            left = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+            if left <= 0:
+                raise concurrent.futures.TimeoutError()
+            concurrent.futures.wait((future,), timeout=left)
+        return future.result()
     except BaseException:
         future.cancel()
         raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 import rlm_kernel
-from rlm_kernel import Trajectory
+from rlm_kernel import Trajectory, _astparse
 from rlm_kernel.testing import ChatRequest, ScriptedServer, fence
 from rlm_kernel.testing import settings as server_settings
 
@@ -148,3 +149,75 @@ def test_the_runtime_takes_its_json_from_stdjson_only() -> None:
     assert offenders == [], (
         f"import the runtime's json instead (`from . import _stdjson as json`): {offenders}"
     )
+
+
+def test_a_block_waiting_on_sub_calls_off_the_main_thread_ends_at_its_limit(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    """The watchdog's timeout lands in ``llm_batch``'s wait: the sub-calls are cancelled and the
+    block's worker thread ends, rather than being abandoned until the sub-model answers."""
+    server = serve(
+        {
+            "root": lambda r: fence(
+                "FINAL('gave up')"
+                if sum(m["role"] == "assistant" for m in r.messages)
+                else "print(llm_batch(['a', 'b', 'c']))"
+            ),
+            "sub": lambda r: "late",
+        },
+        latency={"sub": 8.0},
+    )
+    base = server_settings(server, iteration_timeout=0.5, autosave=False)
+    outcome: list[rlm_kernel.Result] = []
+    before = {t.ident for t in threading.enumerate()}
+    started = time.monotonic()
+    session = threading.Thread(target=lambda: outcome.append(rlm_kernel.run("q", "ctx", **base)))
+    session.start()
+    session.join(20)
+    took = time.monotonic() - started
+    [result] = outcome
+    assert result.answer == "gave up"
+    first = result.trajectory.iterations[0]["observation"]
+    assert "iteration_timeout" in first
+    assert "still running" not in first  # ended at its limit, not left running
+    assert took < 4.0  # the sub-model answers after 8 s
+    blocks = [t for t in threading.enumerate() if t.name == "rlm-block" and t.ident not in before]
+    assert blocks == []
+
+
+def test_the_runtimes_parse_survives_other_threads_parsing_at_once() -> None:
+    """CPython 3.11 counts the AST constructor's recursion per interpreter (python/cpython#106905):
+    parses on other threads at the same moment make a sound parse fail with ``SystemError``.
+    ``_astparse.parse`` repeats such a parse; plain ``ast.parse`` threads race it here."""
+    source = "\n".join(
+        f"def f{i}(x):\n    return [y for y in range(x) if y % {i + 1}]" for i in range(40)
+    )
+    failures: list[str] = []
+
+    class Finalized:
+        def __del__(self) -> None:  # the collector running this mid-parse is what switches threads
+            pass
+
+    def churn(parse: Callable[[str], object], ours: bool) -> None:
+        for _ in range(80):
+            garbage = [Finalized() for _ in range(40)]
+            for g in garbage:
+                g.self = g  # type: ignore[attr-defined]  # a cycle: only the collector frees it
+            try:
+                parse(source)
+            except SystemError as exc:
+                if ours:
+                    failures.append(str(exc))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=churn, args=(_astparse.parse, True)) for _ in range(3)]
+        threads += [threading.Thread(target=churn, args=(ast.parse, False)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []

@@ -309,6 +309,7 @@ def test_examples_copies_every_notebook_with_what_it_reads_and_keeps_an_existing
         "export_and_replay.ipynb",
         "how_rlm_works.ipynb",
         "quickstart.ipynb",
+        "sub_tools.ipynb",
         "typed_answers.ipynb",
     ]
     for name in notebooks:

@@ -61,6 +61,18 @@ SHOWS = {
         '"outage_minutes": 56}',
         "The final answer must be a value of type Incident, matching this JSON schema:",
     ],
+    "sub_tools.ipynb": [
+        "llm_query · scripted-sub · 4 tool calls",  # the sub-call's panel in step 2
+        "turn 1: change_record({\"change_id\": \"CHG-229\"}) -> Error: MCPToolError:",
+        "no change 'CHG-229' in the tracker",
+        'turn 2: change_record({"change_id": "CHG-2291"}) -> {\n  "id": "CHG-2291",',
+        'turn 3: team_of({"person": "li.wei"}) -> platform',
+        "answer: CHG-2291 (checkout-web: tune ledger-db client settings) caused it: requested by "
+        "dana.okafor (payments), approved by li.wei (platform).",
+        "change_record (mcp:python mcp_changes.py): The change tracker's record of a change",
+        "team_of (python): The team a person",
+        "['assistant', 'system', 'user'] False",
+    ],
 }
 
 

@@ -81,6 +81,7 @@ def resume(
     executor: Executor | None = None,
     tools: Tools = None,
     sub_tools: SubTools = None,
+    output: object = None,
     **settings: Any,
 ) -> Session:
     """Take a session up again from its trajectory, e.g. after a kernel crash or a restart.
@@ -99,6 +100,8 @@ def resume(
     ``tools`` and ``sub_tools`` are the session's tools again (functions, MCP servers): the re-run
     calls them as the recorded one did. A session whose sub-models had tools and that is given none
     re-enacts them from the record, and its new sub-calls can only call them as recorded.
+    A typed session (``output=``) validates by ``output`` when given (so ``value`` is an instance of
+    the class again), else by the recorded JSON schema (``value`` is then plain JSON data).
     """
     path = Path(trajectory_path)
     recording = Trajectory.load(path)
@@ -127,6 +130,7 @@ def resume(
         executor=executor,
         tools=tools,
         sub_tools=sub_tools if sub_tools is not None else recorded_tools(recording),
+        output=output,
     )
     session = reenacted.session
     mismatches = _catch_up(reenacted, root, recording.records, path)

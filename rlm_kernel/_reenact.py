@@ -44,11 +44,13 @@ class Reenactment:
         executor: Executor | None = None,
         tools: Tools = None,
         sub_tools: SubTools = None,
+        output: object = None,
     ) -> None:
         """A session with the recorded session id, question and preamble (the system and metadata
         messages the model saw), which records nothing until ``go_live``. Drive ``session`` with
         ``propose``, ``execute``, ``rewind`` and ``follow_up`` as the record says, with ``client``
-        and ``sub_client`` answering from the record."""
+        and ``sub_client`` answering from the record. A typed session (``output=``) is judged by
+        ``output`` (the user's class) or else by the recorded JSON schema."""
         self.session = Session(
             recording.session["question"],
             context,
@@ -59,6 +61,7 @@ class Reenactment:
             executor=executor,
             tools=tools,
             sub_tools=sub_tools,
+            output=output,
             _restore=recording,
         )
         self._live = False

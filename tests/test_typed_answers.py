@@ -464,3 +464,23 @@ def test_resume_takes_a_typed_session_up_again(
     assert (result.reason, result.value, result.answer) == ("final", 42, "42")
     # The resumed session goes on from the recorded refusal: the model read it before step 3.
     assert "does not match the expected shape (int)" in live.requests[0].messages[-1]["content"]
+
+
+def test_resume_with_the_class_gives_its_instance(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    server = serve({"root": [LOOK]})
+    session = Session(
+        "What broke?", CONTEXT, config=RLM().with_overrides(settings(server)), output=Incident
+    )
+    session.step()
+    path = session.path
+    assert path is not None
+    server.stop()
+    answer = 'SUBMIT(service="checkout", cause="expired TLS certificate", minutes=42)'
+    live = serve({"root": [fence(answer)]})
+    config = RLM().with_overrides(settings(live))
+    result = rlm_kernel.resume(path, CONTEXT, config=config, output=Incident).run()
+    assert result.value == Incident(service="checkout", cause="expired TLS certificate", minutes=42)
+    # The session record is the one the file began with: the class matches the recorded schema.
+    assert Trajectory.load(path).session["output"]["schema"] == Incident.model_json_schema()

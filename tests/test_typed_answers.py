@@ -12,14 +12,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 import rlm_kernel
 from rlm_kernel import RLM, Session, Trajectory
 from rlm_kernel._replay import replay_session
-from rlm_kernel.testing import Kernel, ScriptedServer, configure, fence, settings
+from rlm_kernel.testing import (
+    HeadlessFrontend,
+    Kernel,
+    ScriptedServer,
+    configure,
+    fence,
+    settings,
+)
 
 
 class Incident(BaseModel):
@@ -484,3 +493,38 @@ def test_resume_with_the_class_gives_its_instance(
     assert result.value == Incident(service="checkout", cause="expired TLS certificate", minutes=42)
     # The session record is the one the file began with: the class matches the recorded schema.
     assert Trajectory.load(path).session["output"]["schema"] == Incident.model_json_schema()
+
+
+def test_cells_mode_shows_a_typed_answer_as_json_and_as_its_object(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    steps = [LOOK, fence("FINAL({'minutes': 'many'})"), fence("FINAL({'minutes': 42})")]
+    server = serve({"root": steps})
+    setup = "\n".join(f"%config RLM.{k} = {v!r}" for k, v in settings(server).items())
+    model = "from typing_extensions import TypedDict\nclass Minutes(TypedDict):\n    minutes: int"
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(setup),
+            nbformat.v4.new_code_cell(f"{model}\nctx = {CONTEXT[:200]!r}"),
+            nbformat.v4.new_code_cell('%rlm "How long?" ctx --output Minutes'),
+        ]
+    )
+    client = NotebookClient(
+        nb, kernel_name="rlm", timeout=120, resources={"metadata": {"path": str(env)}}
+    )
+    HeadlessFrontend(client)
+    with client.setup_kernel():
+        index = 0
+        while index < len(nb.cells):  # the cells the kernel inserts run too
+            client.execute_cell(nb.cells[index], index)
+            index += 1
+    roles = [c.metadata.get("rlm", {}).get("role") for c in nb.cells]
+    assert roles.count("step") == 3
+    step2 = [c for c in nb.cells if c.metadata.get("rlm", {}).get("role") == "step"][1]
+    shown = "\n".join(o.get("data", {}).get("text/html", "") for o in step2.outputs)
+    assert "does not match the expected shape (Minutes)" in shown  # told the model, in its cell
+    [answer] = [c for c in nb.cells if c.metadata.get("rlm", {}).get("role") == "answer"]
+    assert '```json\n{"minutes": 42}\n```' in answer.source
+    last = [c for c in nb.cells if c.metadata.get("rlm", {}).get("role") == "step"][2]
+    plain = [o.get("data", {}).get("text/plain") for o in last.outputs]
+    assert "{'minutes': 42}" in plain  # the object itself, in the step's cell

@@ -221,3 +221,50 @@ def test_the_runtimes_parse_survives_other_threads_parsing_at_once() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert failures == []
+
+
+def test_a_rebinding_is_undone_for_good_when_another_block_began_inside_it(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    """Block B starts while block A's code has ``json.dumps = None`` and ends after A was restored:
+    B must not 'put back' the None it saw at its start (nor be told it replaced anything)."""
+    b_started, a_done = tmp_path / "b-started", tmp_path / "a-done"
+
+    def wait_for(path: Path) -> str:
+        return (
+            "deadline = time.monotonic() + 20\n"
+            f"while not pathlib.Path({str(path)!r}).exists() and time.monotonic() < deadline:\n"
+            "    time.sleep(0.01)\n"
+        )
+
+    def root(request: ChatRequest) -> str:
+        first_user = str(next(m["content"] for m in request.messages if m["role"] == "user"))
+        if sum(m["role"] == "assistant" for m in request.messages):
+            return fence("FINAL('done')")
+        if "first" in first_user:
+            return fence("import json, time, pathlib\njson.dumps = None\n" + wait_for(b_started))
+        return fence(
+            f"import time, pathlib\npathlib.Path({str(b_started)!r}).touch()\n" + wait_for(a_done)
+        )
+
+    server = serve({"root": root, "sub": lambda r: "-"})
+    base = server_settings(server, iteration_timeout=60.0, autosave=False)
+    results: dict[str, rlm_kernel.Result] = {}
+    original = json.dumps
+
+    def run(name: str) -> None:
+        results[name] = rlm_kernel.run(f"{name}: go", "x", **base)
+
+    a = threading.Thread(target=run, args=("first",))
+    a.start()
+    deadline = time.monotonic() + 20
+    while json.dumps is not None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    b = threading.Thread(target=run, args=("second",))
+    b.start()
+    a.join(30)
+    a_done.touch()
+    b.join(30)
+    assert json.dumps is original
+    assert "json.dumps" in results["first"].trajectory.iterations[0]["observation"]
+    assert "replaced" not in results["second"].trajectory.iterations[0]["observation"]

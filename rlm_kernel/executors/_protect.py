@@ -14,6 +14,7 @@ kernel's powers (``ctypes``, ``gc``, the modules' private state). The sandbox is
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -141,15 +142,32 @@ def restore(taken: dict[str, dict[str, Any]], streams: dict[str, object]) -> lis
     return put_back
 
 
+# Blocks that run at once (sessions on threads) share one snapshot, taken when the first of them
+# began: a block's own snapshot, taken while another block's code had ``json.dumps = None``, would
+# hold that None as the value to put back, and leave it rebound for good when the other block had
+# already been restored (the soak's json-replaced sessions did that).
+_lock = threading.Lock()
+_running = 0
+_shared: tuple[dict[str, dict[str, Any]], dict[str, object]] | None = None
+
+
 @contextmanager
 def protected(put_back: list[str]) -> Iterator[None]:
     """Restore the runtime's modules when the ``with`` block ends; fill ``put_back`` with the names."""
-    taken = snapshot()
-    streams = {key: getattr(sys, key) for key in ("stdout", "stderr")}
+    global _running, _shared
+    with _lock:
+        if _shared is None:
+            _shared = snapshot(), {key: getattr(sys, key) for key in ("stdout", "stderr")}
+        _running += 1
+        taken, streams = _shared
     try:
         yield
     finally:
-        put_back.extend(restore(taken, streams))
+        with _lock:
+            put_back.extend(restore(taken, streams))
+            _running -= 1
+            if not _running:
+                _shared = None
 
 
 def note(put_back: list[str]) -> str:

@@ -73,13 +73,13 @@ def best_answer(
     why: str,
     *,
     what: str = "Limit reached",
+    shape: str = "",
 ) -> Ending:
     """Ask the model once more, without code, for its best answer: the run is at a limit (or the
-    loop guard ended it: ``what`` says which, in the messages)."""
-    ask: Message = {
-        "role": "user",
-        "content": BEST_ANSWER_PROMPT.format(reason=why, question=question),
-    }
+    loop guard ended it: ``what`` says which, in the messages). ``shape`` asks a typed session's
+    answer as JSON of its type (``_prompts.sub_output_instructions``)."""
+    text = BEST_ANSWER_PROMPT.format(reason=why, question=question)
+    ask: Message = {"role": "user", "content": f"{text}\n\n{shape}" if shape else text}
     messages = [*history.messages, ask]
     try:
         completion = call(messages)
@@ -102,13 +102,20 @@ def uses_baseline(config: RLM, info: ContextInfo, depth: int) -> bool:
 
 
 def baseline(
-    call: RootCall, context: object, question: str, session: SessionRecord, mode: str
+    call: RootCall,
+    context: object,
+    question: str,
+    session: SessionRecord,
+    mode: str,
+    shape: str = "",
 ) -> Ending:
-    """One direct call with the whole context in the prompt; the record keeps its description."""
+    """One direct call with the whole context in the prompt; the record keeps its description.
+    ``shape`` asks a typed session's answer as JSON of its type."""
+    system = f"{BASELINE_SYSTEM}\n\n{shape}" if shape else BASELINE_SYSTEM
 
     def ask(context_part: str) -> list[Message]:
         return [
-            {"role": "system", "content": BASELINE_SYSTEM},
+            {"role": "system", "content": system},
             {"role": "user", "content": f"Context:\n{context_part}\n\nQuestion: {question}"},
         ]
 

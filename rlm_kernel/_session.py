@@ -52,7 +52,7 @@ from ._mcp import MCPServer, Toolbox, toolbox
 from ._namespace import Helpers, normalize_tools, weakly
 from ._output import OutputSpec, output_spec, spec_from_record
 from ._preamble import preamble
-from ._prompts import extract_code, follow_up_text
+from ._prompts import extract_code, follow_up_text, sub_output_instructions
 from ._records import Proposal, Result, render_output, step_record
 from ._schema import (
     GuardRecord,
@@ -377,7 +377,7 @@ class Session:
                 self._tree.budget, self.history, self._question_start, self.config
             )
             if exceeded is not None:
-                self._end(best_answer(self._root_call, self.history, self.question, *exceeded))
+                self._end(self._best_answer(*exceeded))
         if self.state == "idle":
             # Stepped by hand rather than by run(): wait for the next step.
             self._set_state("paused", "stepped")
@@ -397,7 +397,10 @@ class Session:
             if uses_baseline(self.config, self.context_info, self.depth):
                 record = self.trajectory.session
                 mode = self.config.mode
-                self._end(baseline(self._root_call, self.context, self.question, record, mode))
+                shape = self._shape()
+                self._end(
+                    baseline(self._root_call, self.context, self.question, record, mode, shape)
+                )
             while self.checkpoint():
                 self.step()
         except (ModelError, ReplayMissError) as exc:
@@ -612,18 +615,27 @@ class Session:
     def _end_out_of_time(self) -> None:
         self._pending = None
         exceeded = self._tree.budget.exceeded() or ("wall_timeout", "RLM.wall_timeout ran out")
-        self._end(best_answer(self._root_call, self.history, self.question, *exceeded))
+        self._end(self._best_answer(*exceeded))
 
     def _end_loop(self, guard: GuardRecord) -> None:
-        ending = best_answer(
+        self._end(self._best_answer("loop", guard["note"], what="Loop guard"))
+
+    def _best_answer(self, reason: str, why: str, *, what: str = "Limit reached") -> Ending:
+        return best_answer(
             self._root_call,
             self.history,
             self.question,
-            "loop",
-            guard["note"],
-            what="Loop guard",
+            reason,
+            why,
+            what=what,
+            shape=self._shape(),
         )
-        self._end(ending)
+
+    def _shape(self) -> str:
+        """What a call that ends a typed session without code is asked: JSON of the type."""
+        if self.output is None:
+            return ""
+        return sub_output_instructions(self.output.name, self.output.schema_text())
 
     # --- model calls, endings -------------------------------------------------------------------------
     def _root_call(

@@ -173,6 +173,13 @@ def test_an_answer_at_a_limit_is_typed_when_it_matches(
     result = typed_run(server, list[int], max_iterations=1)
     assert result.reason == "max_iterations"
     assert (result.value, result.answer) == ([3, 4], "[3, 4]")
+    asked = server.requests[-1].messages[-1]["content"]
+    assert "Reply with only a JSON value of type list[int]" in asked
+    # Baseline mode's one direct call is asked for the shape too.
+    server = serve({"root": ['{"minutes": 42}']})
+    result = typed_run(server, dict[str, int], mode="baseline")
+    assert (result.reason, result.value) == ("baseline", {"minutes": 42})
+    assert "JSON value of type dict[str, int]" in server.requests[0].messages[0]["content"]
 
 
 def test_an_unusable_spec_is_a_config_error_before_any_call(

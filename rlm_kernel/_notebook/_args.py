@@ -156,7 +156,6 @@ def parse_sub(name: str, tokens: list[str]) -> argparse.Namespace:
         p.add_argument("--live-fallback", action="store_true")
         p.add_argument("--step", action="store_true")
         p.add_argument("--output")  # a typed recording's class, so the value is its instance
-        p.add_argument("--output")  # a typed recording's class, so the value is its instance
     elif name == "edit":
         p.add_argument("iteration", type=int)
         p.add_argument("--session")

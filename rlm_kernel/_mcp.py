@@ -25,7 +25,7 @@ from typing import IO, Any
 from . import _aio
 from . import _stdjson as json
 from ._secrets import redact_url
-from ._subtools import SubTool, python_tool
+from ._subtools import SubTool, as_sub_tool, check_unique
 from .errors import ConfigError, MCPServerError, MCPToolError
 
 _STDERR_TAIL = 2_000  # characters of a failed server's stderr put in the error
@@ -410,16 +410,9 @@ def toolbox(tools: Any, sub_tools: Any) -> Toolbox:
         for name, value in _named(sub_tools):
             if isinstance(value, MCPServer):
                 sub.extend(server(value).sub_tools())
-            elif isinstance(value, SubTool):
-                sub.append(value)
-            elif callable(value):
-                sub.append(python_tool(value, name))
             else:
-                raise ConfigError(
-                    f"sub_tools: {value!r} is neither a function nor an MCP server",
-                    fix="Pass functions (sub_tools=[search]) or rlm_kernel.MCPServer(...) specs",
-                )
-        _check_unique([t.name for t in sub])
+                sub.append(as_sub_tool(value, name))
+        check_unique(t.name for t in sub)
     except BaseException:
         for connection in servers:
             connection.close()
@@ -439,15 +432,3 @@ def _named(value: Any) -> list[tuple[str | None, Any]]:
     if isinstance(value, Mapping):
         return [(str(k), v) for k, v in value.items()]
     return [(None, v) for v in value]
-
-
-def _check_unique(names: list[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ConfigError(
-                f"sub_tools: two tools are named {name!r}",
-                fix="Give one of them another name (sub_tools={'other_name': fn}), or a server a "
-                "prefix: MCPServer(..., prefix='docs_')",
-            )
-        seen.add(name)

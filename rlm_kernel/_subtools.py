@@ -132,33 +132,40 @@ def _validation_text(exc: Any) -> str:
 
 
 def sub_tools(tools: Iterable[Any] | Mapping[str, Any] | None) -> list[SubTool]:
-    """``sub_tools=`` as a list of ``SubTool``: functions (by their names, or under the mapping's
-    keys) and ``SubTool`` values; a name given twice is a ConfigError."""
+    """``sub_tools=`` without MCP servers (``_mcp.toolbox`` starts those) as a list of ``SubTool``:
+    functions (by their names, or under the mapping's keys) and ``SubTool`` values; a name given
+    twice is a ConfigError."""
     if tools is None:
         return []
-    named: list[tuple[str | None, Any]] = (
-        list(tools.items()) if isinstance(tools, Mapping) else [(None, t) for t in tools]
-    )
-    result: list[SubTool] = []
-    for name, tool in named:
-        if isinstance(tool, SubTool):
-            result.append(tool)
-        elif callable(tool):
-            result.append(python_tool(tool, name))
-        else:
-            raise ConfigError(
-                f"sub_tools: {tool!r} is neither a function nor an MCP server",
-                fix="Pass functions (sub_tools=[search]) or rlm_kernel.MCPServer(...) specs",
-            )
-    seen: set[str] = set()
-    for tool in result:
-        if tool.name in seen:
-            raise ConfigError(
-                f"sub_tools: two tools are named {tool.name!r}",
-                fix="Give one of them another name: sub_tools={'other_name': fn}",
-            )
-        seen.add(tool.name)
+    named = list(tools.items()) if isinstance(tools, Mapping) else [(None, t) for t in tools]
+    result = [as_sub_tool(value, name) for name, value in named]
+    check_unique([tool.name for tool in result])
     return result
+
+
+def as_sub_tool(value: object, name: str | None = None) -> SubTool:
+    """One entry of ``sub_tools=`` that is not an MCP server: a ``SubTool``, or a function."""
+    if isinstance(value, SubTool):
+        return value
+    if callable(value):
+        return python_tool(value, name)
+    raise ConfigError(
+        f"sub_tools: {value!r} is neither a function nor an MCP server",
+        fix="Pass functions (sub_tools=[search]) or rlm_kernel.MCPServer(...) specs",
+    )
+
+
+def check_unique(names: Iterable[str]) -> None:
+    """A ConfigError when two sub-model tools have the same name: the model could not tell them apart."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(
+                f"sub_tools: two tools are named {name!r}",
+                fix="Give one of them another name (sub_tools={'other_name': fn}), or a server a "
+                "prefix: MCPServer(..., prefix='docs_')",
+            )
+        seen.add(name)
 
 
 # A model call of the loop: (messages, tools offered or None) -> its completion and request key.

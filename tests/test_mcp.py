@@ -287,3 +287,22 @@ def test_a_failing_server_fails_the_run_before_any_model_call(
     with pytest.raises(MCPServerError, match=r"vault\.key is missing"):
         rlm_kernel.run("q", "ctx", sub_tools=[stdio_spec("--fail")], **settings(server))
     assert server.requests == []
+
+
+def test_a_name_given_twice_is_refused_and_the_started_server_stopped() -> None:
+    def multiply(a: int, b: int) -> int:
+        """A function named like the server's tool."""
+        return a * b
+
+    before = _children()
+    with pytest.raises(ConfigError, match=r"two tools are named 'multiply'.*prefix"):
+        rlm_kernel.Session(
+            "q",
+            "ctx",
+            config=RLM().with_overrides({"model": "m", "base_url": "http://127.0.0.1:9/v1"}),
+            sub_tools=[stdio_spec(), multiply],
+        )
+    deadline = time.monotonic() + 10
+    while _children() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not (_children() - before)

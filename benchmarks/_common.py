@@ -50,6 +50,7 @@ __all__ = [
     "ScriptedServer",
     "Verdicts",
     "banner",
+    "close_client_pools",
     "fence",
     "make_config",
     "median",
@@ -82,6 +83,24 @@ def settings(server: ScriptedServer, **overrides: Any) -> dict[str, Any]:
 
 def make_config(server: ScriptedServer, **overrides: Any) -> rlm_kernel.RLM:
     return rlm_kernel.RLM().with_overrides(settings(server, **overrides))
+
+
+def close_client_pools() -> None:
+    """Close the SDK clients rlm_kernel keeps for the process, and forget them (the next call builds
+    new ones): their pools hold idle keep-alive connections, so a count of file descriptors taken
+    with them open depends on how many calls happened to overlap last, not on what leaked. A
+    connection outside the pools stays open and is counted."""
+    from rlm_kernel import _aio
+    from rlm_kernel.models import openai as sdk_clients
+
+    with sdk_clients._LOCK:
+        sync, asynchronous = list(sdk_clients._SYNC.values()), list(sdk_clients._ASYNC.values())
+        sdk_clients._SYNC.clear()
+        sdk_clients._ASYNC.clear()
+    for client in sync:
+        client.close()
+    for aclient in asynchronous:
+        _aio.run_sync(aclient.close())
 
 
 @contextlib.contextmanager

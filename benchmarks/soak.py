@@ -16,11 +16,16 @@ Each session also meets one fault, by turn:
 - ``raised-interrupt``: the first step raises ``KeyboardInterrupt`` itself (no signal): an error;
 - ``json-replaced``: the first step sets ``json.dumps = None`` (the runtime must put it back).
 
-What must hold, and is printed: every session ends with its own token as the answer; no observation
-the model got holds another session's token, ``HOST-NOISE`` or ``STRAY`` (cross-wired output); the
-threads and file descriptors alive after the runs settle are those alive after a warm-up session
-(leaks); peak memory. Each worker keeps only counters, so a leak shows as growth, not as the
-benchmark's own bookkeeping.
+What must hold, and is printed: every session ends with its own token as the answer, and no run
+raises; no observation the model got holds another session's token, ``HOST-NOISE`` or ``STRAY``
+(cross-wired output); the host's ``sys.stdout`` and ``json.dumps`` are its own afterwards; and
+nothing leaks. Leaks are counted against the state after a warm-up phase, both times once the
+threads the runs started have ended (a block abandoned at its time limit still runs the model's
+code: the timeout fault's ``time.sleep(4)``; at most 60 s are waited) and with the clients' pools and
+the server's idle keep-alive connections closed, so that connections kept for reuse are not counted
+as leaked: threads (the sub-call loop's resolver threads, a bounded pool, are counted apart) and
+file descriptors. Peak memory is shown. Each worker keeps only counters, so a leak shows as growth,
+not as the benchmark's own bookkeeping.
 
 Usage: python benchmarks/soak.py [--sessions 50] [--seconds 180]
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import re
 import resource
@@ -36,13 +42,23 @@ import secrets
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 
-from _common import OtherLoad, Verdicts, banner, fence, print_table, serve, settings
+from _common import (
+    OtherLoad,
+    Verdicts,
+    banner,
+    close_client_pools,
+    fence,
+    print_table,
+    serve,
+    settings,
+)
 
 import rlm_kernel
-from rlm_kernel.testing import ChatRequest, Fault
+from rlm_kernel.testing import ChatRequest, Fault, ScriptedServer
 
 FAULTS = (
     "clean",
@@ -55,6 +71,9 @@ FAULTS = (
     "raised-interrupt",
     "json-replaced",
 )
+_HOST_DUMPS = (
+    json.dumps
+)  # the json-replaced fault's sessions rebind it: the runtime must put it back
 _SESSION = re.compile(r"soak session (\d+)")
 _SEEN = re.compile(r"SEEN:(\S+)")
 _TOKEN_SHAPE = re.compile(r"TOK-[0-9a-f]{12}")
@@ -91,6 +110,7 @@ class Tally:
     wrong: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     cross_wired: list[str] = field(default_factory=list)
+    wrong_detail: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -150,6 +170,13 @@ class Soak:
                     self.tally.reasons[result.reason] += 1
                     if result.answer != token:
                         self.tally.wrong[fault] += 1
+                        seen = [
+                            str(it["observation"])[-300:] for it in result.trajectory.iterations
+                        ]
+                        self.tally.wrong_detail.append(
+                            f"session {number} ({fault}): {result.reason}, answer "
+                            f"{result.answer!r}, token {token}; observations {seen}"
+                        )
             with self.lock:
                 del self.tokens[number], self.faults[number]
             number += stride
@@ -170,9 +197,60 @@ def run_phase(
         w.join()
 
 
-def _own_threads() -> set[int | None]:
-    """This process's threads other than the scripted server's (which follow the open connections)."""
-    return {t.ident for t in threading.enumerate() if not t.name.startswith("scripted-server")}
+# Threads that pools keep for reuse, counted apart: the scripted server's (one per open connection,
+# closed by _quiesce) and the sub-call loop's default executor (asyncio's, which resolves host names
+# for new connections: at most min(32, cores + 4) threads, kept for the process).
+_POOLED = ("scripted-server", "asyncio_")
+_EXECUTOR_MOST = min(32, (os.cpu_count() or 1) + 4)
+
+
+def _pooled(prefix: str) -> int:
+    return sum(t.name.startswith(prefix) for t in threading.enumerate())
+
+
+def _own_threads() -> set[threading.Thread]:
+    """This process's threads other than the scripted server's (which follow the open connections).
+    Thread objects, not idents: a new thread may get the ident of one that has ended."""
+    return {t for t in threading.enumerate() if not t.name.startswith(_POOLED)}
+
+
+def _stacks(threads: list[threading.Thread], limit: int = 3) -> list[str]:
+    """The ``limit`` commonest stacks among ``threads`` (their innermost frames), with counts."""
+    frames = sys._current_frames()
+    shapes: Counter[str] = Counter()
+    for t in threads:
+        frame = frames.get(t.ident) if t.ident is not None else None
+        if frame is None:
+            continue
+        where = traceback.extract_stack(frame)[-6:]
+        shapes[
+            " < ".join(
+                f"{os.path.basename(f.filename).split(' step')[0]}:{f.lineno} {f.name}"
+                for f in reversed(where)
+            )
+        ] += 1
+    return [f"{n} × {shape}" for shape, n in shapes.most_common(limit)]
+
+
+def _settle(before: set[threading.Thread], most: float) -> float:
+    """Wait, ``most`` seconds at most, until the threads started since ``before`` have ended: the
+    runs' blocks abandoned at their time limit still run the model's code (``time.sleep(4)``), and
+    stray threads print for a second. Returns the seconds waited; what is alive then is a leak."""
+    started = time.monotonic()
+    while time.monotonic() - started < most:
+        if not [
+            t for t in threading.enumerate() if t not in before and not t.name.startswith(_POOLED)
+        ]:
+            break
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def _quiesce(server: ScriptedServer) -> None:
+    """Close the clients' pools and the server's idle keep-alive connections (their handler threads
+    end), so that descriptors and threads are counted without connections merely kept for reuse."""
+    close_client_pools()
+    server.close_idle(30.0)
 
 
 def _fds() -> int:
@@ -205,12 +283,17 @@ def main() -> int:
             max_iterations=6,
             autosave=True,
         )
-        # A warm-up phase starts what lives for the process (the sub-call loop, the shared clients)
-        # and fills the connection pools: what is left over is then measured against it.
+        # A warm-up phase starts what lives for the process (the sub-call loop, the module caches):
+        # what is left over is then measured against it, once its own blocks and stray threads
+        # have ended and, as at the end, with no connection kept open for reuse.
+        warm = _own_threads()
         run_phase(soak, args.sessions, 10**7, min(10.0, args.seconds / 6), base)
         soak.tally = Tally()
+        _settle(warm | {t for t in threading.enumerate() if t.name == "rlm-kernel-subcalls"}, 60.0)
+        _quiesce(server)
         threads_before = _own_threads()
-        server_threads_before = len(threading.enumerate()) - len(threads_before)
+        server_threads_before = _pooled("scripted-server")
+        executor_before = _pooled("asyncio_")
         fds_before, rss_before = _fds(), _rss_mb()
         stop_noise = threading.Event()
 
@@ -234,16 +317,21 @@ def main() -> int:
         stop_noise.set()
         noise.join()
         elapsed = time.monotonic() - started
-        time.sleep(5.0)  # stray model threads and abandoned timed-out steps end by then
+        settled = _settle(threads_before, 60.0)
+        _quiesce(server)
         put_back = sys.stdout is host_out
+        json_intact = json.dumps is _HOST_DUMPS
         sys.stdout = sys.__stdout__
         landed = host_out.getvalue().count("HOST-NOISE")
-        leaked = sorted(
-            t.name
+        left = [
+            t
             for t in threading.enumerate()
-            if t.ident not in threads_before and not t.name.startswith("scripted-server")
-        )
-        server_threads = len(threading.enumerate()) - len(_own_threads())
+            if t not in threads_before and not t.name.startswith(_POOLED)
+        ]
+        leaked = sorted(t.name for t in left)
+        stacks = _stacks(left)
+        server_threads = _pooled("scripted-server")
+        executor_after = _pooled("asyncio_")
         fds_after, rss_after = _fds(), _rss_mb()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tally = soak.tally
@@ -258,16 +346,29 @@ def main() -> int:
     print(f"runs that raised: {len(tally.errors)}")
     for line in tally.errors[:5]:
         print("  ", line)
+    for line in tally.wrong_detail[:5]:
+        print("   wrong:", line)
     print(f"cross-wired observations: {len(tally.cross_wired)}")
     for line in tally.cross_wired[:5]:
         print("  ", line)
-    print(f"threads left: {len(leaked)} {leaked[:5]}; file descriptors {fds_before} → {fds_after}")
     print(
-        f"server connection threads (one per open keep-alive connection): "
+        f"settled in {settled:.1f} s (the threads the runs started had ended, or 60 s passed); "
+        "then the client pools and the server's idle connections were closed, as before the runs"
+    )
+    print(f"threads left: {len(leaked)} {leaked[:5]}; file descriptors {fds_before} → {fds_after}")
+    for line in stacks:
+        print("  ", line)
+    print(
+        "server connection threads (one per open connection), after closing the idle ones: "
         f"{server_threads_before} → {server_threads}"
+    )
+    print(
+        f"the sub-call loop's resolver threads (asyncio's default executor, at most "
+        f"{_EXECUTOR_MOST}, kept for reuse): {executor_before} → {executor_after}"
     )
     print(f"RSS {rss_before:.0f} MB → {rss_after:.0f} MB; peak {peak:.0f} MB")
     print(f"the host's sys.stdout is its own again afterwards: {put_back}")
+    print(f"the host's json.dumps is its own afterwards: {json_intact}")
     print(f"the host's own lines: {noise_lines} printed, {landed} reached its sys.stdout")
     load.report()
     print()
@@ -281,7 +382,15 @@ def main() -> int:
         put_back and landed == noise_lines,
         f"{landed} of {noise_lines} lines, sys.stdout put back: {put_back}",
     )
-    verdicts.check("no leaked threads", not leaked, f"{len(leaked)}")
+    verdicts.check(
+        "the host's standard library stayed its own", json_intact, f"json.dumps {json.dumps!r}"
+    )
+    verdicts.check(
+        "no leaked threads",
+        not leaked and server_threads <= server_threads_before and executor_after <= _EXECUTOR_MOST,
+        f"{len(leaked)}; server {server_threads_before} → {server_threads}; "
+        f"executor {executor_after} of {_EXECUTOR_MOST}",
+    )
     verdicts.check("no leaked descriptors", fds_after <= fds_before, f"{fds_before} → {fds_after}")
     verdicts.summary()
     return 0

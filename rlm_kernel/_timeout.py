@@ -5,7 +5,9 @@ already armed (a parent iteration's, around a child RLM's; a test runner's) is k
 two deadlines is armed, and the outer one is handed back when the block ends. On other threads, and
 where there is no SIGALRM (Windows), a watchdog thread raises the exception asynchronously in the
 running thread, which stops pure-Python loops such as ``while True: pass`` but not a blocking call:
-the exception lands when the call returns. ``uses_alarm()`` makes that choice.
+the exception lands when the call returns. (So rlm_kernel's own waits inside a block, ``llm_batch``'s
+for its sub-calls in ``_aio.run_sync``, are short slices: the exception lands between them, and the
+sub-calls are cancelled.) ``uses_alarm()`` makes that choice.
 
 Model code often wraps work in a bare ``except:``, which would swallow a single ``IterationTimeout``.
 So a limit keeps firing after its deadline until the block has returned, and under SIGALRM each

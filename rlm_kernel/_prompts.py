@@ -269,10 +269,11 @@ def invalid_answer_note(name: str, message: str, *, attempts: int) -> str:
 
 def invalid_answer_reason(name: str, repairs: int, message: str) -> str:
     """Why a run ended without a valid typed answer (the final message)."""
-    first = message.splitlines()[0] if message else ""
+    said = " ".join(" ".join(message.split()).split(" ")[:40])  # one line, its start
+    tries = f"after {repairs} repair(s)" if repairs else "and no repair was allowed"
     return (
-        f"The answer did not match {name}, and {repairs} repair(s) did not fix it "
-        f"(RLM.output_repairs); the last answer is kept unvalidated. The validator said: {first}"
+        f"The answer did not match {name} {tries} (RLM.output_repairs = {repairs}); the last "
+        f"answer is kept as text, unvalidated. The validator said: {said}"
     )
 
 

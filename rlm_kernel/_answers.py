@@ -77,13 +77,23 @@ def judge(
     return Verdict(invalid=invalid, note=note)
 
 
-def typed_text(spec: OutputSpec, text: str) -> tuple[Any, str] | None:
-    """An answer given as text without a submission (the best-answer call at a limit, baseline
-    mode, a recorded ending): its validated object and text when it matches, else None."""
-    checked = spec.validate(text)
+def typed_ending(
+    spec: OutputSpec | None, answer: str | None, reason: str, value: object
+) -> tuple[Any, str] | None:
+    """An ending's answer given as text in a typed session, not submitted (the best-answer call at
+    a limit, baseline mode, a recorded ending): its validated object and text when it matches."""
+    if spec is None or value is not None or answer is None or reason == INVALID_ANSWER:
+        return None
+    checked = spec.validate(answer)
     if isinstance(checked, Accepted):
         return checked.value, spec.text(checked.value)
     return None
+
+
+def shape_request(spec: OutputSpec | None) -> str:
+    """What a call that ends a typed session without code (best answer, baseline) is asked:
+    JSON of the type; nothing for an untyped session."""
+    return "" if spec is None else sub_output_instructions(spec.name, spec.schema_text())
 
 
 # One ask of a sub-call: the text to send and the ``response_format``; its reply, or "Error: …".

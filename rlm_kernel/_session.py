@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
-from ._answers import INVALID_ANSWER, Verdict, judge, typed_text
+from ._answers import INVALID_ANSWER, Verdict, judge, shape_request, typed_ending
 from ._config import RLM
 from ._context import ContextInfo, context_value, describe_context, load_context
 from ._endings import (
@@ -397,7 +397,7 @@ class Session:
             if uses_baseline(self.config, self.context_info, self.depth):
                 record = self.trajectory.session
                 mode = self.config.mode
-                shape = self._shape()
+                shape = shape_request(self.output)
                 self._end(
                     baseline(self._root_call, self.context, self.question, record, mode, shape)
                 )
@@ -628,14 +628,8 @@ class Session:
             reason,
             why,
             what=what,
-            shape=self._shape(),
+            shape=shape_request(self.output),
         )
-
-    def _shape(self) -> str:
-        """What a call that ends a typed session without code is asked: JSON of the type."""
-        if self.output is None:
-            return ""
-        return sub_output_instructions(self.output.name, self.output.schema_text())
 
     # --- model calls, endings -------------------------------------------------------------------------
     def _root_call(
@@ -653,7 +647,7 @@ class Session:
         """Finish the current question as ``ending`` says: the final record, then the state."""
         self.answer, self.reason, self.message = ending.answer, ending.reason, ending.message
         self.value = ending.value
-        typed = self._typed_text(ending)
+        typed = typed_ending(self.output, ending.answer, ending.reason, ending.value)
         if typed is not None:
             self.value, self.answer = typed
         if ending.error is not None:

@@ -26,7 +26,7 @@ from ._output import output_spec
 from ._schema import SubcallRecord, ToolTurnRecord, subcall_record
 from ._secrets import Redactor, redact_kwargs
 from ._subtools import SubTool, cut_marker, tool_loop
-from .errors import CostUnknownWarning, RLMError
+from .errors import CostUnknownWarning, ModelNotFoundError, ModelResponseError, RLMError
 from .models import (
     Completion,
     Message,
@@ -202,6 +202,8 @@ class SubcallEngine:
         self._semaphore: asyncio.Semaphore | None = None
         self._in_flight = 0
         self.iteration = 0
+        # The endpoint rejected a request with response_format: typed sub-calls go without it.
+        self.structured_refused = False
 
     # --- bookkeeping --------------------------------------------------------------------------
     def take_records(self) -> list[SubcallRecord]:
@@ -454,12 +456,8 @@ class SubcallEngine:
             try:
                 # Cut when the session's wall_timeout runs out, if it is still in flight then.
                 with call_deadline(self.budget.wall_deadline()):
-                    if response_format is not None and takes_response_format(self.client):
-                        # A typed sub-call: the endpoint's structured output, where the client
-                        # has it (the prompt states the shape too, and the answer is validated).
-                        completion = await self.client.acomplete(  # type: ignore[call-arg]
-                            messages, model=model, response_format=response_format
-                        )
+                    if response_format is not None and self._structured():
+                        completion = await self._structured_call(messages, model, response_format)
                     elif tools is None:
                         completion = await self.client.acomplete(messages, model=model)
                     else:  # the session checked that the client takes tools (takes_tools)
@@ -472,6 +470,27 @@ class SubcallEngine:
         self.usage.add(completion.model, completion.usage)
         self.budget.charge(completion.usage, completion.model)
         return completion
+
+    def _structured(self) -> bool:
+        """Whether a typed sub-call asks for structured output: the client takes
+        ``response_format`` and the endpoint has not refused it in this session."""
+        return not self.structured_refused and takes_response_format(self.client)
+
+    async def _structured_call(
+        self, messages: list[Message], model: str, response_format: dict[str, Any]
+    ) -> Completion:
+        """A typed sub-call with the endpoint's structured output. An endpoint that rejects the
+        request (a server without ``response_format``: HTTP 400) is asked again without it, and
+        not with it again: the prompt states the shape, and the answer is validated either way."""
+        try:
+            return await self.client.acomplete(  # type: ignore[call-arg]
+                messages, model=model, response_format=response_format
+            )
+        except ModelResponseError as exc:
+            if isinstance(exc, ModelNotFoundError):
+                raise
+            self.structured_refused = True
+        return await self.client.acomplete(messages, model=model)
 
     def _limit_error(self) -> RLMError | None:
         if not self.budget.take_subcall():

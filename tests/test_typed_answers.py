@@ -22,6 +22,7 @@ import rlm_kernel
 from rlm_kernel import RLM, Session, Trajectory
 from rlm_kernel._replay import replay_session
 from rlm_kernel.testing import (
+    Fault,
     HeadlessFrontend,
     Kernel,
     ScriptedServer,
@@ -29,6 +30,7 @@ from rlm_kernel.testing import (
     fence,
     settings,
 )
+from rlm_kernel.testing._server import ChatRequest
 
 
 class Incident(BaseModel):
@@ -535,3 +537,22 @@ def test_cells_mode_shows_a_typed_answer_as_json_and_as_its_object(
     last = [c for c in nb.cells if c.metadata.get("rlm", {}).get("role") == "step"][2]
     plain = [o.get("data", {}).get("text/plain") for o in last.outputs]
     assert "{'minutes': 42}" in plain  # the object itself, in the step's cell
+
+
+def test_an_endpoint_without_structured_output_is_asked_without_it(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    def sub(request: ChatRequest) -> str | Fault:
+        if "response_format" in request.params:  # a server that has no structured output
+            return Fault.status_code(400)
+        return '{"value": 42}'
+
+    code = (
+        "a = llm_query('Minutes? ' + P[:60], output=int)\n"
+        "b = llm_query('Again? ' + P[:60], output=int)\nprint(a + b)"
+    )
+    server = serve({"root": [fence(code), fence("FINAL(a)")], "sub": sub})
+    result = typed_run(server, int)
+    assert result.trajectory.iterations[0]["output"] == "84"
+    asked = [bool(r.params.get("response_format")) for r in server.requests if r.model == "sub"]
+    assert asked == [True, False, False]  # refused once, then never sent again in the session

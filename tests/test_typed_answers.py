@@ -4,6 +4,7 @@ and is recorded, the repair limit ends the run as ``invalid_answer``, and a type
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -556,3 +557,13 @@ def test_an_endpoint_without_structured_output_is_asked_without_it(
     assert result.trajectory.iterations[0]["output"] == "84"
     asked = [bool(r.params.get("response_format")) for r in server.requests if r.model == "sub"]
     assert asked == [True, False, False]  # refused once, then never sent again in the session
+
+
+def test_arun_takes_output_too(serve: Callable[..., ScriptedServer]) -> None:
+    server = serve({"root": [LOOK, fence("FINAL('42')")]})
+
+    async def main() -> rlm_kernel.Result:
+        return await rlm_kernel.arun("q", CONTEXT, output=int, **settings(server))
+
+    result = asyncio.run(main())
+    assert (result.reason, result.value) == ("final", 42)

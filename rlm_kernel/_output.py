@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import (
     BaseModel,
     PydanticSchemaGenerationError,
@@ -254,6 +253,10 @@ def spec_from_record(described: Mapping[str, Any]) -> OutputSpec:
 
 
 def _schema_spec(schema: dict[str, Any], name: str | None = None) -> OutputSpec:
+    # Imported only now: jsonschema takes about 1.3 s to import (its format checkers), which
+    # ``import rlm_kernel`` and every kernel start would pay for a feature few sessions use.
+    import jsonschema
+
     try:
         cls = jsonschema.validators.validator_for(schema)
         cls.check_schema(schema)

@@ -33,12 +33,14 @@ Usage: python benchmarks/soak.py [--sessions 50] [--seconds 180]
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import io
 import json
 import os
 import re
 import resource
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -185,8 +187,10 @@ class Soak:
 def run_phase(
     soak: Soak, sessions: int, first: int, seconds: float, base: dict[str, object]
 ) -> None:
-    """``sessions`` worker threads running sessions back to back for ``seconds``."""
-    until = time.monotonic() + seconds
+    """``sessions`` worker threads running sessions back to back for ``seconds``; every 30 s a line
+    on stderr says how far it is (sessions done, in flight, threads)."""
+    started = time.monotonic()
+    until = started + seconds
     workers = [
         threading.Thread(target=soak.worker, args=(first + i, sessions, until, base))
         for i in range(sessions)
@@ -194,7 +198,18 @@ def run_phase(
     for w in workers:
         w.start()
     for w in workers:
-        w.join()
+        while w.is_alive():
+            w.join(30.0)
+            if w.is_alive():
+                with soak.lock:
+                    in_flight = sorted(soak.faults.items())[:8]
+                done = sum(soak.tally.completed.values()) + len(soak.tally.errors)
+                print(
+                    f"[{time.monotonic() - started:.0f} s] {done} done, in flight {len(soak.faults)} "
+                    f"{in_flight}, threads {threading.active_count()}",
+                    file=sys.__stderr__,
+                    flush=True,
+                )
 
 
 # Threads that pools keep for reuse, counted apart: the scripted server's (one per open connection,
@@ -269,6 +284,8 @@ def main() -> int:
         "--seconds", type=float, default=180.0, help="how long to keep starting runs"
     )
     args = parser.parse_args()
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: for a run that does not end.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     banner(
         "soak",
         f"{args.sessions} concurrent sessions (threads) for {args.seconds:g} s, faults by turn: "

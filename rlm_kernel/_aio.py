@@ -48,12 +48,18 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     future = asyncio.run_coroutine_threadsafe(coro, background_loop())
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        while not future.done():
-            left = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
-            if left <= 0:
-                raise concurrent.futures.TimeoutError()
-            concurrent.futures.wait((future,), timeout=left)
-        return future.result()
+        while True:
+            left = _POLL if deadline is None else max(0.0, min(_POLL, deadline - time.monotonic()))
+            try:
+                # Future.result, not concurrent.futures.wait: the exception may land anywhere in
+                # Python code, and wait() takes the future's lock in a helper's __enter__, which an
+                # exception landing there leaves held, so the loop could never finish the future.
+                return future.result(left)
+            except concurrent.futures.TimeoutError:
+                if future.done():  # the coroutine's own TimeoutError
+                    return future.result()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
     except BaseException:
         future.cancel()
         raise

@@ -122,9 +122,11 @@ def snapshot() -> dict[str, dict[str, Any]]:
     return taken
 
 
-def restore(taken: dict[str, dict[str, Any]], streams: dict[str, object]) -> list[str]:
+def restore(
+    taken: dict[str, dict[str, Any]], streams: dict[str, object], *, dry_run: bool = False
+) -> list[str]:
     """Put back what changed since ``taken`` (and ``sys.stdout``/``sys.stderr`` if they are no
-    longer ``streams``'s); returns the dotted names put back."""
+    longer ``streams``'s); returns the dotted names put back (with ``dry_run``, that would be)."""
     put_back: list[str] = []
     for name, values in taken.items():
         module = sys.modules.get(name)
@@ -133,38 +135,48 @@ def restore(taken: dict[str, dict[str, Any]], streams: dict[str, object]) -> lis
         current = vars(module)
         for key, value in values.items():
             if current.get(key, _MISSING) is not value:
-                setattr(module, key, value)
+                if not dry_run:
+                    setattr(module, key, value)
                 put_back.append(f"{name}.{key}")
     for key, stream in streams.items():
         if getattr(sys, key, None) is not stream:
-            setattr(sys, key, stream)
+            if not dry_run:
+                setattr(sys, key, stream)
             put_back.append(f"sys.{key}")
     return put_back
 
 
-# Blocks that run at once (sessions on threads) share one snapshot, taken when the first of them
-# began: a block's own snapshot, taken while another block's code had ``json.dumps = None``, would
-# hold that None as the value to put back, and leave it rebound for good when the other block had
-# already been restored (the soak's json-replaced sessions did that).
+# Blocks that run at once (sessions on threads) put back what the first of them found: a block's own
+# snapshot, taken while another block's code had ``json.dumps = None``, holds that None, and putting
+# it back would leave it rebound for good once the other block had been restored (the soak's
+# json-replaced sessions did that). A name is put back to that shared snapshot's value whenever it
+# differs at a block's end, and the block is told only of names that changed while it ran. A name
+# another running block replaced is then put back early, when the first of them ends.
 _lock = threading.Lock()
 _running = 0
 _shared: tuple[dict[str, dict[str, Any]], dict[str, object]] | None = None
+
+
+def _streams() -> dict[str, object]:
+    return {key: getattr(sys, key) for key in ("stdout", "stderr")}
 
 
 @contextmanager
 def protected(put_back: list[str]) -> Iterator[None]:
     """Restore the runtime's modules when the ``with`` block ends; fill ``put_back`` with the names."""
     global _running, _shared
+    own = snapshot(), _streams()
     with _lock:
         if _shared is None:
-            _shared = snapshot(), {key: getattr(sys, key) for key in ("stdout", "stderr")}
+            _shared = own
         _running += 1
         taken, streams = _shared
     try:
         yield
     finally:
         with _lock:
-            put_back.extend(restore(taken, streams))
+            changed = set(restore(own[0], own[1], dry_run=True))
+            put_back.extend(n for n in restore(taken, streams) if n in changed)
             _running -= 1
             if not _running:
                 _shared = None

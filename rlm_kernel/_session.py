@@ -52,7 +52,7 @@ from ._mcp import MCPServer, Toolbox, toolbox
 from ._namespace import Helpers, normalize_tools, weakly
 from ._output import OutputSpec, output_spec, spec_from_record
 from ._preamble import preamble
-from ._prompts import extract_code, follow_up_text, sub_output_instructions
+from ._prompts import extract_code, follow_up_text
 from ._records import Proposal, Result, render_output, step_record
 from ._schema import (
     GuardRecord,
@@ -723,15 +723,6 @@ class Session:
         return answer, child.trajectory.to_dict(), child.usage
 
     # --- plumbing ---------------------------------------------------------------------------------------
-    def _typed_text(self, ending: Ending) -> tuple[Any, str] | None:
-        """An answer given as text in a typed session (at a limit, in baseline mode, as recorded):
-        its value and text when it matches the spec."""
-        if self.output is None or ending.value is not None or ending.answer is None:
-            return None
-        if ending.reason == INVALID_ANSWER:
-            return None
-        return typed_text(self.output, ending.answer)
-
     def _clear_answer(self) -> None:
         """The current question is open again (a follow-up, a rewind): no answer, no stop."""
         self.answer, self.reason, self.message, self.error = None, "", "", None

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import gc
 import io
 import json
 import os
@@ -231,7 +232,11 @@ def _own_threads() -> set[threading.Thread]:
 
 def _stacks(threads: list[threading.Thread], limit: int = 3) -> list[str]:
     """The ``limit`` commonest stacks among ``threads`` (their innermost frames), with counts."""
-    frames = sys._current_frames()
+    gc.disable()  # python/cpython#106883: a collection inside _current_frames() can deadlock
+    try:
+        frames = sys._current_frames()
+    finally:
+        gc.enable()
     shapes: Counter[str] = Counter()
     for t in threads:
         frame = frames.get(t.ident) if t.ident is not None else None

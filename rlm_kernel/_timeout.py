@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextvars
 import ctypes
+import gc
 import math
 import os
 import signal
@@ -182,6 +183,27 @@ def uses_alarm() -> bool:
     return has_alarm and threading.current_thread() is threading.main_thread()
 
 
+_frames_lock = threading.Lock()
+
+
+def frame_of(thread_id: int) -> FrameType | None:
+    """The frame ``thread_id`` is running, from ``sys._current_frames()`` with the cycle collector
+    held off. On CPython 3.11 that call holds the interpreter's thread-list lock while it makes frame
+    objects; a collection that starts there can run a finalizer that waits for the GIL, while the
+    thread holding the GIL waits for the lock to start a thread: the whole process stops
+    (python/cpython#106883, fixed this way in 3.12). The soak hit it within minutes, as every
+    watchdog asks for frames 20 times a second past its deadline. The lock keeps two callers from
+    switching the collector back on under each other."""
+    with _frames_lock:
+        was_on = gc.isenabled()
+        gc.disable()
+        try:
+            return sys._current_frames().get(thread_id)
+        finally:
+            if was_on:
+                gc.enable()
+
+
 def _in_model_code(frame: FrameType | None) -> bool:
     """Whether the model's code is running, rather than rlm_kernel's own (its exec machinery, a
     sub-call, cleanup after a timeout): a repeated firing must land in the former only."""
@@ -299,7 +321,7 @@ class _Backstop(threading.Thread):
                 if ours:  # disarmed by the code (setitimer(0), alarm(0)): arm it again
                     signal.setitimer(signal.ITIMER_REAL, _SOON, REFIRE_SECONDS)
                     continue
-                frame = sys._current_frames().get(self._target)
+                frame = frame_of(self._target)
                 if self._limit.fired and not _in_model_code(frame):
                     continue
                 self._limit.fired = True
@@ -327,7 +349,7 @@ def _watchdog(limit: Limit) -> Iterator[None]:
             with lock:
                 if ended or limit.abandoned:  # abandoned: no one waits for it to stop now
                     return
-                frame = sys._current_frames().get(target)
+                frame = frame_of(target)
                 if limit.fired and not _in_model_code(frame):
                     continue  # rlm_kernel's own code is running: not there
                 limit.fired = True

@@ -186,10 +186,16 @@ class Soak:
 
 
 def run_phase(
-    soak: Soak, sessions: int, first: int, seconds: float, base: dict[str, object]
+    soak: Soak,
+    server: ScriptedServer,
+    sessions: int,
+    first: int,
+    seconds: float,
+    base: dict[str, object],
 ) -> None:
     """``sessions`` worker threads running sessions back to back for ``seconds``; every 30 s a line
-    on stderr says how far it is (sessions done, in flight, threads)."""
+    on stderr says how far it is (sessions done, in flight, threads), and the server forgets the
+    requests it recorded (the soak reads none, and they would count as the process's memory)."""
     started = time.monotonic()
     until = started + seconds
     workers = [
@@ -201,6 +207,7 @@ def run_phase(
     for w in workers:
         while w.is_alive():
             w.join(30.0)
+            server.reset()
             if w.is_alive():
                 with soak.lock:
                     in_flight = sorted(soak.faults.items())[:8]
@@ -270,7 +277,13 @@ def _quiesce(server: ScriptedServer) -> None:
     """Close the clients' pools and the server's idle keep-alive connections (their handler threads
     end), so that descriptors and threads are counted without connections merely kept for reuse."""
     close_client_pools()
-    server.close_idle(30.0)
+    # A connection the server accepts after close_idle() took its list is closed by the client, and
+    # its handler ends on that: wait for it rather than count it.
+    for _ in range(50):
+        server.close_idle(30.0)
+        if not _pooled("scripted-server-conn"):
+            break
+        time.sleep(0.1)
 
 
 def _fds() -> int:
@@ -309,10 +322,11 @@ def main() -> int:
         # what is left over is then measured against it, once its own blocks and stray threads
         # have ended and, as at the end, with no connection kept open for reuse.
         warm = _own_threads()
-        run_phase(soak, args.sessions, 10**7, min(10.0, args.seconds / 6), base)
+        run_phase(soak, server, args.sessions, 10**7, min(10.0, args.seconds / 6), base)
         soak.tally = Tally()
         _settle(warm | {t for t in threading.enumerate() if t.name == "rlm-kernel-subcalls"}, 60.0)
         _quiesce(server)
+        server.reset()
         threads_before = _own_threads()
         server_threads_before = _pooled("scripted-server")
         executor_before = _pooled("asyncio_")
@@ -335,12 +349,13 @@ def main() -> int:
         load = OtherLoad()
         started = time.monotonic()
         noise.start()
-        run_phase(soak, args.sessions, 0, args.seconds, base)
+        run_phase(soak, server, args.sessions, 0, args.seconds, base)
         stop_noise.set()
         noise.join()
         elapsed = time.monotonic() - started
         settled = _settle(threads_before, 60.0)
         _quiesce(server)
+        server.reset()
         put_back = sys.stdout is host_out
         json_intact = json.dumps is _HOST_DUMPS
         sys.stdout = sys.__stdout__

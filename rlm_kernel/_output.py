@@ -28,17 +28,12 @@ import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    PydanticSchemaGenerationError,
-    PydanticUserError,
-    TypeAdapter,
-    ValidationError,
-)
-from pydantic_core import PydanticSerializationError, to_jsonable_python
 from typing_extensions import is_typeddict
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter, ValidationError
 
 from . import _stdjson as json
 from ._prompts import output_instructions
@@ -128,6 +123,8 @@ class OutputSpec:
         return self._validate_schema(candidate)
 
     def _validate_python(self, adapter: TypeAdapter[Any], candidate: object) -> Checked:
+        from pydantic import ValidationError
+
         try:
             return Accepted(adapter.validate_python(candidate))
         except ValidationError as exc:
@@ -145,6 +142,8 @@ class OutputSpec:
             return Rejected(_pydantic_message(exc))
 
     def _validate_schema(self, candidate: object) -> Checked:
+        from pydantic_core import PydanticSerializationError, to_jsonable_python
+
         try:
             instance = to_jsonable_python(candidate)
         except PydanticSerializationError:
@@ -179,6 +178,8 @@ class OutputSpec:
         """The validated value as plain JSON data, for records and exports."""
         if self._adapter is not None:
             return self._adapter.dump_python(value, mode="json")
+        from pydantic_core import to_jsonable_python
+
         return to_jsonable_python(value)
 
     def text(self, value: object) -> str:
@@ -226,6 +227,10 @@ def output_spec(spec: object) -> OutputSpec:
             fix="Pass a pydantic model class, a TypedDict, a type such as int or list[str], or a JSON "
             "schema as a dict (the CLI's --output takes a JSON schema file)",
         )
+    # Imported only now, as jsonschema is below: pydantic costs ``import rlm_kernel`` (and every
+    # kernel start) tens of milliseconds, for sessions that ask for a typed answer.
+    from pydantic import BaseModel, PydanticSchemaGenerationError, PydanticUserError, TypeAdapter
+
     if isinstance(spec, type) and issubclass(spec, BaseModel):
         kind: Kind = "model"
     elif is_typeddict(spec):

@@ -27,6 +27,7 @@ from . import _stdjson as json
 from ._secrets import redact_url
 from ._subtools import SubTool, as_sub_tool, check_unique
 from .errors import ConfigError, MCPServerError, MCPToolError
+from .models import ModelClient, takes_tools
 
 _STDERR_TAIL = 2_000  # characters of a failed server's stderr put in the error
 
@@ -418,6 +419,23 @@ def toolbox(tools: Any, sub_tools: Any) -> Toolbox:
             connection.close()
         raise
     return Toolbox(code, sub, servers)
+
+
+def session_toolbox(tools: Any, sub_tools: Any, sub_client: ModelClient) -> Toolbox | None:
+    """A root session's ``toolbox``, its servers started, or None when there is nothing to start
+    (no sub-tools and no server among ``tools``: plain functions are bound as they are). Sub-tools
+    need a sub-call client whose ``acomplete`` takes ``tools=``: a ConfigError otherwise."""
+    if not sub_tools and not any(isinstance(v, MCPServer) for v in _entries(tools)):
+        return None
+    box = toolbox(tools, sub_tools)
+    if box.sub_tools and not takes_tools(sub_client):
+        box.close()
+        raise ConfigError(
+            f"sub_tools: the sub-call client ({sub_client.endpoint}) does not take tools= in "
+            "acomplete, so its sub-models cannot call tools",
+            fix="Use a client that takes tools (the OpenAI client does), or leave sub_tools out",
+        )
+    return box
 
 
 def _entries(value: Any) -> list[Any]:

@@ -48,7 +48,7 @@ from ._final import FinalSlot
 from ._guards import judge_after_run, stop_before_run
 from ._history import History
 from ._iteration import BlockRunner, Outcome
-from ._mcp import MCPServer, Toolbox, toolbox
+from ._mcp import session_toolbox
 from ._namespace import Helpers, normalize_tools, weakly
 from ._output import OutputSpec, output_spec, spec_from_record
 from ._preamble import preamble
@@ -71,7 +71,6 @@ from ._subcalls import SubcallEngine
 from ._trajectory import Trajectory, TrajectoryWriter
 from ._tree import SessionTree
 from .errors import (
-    ConfigError,
     IterationTimeout,
     ModelError,
     ReplayMissError,
@@ -85,7 +84,6 @@ from .models import (
     Message,
     ModelClient,
     UsageSummary,
-    takes_tools,
 )
 
 # Functions (by their names, or under the mapping's keys) and MCP servers (``MCPServer``), whose tools
@@ -168,20 +166,12 @@ class Session:
         self._children: list[Session] = []  # child RLMs running now (rlm_query)
         self._stop = threading.Event()
         self._started = time.monotonic()
-        self._toolbox: Toolbox | None = None
-        if _depth == 0 and (sub_tools or _has_server(tools)):
-            # The MCP servers start now; a child RLM offers its sub-calls the root's tools.
-            self._toolbox = toolbox(tools, sub_tools)
+        self._toolbox = session_toolbox(tools, sub_tools, _tree.sub_client) if _depth == 0 else None
+        if (
+            self._toolbox is not None
+        ):  # its MCP servers run now; a child RLM offers the root's tools
             weakref.finalize(self, self._toolbox.close)
-            tools = self._toolbox.tools
-            _tree.sub_tools = self._toolbox.sub_tools
-            if _tree.sub_tools and not takes_tools(_tree.sub_client):
-                self._toolbox.close()
-                raise ConfigError(
-                    f"sub_tools: the sub-call client ({_tree.sub_client.endpoint}) does not take "
-                    "tools= in acomplete, so its sub-models cannot call tools",
-                    fix="Use a client that takes tools (the OpenAI client does), or leave sub_tools out",
-                )
+            tools, _tree.sub_tools = self._toolbox.tools, self._toolbox.sub_tools
         self._engine = SubcallEngine(
             session_id=self.id,
             depth=_depth,
@@ -777,11 +767,3 @@ class Session:
                 f"The session is {self.state}; this needs it to be {' or '.join(states)}",
                 fix="Start a new session, or rewind to an earlier iteration to go back into a finished one",
             )
-
-
-def _has_server(tools: object) -> bool:
-    """Whether ``tools=`` holds an MCP server (then it is resolved with the servers started)."""
-    if tools is None:
-        return False
-    values = tools.values() if isinstance(tools, Mapping) else tools
-    return any(isinstance(v, MCPServer) for v in cast(Any, values))

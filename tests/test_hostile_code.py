@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import json
+import linecache
 import os
 import signal
 import subprocess
@@ -257,6 +258,22 @@ def test_after_a_memory_error_the_finished_session_is_freed_without_the_cycle_co
         assert big() is None, "the 200 MB the code allocated is still held"
     finally:
         gc.enable()
+
+
+def test_a_finished_sessions_block_sources_leave_linecache_with_it(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve(
+        {"root": turns(fence("def f():\n    return 1\nprint(f())"), fence("FINAL('1')"))}
+    )
+    session = Session("q", "c", config=config(server))
+    assert session.run().answer == "1"
+    mine = [name for name in linecache.cache if name.startswith(f"<rlm {session.id} ")]
+    assert len(mine) == 2  # one per block, for tracebacks and inspect.getsource meanwhile
+    assert "return 1" in "".join(linecache.getlines(mine[0]))
+    del session
+    gc.collect()  # whatever else holds the session, its executor's sources go with it
+    assert [name for name in mine if name in linecache.cache] == []
 
 
 def test_a_finished_sandboxed_session_is_freed_without_the_cycle_collector(

@@ -20,6 +20,7 @@ import linecache
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
@@ -58,6 +59,11 @@ class NamespaceExecutor:
         self.echo_scrub: Callable[[str], str] | None = None
         # Blocks left running after their time limit (off the main thread), with their labels.
         self._stray: list[tuple[str, threading.Thread]] = []
+        # The blocks' sources registered in linecache (for tracebacks and ``inspect.getsource`` of
+        # what the model defined), dropped when the executor goes: a process running session after
+        # session (an app server, the soak) would otherwise keep every block's code for good.
+        self._sources: list[str] = []
+        weakref.finalize(self, _forget, self._sources)
 
     @property
     def namespace(self) -> MutableMapping[str, Any]:
@@ -74,6 +80,7 @@ class NamespaceExecutor:
         filename = f"<rlm {label}>"
         # Registered so that tracebacks and inspect show the model's source lines.
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        self._sources.append(filename)
         result = ExecResult()
         result.notes.extend(self._stray_notes())
         started = time.perf_counter()
@@ -209,3 +216,9 @@ def _format_exception(exc: BaseException, filename: str) -> str:
         tb = tb.tb_next
     lines = traceback.format_exception(type(exc), exc, tb if tb is not None else exc.__traceback__)
     return "".join(lines).rstrip()
+
+
+def _forget(sources: list[str]) -> None:
+    """Drop an executor's block sources from linecache (its finalizer: no reference to it)."""
+    for filename in sources:
+        linecache.cache.pop(filename, None)

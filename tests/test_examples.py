@@ -63,7 +63,7 @@ SHOWS = {
     ],
     "sub_tools.ipynb": [
         "llm_query · scripted-sub · 4 tool calls",  # the sub-call's panel in step 2
-        "turn 1: change_record({\"change_id\": \"CHG-229\"}) -> Error: MCPToolError:",
+        'turn 1: change_record({"change_id": "CHG-229"}) -> Error: MCPToolError:',
         "no change 'CHG-229' in the tracker",
         'turn 2: change_record({"change_id": "CHG-2291"}) -> {\n  "id": "CHG-2291",',
         'turn 3: team_of({"person": "li.wei"}) -> platform',

@@ -380,6 +380,12 @@ def test_exports_carry_the_spec_and_the_value(
     assert native.final is not None
     assert native.final["value"] == value
     assert native.iterations[1]["invalid"]["source"] == "FINAL"
+    meta, *entries = [
+        json.loads(line)
+        for line in result.trajectory.export(tmp_path / "s.rlm.jsonl").read_text().splitlines()
+    ]
+    assert meta["environment_kwargs"]["output"]["name"] == "Incident"
+    assert "'minutes': 42" in entries[-1]["final_answer"]  # as submitted, the reference's way
 
 
 def test_llm_query_output_uses_structured_output_and_returns_the_object(

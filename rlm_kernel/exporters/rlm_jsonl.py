@@ -76,6 +76,8 @@ def run_metadata(trajectory: Trajectory) -> dict[str, Any]:
             "depth": session["depth"],
             "context": context,
             "rlm_kernel_version": session.get("rlm_kernel_version"),
+            # A typed run's expected answer (name, kind, JSON schema); its final_answer is JSON.
+            **({"output": session["output"]} if session.get("output") else {}),
         },
         "other_backends": [sub] if sub and sub != models["root"] else None,
     }

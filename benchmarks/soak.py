@@ -27,13 +27,19 @@ as leaked: threads (the sub-call loop's resolver threads, a bounded pool, are co
 file descriptors. Peak memory is shown. Each worker keeps only counters, so a leak shows as growth,
 not as the benchmark's own bookkeeping.
 
-Usage: python benchmarks/soak.py [--sessions 50] [--seconds 180]
+With ``--async`` the same sessions and faults are driven by ``rlm_kernel.arun`` from one event loop
+on the main thread (``--sessions`` coroutines running sessions back to back, awaited together), and
+the loop's responsiveness is measured meanwhile: how late a 20 ms sleep on it wakes.
+
+Usage: python benchmarks/soak.py [--sessions 50] [--seconds 180] [--async]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import faulthandler
+import functools
 import gc
 import io
 import json
@@ -156,33 +162,61 @@ class Soak:
     def worker(self, first: int, stride: int, until: float, base: dict[str, object]) -> None:
         number = first
         while time.monotonic() < until:
-            fault = FAULTS[number % len(FAULTS)]
-            token = f"TOK-{secrets.token_hex(6)}"
-            with self.lock:
-                self.tokens[number], self.faults[number] = token, fault
+            fault, token = self.begin(number)
             try:
                 result = rlm_kernel.run(
                     f"soak session {number}: what is the token?", f"the token is {token}", **base
                 )
             except Exception as exc:  # any raise out of run() is a failure of the product
-                with self.tally.lock:
-                    self.tally.errors.append(f"session {number} ({fault}): {exc!r}")
+                self.end(number, fault, token, exc)
             else:
-                with self.tally.lock:
-                    self.tally.completed[fault] += 1
-                    self.tally.reasons[result.reason] += 1
-                    if result.answer != token:
-                        self.tally.wrong[fault] += 1
-                        seen = [
-                            str(it["observation"])[-300:] for it in result.trajectory.iterations
-                        ]
-                        self.tally.wrong_detail.append(
-                            f"session {number} ({fault}): {result.reason}, answer "
-                            f"{result.answer!r}, token {token}; observations {seen}"
-                        )
-            with self.lock:
-                del self.tokens[number], self.faults[number]
+                self.end(number, fault, token, result)
             number += stride
+
+    async def aworker(self, first: int, stride: int, until: float, base: dict[str, object]) -> None:
+        """``worker`` as a coroutine: the same sessions, awaited with ``rlm_kernel.arun``."""
+        number = first
+        while time.monotonic() < until:
+            fault, token = self.begin(number)
+            try:
+                result = await rlm_kernel.arun(
+                    f"soak session {number}: what is the token?", f"the token is {token}", **base
+                )
+            except Exception as exc:  # any raise out of arun() is a failure of the product
+                self.end(number, fault, token, exc)
+            else:
+                self.end(number, fault, token, result)
+            number += stride
+
+    def begin(self, number: int) -> tuple[str, str]:
+        """Session ``number``'s fault and a fresh token, known to the scripted model from now on."""
+        fault = FAULTS[number % len(FAULTS)]
+        token = f"TOK-{secrets.token_hex(6)}"
+        with self.lock:
+            self.tokens[number], self.faults[number] = token, fault
+        return fault, token
+
+    def end(
+        self, number: int, fault: str, token: str, outcome: rlm_kernel.Result | Exception
+    ) -> None:
+        """Count how session ``number`` ended: what it answered, or what it raised."""
+        if isinstance(outcome, Exception):
+            with self.tally.lock:
+                self.tally.errors.append(f"session {number} ({fault}): {outcome!r}")
+        else:
+            result = outcome
+            with self.tally.lock:
+                self.tally.completed[fault] += 1
+                self.tally.reasons[result.reason] += 1
+                if result.answer != token:
+                    self.tally.wrong[fault] += 1
+                    seen = [str(it["observation"])[-300:] for it in result.trajectory.iterations]
+                    self.tally.wrong_detail.append(
+                        f"session {number} ({fault}): {result.reason}, answer "
+                        f"{result.answer!r}, token {token}; observations {seen}"
+                    )
+        with self.lock:
+            del self.tokens[number], self.faults[number]
 
 
 def run_phase(
@@ -218,6 +252,62 @@ def run_phase(
                     file=sys.__stderr__,
                     flush=True,
                 )
+
+
+@dataclass
+class LoopLag:
+    """How late a 20 ms sleep on the event loop woke, in ms, while ``arun`` drove the sessions."""
+
+    samples: list[float] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not self.samples:
+            return "no samples"
+        ordered = sorted(self.samples)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return (
+            f"{len(ordered)} samples, median {ordered[len(ordered) // 2]:.1f} ms, "
+            f"p99 {p99:.1f} ms, max {ordered[-1]:.1f} ms"
+        )
+
+
+def run_phase_async(
+    soak: Soak,
+    server: ScriptedServer,
+    sessions: int,
+    first: int,
+    seconds: float,
+    base: dict[str, object],
+    lag: LoopLag | None = None,
+) -> None:
+    """``run_phase`` with ``sessions`` coroutines awaiting ``arun`` in one event loop on this thread
+    instead of threads; ``lag`` collects how late the loop wakes meanwhile."""
+
+    async def phase() -> None:
+        started = time.monotonic()
+        until = started + seconds
+        workers = asyncio.gather(
+            *(soak.aworker(first + i, sessions, until, base) for i in range(sessions))
+        )
+        last_report = started
+        while not workers.done():
+            asked = time.perf_counter()
+            await asyncio.sleep(0.02)
+            if lag is not None:
+                lag.samples.append((time.perf_counter() - asked - 0.02) * 1000)
+            if time.monotonic() - last_report >= 30.0:
+                last_report = time.monotonic()
+                server.reset()
+                done = sum(soak.tally.completed.values()) + len(soak.tally.errors)
+                print(
+                    f"[{last_report - started:.0f} s] {done} done, in flight {len(soak.faults)}, "
+                    f"threads {threading.active_count()}",
+                    file=sys.__stderr__,
+                    flush=True,
+                )
+        await workers
+
+    asyncio.run(phase())
 
 
 # Threads that pools keep for reuse, counted apart: the scripted server's (one per open connection,
@@ -301,12 +391,21 @@ def main() -> int:
     parser.add_argument(
         "--seconds", type=float, default=180.0, help="how long to keep starting runs"
     )
+    parser.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="drive the sessions with rlm_kernel.arun from one event loop instead of threads",
+    )
     args = parser.parse_args()
+    lag = LoopLag()
+    phase = functools.partial(run_phase_async, lag=lag) if args.use_async else run_phase
+    how = "coroutines awaiting arun in one event loop" if args.use_async else "threads"
     # `kill -USR1 <pid>` prints every thread's stack to stderr: for a run that does not end.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     banner(
         "soak",
-        f"{args.sessions} concurrent sessions (threads) for {args.seconds:g} s, faults by turn: "
+        f"{args.sessions} concurrent sessions ({how}) for {args.seconds:g} s, faults by turn: "
         + ", ".join(FAULTS),
     )
     soak = Soak()
@@ -322,7 +421,7 @@ def main() -> int:
         # what is left over is then measured against it, once its own blocks and stray threads
         # have ended and, as at the end, with no connection kept open for reuse.
         warm = _own_threads()
-        run_phase(soak, server, args.sessions, 10**7, min(10.0, args.seconds / 6), base)
+        phase(soak, server, args.sessions, 10**7, min(10.0, args.seconds / 6), base)
         soak.tally = Tally()
         _settle(warm | {t for t in threading.enumerate() if t.name == "rlm-kernel-subcalls"}, 60.0)
         _quiesce(server)
@@ -349,7 +448,8 @@ def main() -> int:
         load = OtherLoad()
         started = time.monotonic()
         noise.start()
-        run_phase(soak, server, args.sessions, 0, args.seconds, base)
+        lag.samples.clear()  # the warm-up's are not counted
+        phase(soak, server, args.sessions, 0, args.seconds, base)
         stop_noise.set()
         noise.join()
         elapsed = time.monotonic() - started
@@ -407,6 +507,8 @@ def main() -> int:
     print(f"the host's sys.stdout is its own again afterwards: {put_back}")
     print(f"the host's json.dumps is its own afterwards: {json_intact}")
     print(f"the host's own lines: {noise_lines} printed, {landed} reached its sys.stdout")
+    if args.use_async:
+        print(f"the event loop's lateness waking from a 20 ms sleep: {lag.summary()}")
     load.report()
     print()
     verdicts = Verdicts()

@@ -8,7 +8,9 @@ rlm_kernel's own background loop (``_aio``). An async copy of the state machine 
 for nothing a caller could see.
 
 Each awaited call runs the sync method on a thread of its own, in a copy of the caller's context, and
-resolves a future on the caller's loop with ``call_soon_threadsafe``. Not the loop's default executor:
+resolves a future on the caller's loop with ``call_soon_threadsafe``; the loop only queues the call,
+and a spawner thread starts its thread (``Thread.start`` waits for the new thread to run, which under
+load held the loop up for tens of milliseconds a call). Not the loop's default executor:
 its ``min(32, cores + 4)`` workers would queue concurrent runs beyond that count behind each other. An
 ``AsyncSession`` takes one call at a time; a second that overlaps the first is a
 ``SessionStateError``. ``pause()`` and ``stop()`` may be called at any time, from any thread.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import queue
 import threading
 import weakref
 from collections.abc import Callable
@@ -132,9 +135,63 @@ class Driver:
             session.pause()
 
 
-def start(call: Callable[[], T], name: str) -> asyncio.Future[T]:
+class _Spawner:
+    """Starts the threads of awaited calls, so that the loop never waits for one to start.
+
+    ``Thread.start`` waits until the new thread runs, and with many busy threads on few cores that
+    takes tens of milliseconds: the soak (``benchmarks/soak.py --async``, 50 sessions on 2 cores)
+    measured a median of 18 ms a start, most of the loop's time, done on the loop. Here the loop only
+    queues the job; this thread (started on demand, gone after ``IDLE`` seconds without work) starts
+    the call's own thread.
+    """
+
+    IDLE = 5.0
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], None], str, Callable[[BaseException], None]]
+        ]
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(
+        self, work: Callable[[], None], name: str, unstarted: Callable[[BaseException], None]
+    ) -> None:
+        """Start ``work`` on a daemon thread named ``name``; ``unstarted(error)`` if none starts."""
+        self._jobs.put((work, name, unstarted))
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="rlm-async-spawner", daemon=True
+                )
+                self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                work, name, unstarted = self._jobs.get(timeout=self.IDLE)
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty():  # a job queued from now on starts a new spawner
+                        self._thread = None
+                        return
+                continue
+            try:
+                threading.Thread(target=work, name=name, daemon=True).start()
+            except BaseException as exc:  # no thread to be had: the caller hears why
+                unstarted(exc)
+
+
+_spawner = _Spawner()
+
+
+def start(
+    call: Callable[[], T], name: str, unstarted: Callable[[], None] | None = None
+) -> asyncio.Future[T]:
     """Run ``call`` on a new daemon thread in a copy of the current context; its result or error
-    resolves the returned future on the running loop."""
+    resolves the returned future on the running loop. Should no thread start, the future gets that
+    error and ``unstarted()`` is called (on another thread)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     # An answer nobody awaits any more (the caller cancelled twice) is not logged as lost.
@@ -149,7 +206,13 @@ def start(call: Callable[[], T], name: str) -> asyncio.Future[T]:
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody awaits the answer
             loop.call_soon_threadsafe(_resolve, future, outcome)
 
-    threading.Thread(target=work, name=name, daemon=True).start()
+    def failed(error: BaseException) -> None:
+        if unstarted is not None:
+            unstarted()
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, future, (False, error))
+
+    _spawner.submit(work, name, failed)
     return future
 
 
@@ -197,12 +260,7 @@ async def stopping(call: Callable[[Callable[[Session], None]], T], name: str) ->
         finally:
             driver.finish()
 
-    try:
-        future = start(work, name)
-    except BaseException:
-        driver.finish()
-        raise
-    return await settled(future, driver.cancelled)
+    return await settled(start(work, name, driver.finish), driver.cancelled)
 
 
 class AsyncSession:
@@ -282,11 +340,7 @@ class AsyncSession:
             finally:
                 self._driver.finish()
 
-        try:
-            future = start(work, f"rlm-async {self.session.id} {what}")
-        except BaseException:
-            self._driver.finish()
-            raise
+        future = start(work, f"rlm-async {self.session.id} {what}", self._driver.finish)
         return await settled(future, self._driver.cancelled)
 
     # --- plain calls -----------------------------------------------------------------------------

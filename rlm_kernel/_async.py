@@ -23,11 +23,11 @@ cancelled task waits for that (shielded), so the trajectory is whole, then raise
 Cancelling it again stops the waiting; the session still reaches its safe point on its own thread.
 
 Overhead, measured by ``benchmarks/async_overhead.py`` (benchmarks/README.md, "Async API"): an
-awaited call costs one thread start and one hand-over to the loop, about 0.12 ms on a 2-core machine.
+awaited call costs one thread start and one hand-over to the loop, about 0.3 ms on a 2-core machine.
 ``await s.run()`` pays that once per run, so per iteration it costs what a sync session run on a
 thread costs (within the noise of ±1 ms a step on that machine); ``await s.step()`` pays it per step.
 What a thread costs over the main thread, either way, is the timeout machinery's: off the main thread
-each block runs on a worker under a watchdog (``_timeout.run_limited``), 1–2 ms a block there.
+each block runs on a worker under a watchdog (``_timeout.run_limited``), 0.1–2 ms a block there.
 """
 
 from __future__ import annotations

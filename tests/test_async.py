@@ -406,3 +406,25 @@ def test_errors_reach_the_awaiting_task_as_run_raises_them(serve: Serve) -> None
 
     asyncio.run(main())
     assert server.requests == []
+
+
+def test_no_thread_outlives_the_runs(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The calls' threads end with their calls, and the spawner that starts them when it is idle.
+    monkeypatch.setattr("rlm_kernel._async._Spawner.IDLE", 0.2)
+    server = serve({"root": TokenModel()})
+    base = settings(server, autosave=False)
+
+    async def main() -> list[str | None]:
+        results = await asyncio.gather(
+            *(
+                rlm_kernel.arun(f"session {i}: token?", f"the token is TOK-{i}", **base)
+                for i in range(5)
+            )
+        )
+        return [r.answer for r in results]
+
+    assert asyncio.run(main()) == [f"TOK-{i}" for i in range(5)]
+    deadline = time.monotonic() + 5.0
+    while any(t.name.startswith(("rlm-arun", "rlm-async")) for t in threading.enumerate()):
+        assert time.monotonic() < deadline, [t.name for t in threading.enumerate()]
+        time.sleep(0.05)

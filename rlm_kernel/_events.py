@@ -16,12 +16,17 @@ StateName = Literal["idle", "running", "paused", "done", "failed"]
 
 @dataclass(frozen=True)
 class Event:
+    """Something that happened in a session (or in one of its child RLMs, at ``depth`` > 0)."""
+
     session_id: str
     depth: int
 
 
 @dataclass(frozen=True)
 class StateChanged(Event):
+    """The session went from state ``old`` to ``new`` (``idle``, ``running``, ``paused``, ``done``,
+    ``failed``), and why."""
+
     old: StateName
     new: StateName
     reason: str = ""
@@ -29,6 +34,8 @@ class StateChanged(Event):
 
 @dataclass(frozen=True)
 class IterationStarted(Event):
+    """The root model is asked for step ``iteration``."""
+
     iteration: int
 
 
@@ -42,6 +49,8 @@ class ResponseDelta(Event):
 
 @dataclass(frozen=True)
 class CodeReady(Event):
+    """The model's reply for step ``iteration`` is in, with the code blocks it holds (not run yet)."""
+
     iteration: int
     response: str
     blocks: tuple[str, ...]
@@ -49,6 +58,8 @@ class CodeReady(Event):
 
 @dataclass(frozen=True)
 class IterationFinished(Event):
+    """Step ``iteration`` ran; ``record`` is its iteration record (docs/formats.md)."""
+
     iteration: int
     record: dict[str, Any]
 
@@ -63,6 +74,8 @@ class Guarded(Event):
 
 @dataclass(frozen=True)
 class SubcallStarted(Event):
+    """A sub-call (``llm_query``, an ``llm_batch`` item, ``rlm_query``) was sent."""
+
     call_id: str
     kind: str
     model: str
@@ -72,12 +85,16 @@ class SubcallStarted(Event):
 
 @dataclass(frozen=True)
 class SubcallFinished(Event):
+    """A sub-call answered or failed; ``record`` is its sub-call record."""
+
     call_id: str
     record: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Finished(Event):
+    """The session finished its question: the answer (None without one), why, and a message."""
+
     answer: str | None
     reason: str
     message: str

@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_sandbox",
             "_context",
             "_events",
+            "events",
             "_stdjson",
             "_astparse",
         ),

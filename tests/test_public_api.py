@@ -52,6 +52,7 @@ INTERNAL = {
 PUBLIC_PACKAGES = (
     "rlm_kernel",
     "rlm_kernel.errors",
+    "rlm_kernel.events",
     "rlm_kernel.executors",
     "rlm_kernel.exporters",
     "rlm_kernel.models",

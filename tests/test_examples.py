@@ -61,6 +61,14 @@ SHOWS = {
         '"outage_minutes": 56}',
         "The final answer must be a value of type Incident, matching this JSON schema:",
     ],
+    "async_api.ipynb": [
+        "offline: a scripted stand-in answers | 1,132,069 characters",
+        "How did incident #4426 start? [final, 2 steps]",
+        "    02:35  incident #4426 opened: elevated 429s from notification-worker",
+        "step 1 printed: 8 14:02  incident #4417 opened",
+        "finished (final): 14:02  incident #4417 opened",
+        "done | trajectory:",
+    ],
     "sub_tools.ipynb": [
         "llm_query · scripted-sub · 4 tool calls",  # the sub-call's panel in step 2
         'turn 1: change_record({"change_id": "CHG-229"}) -> Error: MCPToolError:',
@@ -101,7 +109,8 @@ def test_example_notebook_runs_offline(offline: Path, name: str) -> None:
         if c.cell_type == "code"
         for o in c.outputs
     )
-    assert "In [rlm 1]:" in html  # a session ran in the notebook
+    if any("%rlm" in c.source for c in nb.cells if c.cell_type == "code"):
+        assert "In [rlm 1]:" in html  # a session ran in the notebook
     shown = "\n".join(
         [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs]
         + [unescape(re.sub(r"<[^>]+>", "", html))]

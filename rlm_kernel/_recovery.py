@@ -21,12 +21,12 @@ import warnings
 from collections import deque
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
 from ._config import RLM
 from ._context import describe_context, load_context
+from ._recorder import autosave_path
 from ._reenact import Reenactment
 from ._replay import (
     _LOOP_SETTINGS,
@@ -312,13 +312,11 @@ def _writer(path: Path, recording: Trajectory, session: Session) -> TrajectoryWr
         )
         _mend_tail(path)
         return writer
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    directory = session.config.resolved_trajectory_dir()
-    target = directory / f"{stamp}-{session.id}.jsonl"
     number = 1
+    target = autosave_path(session.config, session.id)
     while target.exists():  # the session's own autosave file, say: never append a second copy
         number += 1
-        target = directory / f"{stamp}-{session.id}-{number}.jsonl"
+        target = autosave_path(session.config, session.id, number)
     writer = TrajectoryWriter(target, redactor)
     for record in recording.records:
         writer.write(record)

@@ -110,10 +110,9 @@ class Reenactment:
         finished session keeps its final message). Returns the session, live."""
         session = self._session("go_live")
         self._live = True
-        session._restoring = False
         session._tree.go_live(client, sub_client)
         session._engine.client = session._tree.sub_client
-        session._writer = writer
+        session._recorder.go_live(writer)
         if message and session.state != "done":
             session.message = message
         return session

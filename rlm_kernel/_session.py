@@ -16,7 +16,6 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,6 +52,7 @@ from ._namespace import Helpers, normalize_tools, weakly
 from ._output import OutputSpec, output_spec, spec_from_record
 from ._preamble import preamble
 from ._prompts import extract_code, follow_up_text
+from ._recorder import Recorder
 from ._records import Proposal, Result, render_output, step_record
 from ._schema import (
     GuardRecord,
@@ -68,7 +68,7 @@ from ._schema import (
 )
 from ._secrets import Redactor
 from ._subcalls import SubcallEngine
-from ._trajectory import Trajectory, TrajectoryWriter
+from ._trajectory import Trajectory
 from ._tree import SessionTree
 from .errors import (
     IterationTimeout,
@@ -154,7 +154,6 @@ class Session:
         self.message = ""
         self.error: RLMError | None = None
         self._root_usage = UsageSummary()
-        self.trajectory = Trajectory()
         self._root_model = self.config.model if _depth == 0 else self.config.effective_sub_model()
         self._slot = FinalSlot()
         self._pending: Proposal | None = None
@@ -205,23 +204,32 @@ class Session:
         # A session made by a ``Reenactment`` re-enacts a recorded one (rlm_kernel.resume): its records
         # are already in its file, so the re-enactment writes none until ``go_live``, and the model
         # goes on from the preamble it saw.
-        self._restoring = _restore is not None
         if _restore is not None:
             self.history = History.from_session(_restore.session)
         # Iterations before the current question (follow-ups get a fresh iteration budget).
         self._question_start = 0
-        self._writer: TrajectoryWriter | None = None
-        if self.config.autosave and _depth == 0 and _restore is None:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            path = self.config.resolved_trajectory_dir() / f"{stamp}-{self.id}.jsonl"
-            self._writer = TrajectoryWriter(path, _tree.redactor)
+        autosaving = self.config.autosave and _depth == 0 and _restore is None
+        self._recorder = (
+            Recorder.autosaving(self.config, self.id, _tree.redactor)
+            if autosaving
+            else Recorder(restoring=_restore is not None)
+        )
         self._record(self._session_record(_parent_call))
 
     # --- public surface --------------------------------------------------------------------------
     @property
     def path(self) -> Path | None:
         """Where the trajectory is autosaved (None for children and when autosave is off)."""
-        return self._writer.path if self._writer else None
+        return self._recorder.path
+
+    @property
+    def trajectory(self) -> Trajectory:
+        """Every record of this session so far (the file, when autosaving, holds the same)."""
+        return self._recorder.trajectory
+
+    @trajectory.setter
+    def trajectory(self, trajectory: Trajectory) -> None:
+        self._recorder.trajectory = trajectory
 
     @property
     def iteration(self) -> int:
@@ -420,15 +428,14 @@ class Session:
         self._pause.clear()
         self.error, self.reason, self.message = None, "", ""
         self._set_state("running")
-        if self._writer is not None:  # after a failed autosave: the file whole again, or hold now
-            self._writer.catch_up(self.trajectory.records)
+        self._recorder.catch_up()  # after a failed autosave: the file whole again, or hold now
 
     def checkpoint(self) -> bool:
         """A safe point: honour a requested pause or stop; True when the session should go on."""
         if self.state != "running":
             return False
-        if self._writer is not None and self._writer.error is not None:
-            self.hold(self._writer.error)  # a full disk: no more steps that only memory keeps
+        if self._recorder.failed is not None:
+            self.hold(self._recorder.failed)  # a full disk: no more steps that only memory keeps
             return False
         if self._stop.is_set():
             self._end(Ending(None, "stopped", "Stopped on request"))
@@ -659,14 +666,13 @@ class Session:
                 )
             )
         finally:  # ended even when the record cannot be written
-            if self.error is None and self._writer is not None and self._writer.error is not None:
-                self.error = self._writer.error  # the answer stands; the file lacks records
+            if self.error is None and self._recorder.failed is not None:
+                self.error = self._recorder.failed  # the answer stands; the file lacks records
             self._set_state(state, ending.reason)
             # A sandbox gives its worker back; a follow-up or rewind restores it from its last dump.
             release_executor(self.executor)
             self._emit(Finished(self.id, self.depth, ending.answer, ending.reason, ending.message))
-            if self._writer is not None:
-                self._writer.close()
+            self._recorder.close()
             if self._toolbox is not None:  # MCP servers start again on the next call, if any
                 self._toolbox.stop()
 
@@ -745,11 +751,7 @@ class Session:
         self._record(record)
 
     def _record(self, record: Record) -> None:
-        if self._restoring:
-            return
-        self.trajectory.append(record)
-        if self._writer is not None:
-            self._writer.write(record)
+        self._recorder.record(record)
 
     def _emit(self, event: Event) -> None:
         self._tree.emitter.emit(event)

@@ -67,7 +67,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_guards",
         ),
     ),
-    ("session", ("_tree", "_preamble", "_session", "_reenact")),
+    ("session", ("_tree", "_preamble", "_recorder", "_session", "_reenact")),
     ("records out and back", ("exporters", "_replay", "_recovery")),
     (
         "headless front ends",

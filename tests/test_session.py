@@ -259,7 +259,7 @@ def test_an_unexpected_error_ends_the_session_failed_not_running(
         def catch_up(self, records: Any) -> None:
             pass
 
-    session._writer = FullDisk()  # type: ignore[assignment]  # the disk fills up mid-run
+    session._recorder.writer = FullDisk()  # type: ignore[assignment]  # the disk fills up mid-run
     ended: list[Finished] = []
     session.subscribe(lambda e: ended.append(e) if isinstance(e, Finished) else None)
     with pytest.raises(OSError, match="No space left"):

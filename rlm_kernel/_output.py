@@ -28,7 +28,7 @@ import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from typing_extensions import is_typeddict
 
@@ -238,7 +238,7 @@ def output_spec(spec: object) -> OutputSpec:
     else:
         kind = "type"
     try:
-        adapter: TypeAdapter[Any] = TypeAdapter(spec)
+        adapter: TypeAdapter[Any] = TypeAdapter(cast(Any, spec))  # a TypeForm, checked at run time
         schema = adapter.json_schema()
     except (PydanticSchemaGenerationError, PydanticUserError, TypeError, ValueError) as exc:
         raise ConfigError(

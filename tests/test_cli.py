@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,23 +12,7 @@ import pytest
 from rlm_kernel import ConfigError, Trajectory
 from rlm_kernel._config import parse_assignment
 from rlm_kernel.testing import Fault, ScriptedServer, fence, record_edited_session
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "RLM_MODEL")
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_kernel.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+from rlm_kernel.testing import run_cli as cli
 
 
 def corpus(root: Path) -> Path:

@@ -25,22 +25,9 @@ from rlm_kernel import RLM, ConfigError, ContextError, Session, Trajectory, Traj
 from rlm_kernel._config import setting_names
 from rlm_kernel._recovery import resume
 from rlm_kernel.testing import Kernel, ScriptedServer, configure, fence, kernel_env, settings
+from rlm_kernel.testing import run_cli as cli
 
 GB = 1 << 30
-
-
-def cli(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "RLM_MODEL")}
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_kernel.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        timeout=120,
-        check=False,
-    )
 
 
 def sparse(path: Path, size: int, head: bytes = b"") -> Path:

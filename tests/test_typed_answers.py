@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from rlm_kernel.testing import (
     fence,
     settings,
 )
+from rlm_kernel.testing import run_cli as cli
 from rlm_kernel.testing._server import ChatRequest
 
 
@@ -247,19 +245,6 @@ def test_an_untyped_trajectory_loads_and_replays_as_before(
     server.stop()
     again = replay_session(Trajectory.load(path), None, CONTEXT).run()
     assert (again.answer, again.value) == ("checkout", None)
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_kernel.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_the_cli_validates_against_a_schema_file_and_prints_json(

@@ -19,6 +19,7 @@ from rlm_kernel.testing._helpers import (
     child_rlm_sub,
     fence,
     record_edited_session,
+    run_cli,
     scripted_session,
     settings,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "fence",
     "kernel_env",
     "record_edited_session",
+    "run_cli",
     "scripted_session",
     "settings",
 ]

@@ -4,6 +4,9 @@ a recorded session a person edited, and an in-process session whose models answe
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,22 @@ ENDPOINT_VARIABLES = (
     "AZURE_OPENAI_ENDPOINT",
     "OPENAI_API_VERSION",
 )
+
+
+def run_cli(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``rlm-kernel ARGS`` in a fresh interpreter, in ``cwd``, with none of the endpoint variables
+    (``ENDPOINT_VARIABLES``) of the calling environment: what it prints and its exit code."""
+    env = {k: v for k, v in os.environ.items() if k not in ENDPOINT_VARIABLES}
+    return subprocess.run(
+        [sys.executable, "-m", "rlm_kernel.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
 
 
 # The code a person ran in place of the model's first step in ``record_edited_session``.

@@ -19,6 +19,7 @@ fields; ``str(err)`` joins them into one short paragraph, never a traceback wall
     │       └── ModelNotFoundError  the endpoint does not serve that model (404)
     ├── ProtocolError             a malformed comm message between kernel and frontend
     ├── ReplayMissError           a recording lacks the response a replay asked for
+    ├── RetrievalError            a retriever or index cannot answer (no such document, server down)
     ├── SessionStateError         the call does not fit the session's state
     └── TrajectoryError           a trajectory file cannot be read or written
         └── AutosaveError         writing the autosave failed mid-run (a full disk)
@@ -58,6 +59,7 @@ __all__ = [
     "ModelServerError",
     "ProtocolError",
     "RLMError",
+    "RetrievalError",
     "RLMWarning",
     "RecoveryWarning",
     "ReplayMissError",
@@ -190,6 +192,11 @@ class MCPToolError(RLMError):
 class ToolArgumentsError(RLMError):
     """A sub-model called a tool (``sub_tools=``) that does not exist, or with arguments that do not
     fit its schema. Never raised into the model's code: the sub-model reads it as the tool's result."""
+
+
+class RetrievalError(RLMError):
+    """A retriever (``retriever=``, ``rlm_kernel.index``) cannot answer: no such index or document,
+    an id outside the scope a parent gave, a query the backend refuses, a server that is down."""
 
 
 class ProtocolError(RLMError, ValueError):

@@ -12,6 +12,7 @@ from typing import Any, ParamSpec
 from ._async import stopping
 from ._config import RLM
 from ._events import Listener
+from ._progress import show_progress
 from ._records import Result
 from ._session import Session, SubTools, Tools
 from .models import ModelClient
@@ -48,7 +49,8 @@ def run(
     is validated (an answer that does not match goes back to the model, ``RLM.output_repairs`` times)
     and ``result.value`` is the validated object, ``result.answer`` its text. The result holds the
     answer, why the run ended, the trajectory and the usage; model errors end the run with
-    ``result.error`` set, never a traceback.
+    ``result.error`` set, never a traceback. While it runs, progress shows (``RLM.progress``): a
+    widget in a notebook, a line on a terminal's stderr, nothing elsewhere.
     """
     cfg = (config or RLM()).with_overrides(settings)
     session = Session(
@@ -65,9 +67,14 @@ def run(
         session.subscribe(on_event)
     if (watch := _built.get()) is not None:
         watch(session)
+    progress = None
+    if cfg.progress:
+        progress = show_progress(session)
     try:
         return session.run()
     finally:
+        if progress is not None:
+            progress.close()
         session.close()  # its MCP servers, if any
 
 

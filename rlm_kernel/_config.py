@@ -108,6 +108,12 @@ class RLM(Configurable):
         False,
         help="Stream root-model responses (front ends show code as it is written).",
     ).tag(config=True)
+    progress = Bool(
+        True,
+        help="rlm_kernel.run() shows live progress while it runs, from the session's snapshot: a "
+        "widget in a notebook, a line on stderr when it is a terminal, nothing elsewhere (a pipe, "
+        "a log file). %rlm and the rlm-kernel command show their own.",
+    ).tag(config=True)
     request_timeout = Float(
         120.0,
         help="Seconds one attempt at a model call may take in all, from sending the request to the "

@@ -104,12 +104,15 @@ Listener = Callable[[Event], None]
 
 
 class Emitter:
-    """Thread-safe fan-out of events to listeners; a listener that raises is reported, not fatal."""
+    """Thread-safe fan-out of events to listeners; a listener that raises is reported, not fatal.
+    ``counts`` counts every event emitted, for the tree's live snapshot."""
 
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
         self.listener_errors: list[BaseException] = []
+        # Counted whether or not anyone listens (a listener would turn streaming on: ``active``).
+        self.counts = LiveCounts()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         with self._lock:
@@ -127,6 +130,7 @@ class Emitter:
         return bool(self._listeners)
 
     def emit(self, event: Event) -> None:
+        self.counts.update(event)
         if not self._listeners:
             return
         with self._lock:
@@ -139,28 +143,40 @@ class Emitter:
 
 
 class LiveCounts:
-    """What live displays show, counted from events: the root's iteration and state, sub-calls started,
-    in flight, and the size of the current wave (for a progress bar during ``llm_batch``)."""
+    """What only the events tell, for live displays (``_snapshot``): sub-calls started, in flight
+    (started and not answered, waiting for a concurrency slot included) and the current wave, at all
+    depths; the root step last started and whether it is under way. Thread-safe: events come from
+    the session's thread and from the sub-call loop's."""
 
-    def __init__(self, iteration: int = 0, state: str = "idle") -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.iteration = iteration
-        self.state = state
         self.subcalls = 0
         self.in_flight = 0
         self.wave = 0
+        self.step = 0
+        self.underway = False
 
     def update(self, event: Event) -> None:
+        """Count one event."""
         with self._lock:
-            if isinstance(event, IterationStarted) and event.depth == 0:
-                self.iteration = event.iteration
-            elif isinstance(event, StateChanged) and event.depth == 0:
-                self.state = event.new
-            elif isinstance(event, SubcallStarted):
+            if isinstance(event, SubcallStarted):
                 self.subcalls += 1
                 self.in_flight += 1
                 self.wave = max(self.wave, self.in_flight)
             elif isinstance(event, SubcallFinished):
-                self.in_flight -= 1
+                self.in_flight = max(self.in_flight - 1, 0)
                 if self.in_flight == 0:
                     self.wave = 0
+            elif event.depth > 0:
+                return
+            elif isinstance(event, IterationStarted):
+                self.step, self.underway = event.iteration, True
+            elif isinstance(event, IterationFinished | Finished) or (
+                isinstance(event, StateChanged) and event.new != "running"
+            ):
+                self.underway = False
+
+    def read(self) -> tuple[int, int, int, int, bool]:
+        """``(subcalls, in_flight, wave, step, underway)``, read together."""
+        with self._lock:
+            return self.subcalls, self.in_flight, self.wave, self.step, self.underway

@@ -67,6 +67,7 @@ from ._schema import (
     session_record,
 )
 from ._secrets import Redactor
+from ._snapshot import Snapshot, take
 from ._subcalls import SubcallEngine
 from ._trajectory import Trajectory
 from ._tree import SessionTree
@@ -248,8 +249,12 @@ class Session:
 
     @property
     def subcalls_in_flight(self) -> int:
-        """Sub-calls of this session asked and not yet answered (for live displays)."""
-        return self._engine.in_flight
+        """Sub-calls of the tree started and not yet answered (``snapshot().in_flight``)."""
+        return self.snapshot().in_flight
+
+    def snapshot(self) -> Snapshot:
+        """The session's live numbers now, as every live view shows them (``_snapshot``)."""
+        return take(self, self._tree.emitter.counts, self._tree.budget, self.config.max_iterations)
 
     @property
     def tokens_used(self) -> int:

@@ -54,10 +54,14 @@ class Budget:
         self.cost = 0.0
         self._cost_warned = False
         self.subcalls = 0
+        # Every call charged, the whole tree, as it happens: what live displays show
+        # (``_snapshot``); a session's own ``usage`` takes a child's in only once the child ends.
+        self._charged = UsageSummary()
         self._lock = threading.Lock()
 
     def charge(self, usage: Usage, model: str) -> None:
         with self._lock:
+            self._charged.add(model, usage)
             self.tokens += usage.total_tokens
             self.cost += usage.cost or 0.0
             warn = usage.cost is None and self.config.max_cost is not None and not self._cost_warned
@@ -70,6 +74,12 @@ class Budget:
                 CostUnknownWarning,
                 stacklevel=2,
             )
+
+    @property
+    def charged(self) -> Usage:
+        """The usage of every call charged so far, the whole tree (cost None while none reported one)."""
+        with self._lock:
+            return self._charged.total
 
     def take_subcall(self) -> bool:
         with self._lock:

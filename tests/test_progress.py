@@ -27,6 +27,9 @@ def test_progress_line_follows_the_session(serve: Callable[..., ScriptedServer])
     assert "3 sub-calls" in final
     assert "in flight" not in final
     drawn = stream.getvalue()
-    assert "\r\x1b[K" in drawn
-    assert "3 in flight" in drawn or "1 in flight" in drawn  # seen while the batch ran
-    assert f"{session.tokens_used / 1000:.1f}k tokens" in final
+    assert drawn.startswith("\r\x1b[Krlm ") and drawn.endswith("\r\x1b[K")  # cleared at close
+    assert "rlm done · iteration 2/30" in drawn  # the state change to done is drawn at once
+    total = session.usage.total.total_tokens
+    root = session.root_usage.total.total_tokens
+    assert f"{total:,} tokens (root {root:,} · sub {total - root:,})" in final
+    # A batch in flight is drawn from the snapshot too: tests/test_snapshot.py.

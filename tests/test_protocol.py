@@ -89,3 +89,13 @@ def test_typed_dicts_declare_every_field_of_the_table() -> None:
         assert set(hints) == {"type"} | {name for name, _, _ in fields}, message_type
         required = {name for name, _, req in fields if req} | {"type"}
         assert cls.__required_keys__ == required, message_type  # type: ignore[attr-defined]
+
+
+def test_the_status_message_is_the_snapshot_field_for_field() -> None:
+    """The toolbar shows the session's snapshot: the message's fields are its fields, by name."""
+    import dataclasses
+
+    from rlm_kernel._snapshot import Snapshot
+
+    status = {name for name, _, _ in protocol._FIELDS["status"]} - {"for_session"}
+    assert status == {f.name for f in dataclasses.fields(Snapshot)}

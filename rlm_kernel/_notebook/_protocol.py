@@ -102,8 +102,17 @@ class MarkStaleMessage(_ForSession):
     remove: bool
 
 
-class StatusMessage(_ForSession):
-    """Session status for the notebook toolbar."""
+class _StatusOptional(_ForSession, total=False):
+    # Added after protocol 1 was first released: a page of that release gets them and ignores them,
+    # and a kernel of that release sends none. This kernel sends every field of its snapshot.
+    root_tokens: int
+    subcalls: int
+    wave: int
+
+
+class StatusMessage(_StatusOptional):
+    """Session status for the notebook toolbar: the session's snapshot (``_snapshot.Snapshot``),
+    field for field."""
 
     type: Literal["status"]
     session: str
@@ -253,6 +262,9 @@ _FIELDS: Final[dict[str, tuple[_Field, ...]]] = {
         ("in_flight", "int", True),
         ("elapsed", "number", True),
         ("question", "string", True),
+        ("root_tokens", "int", False),
+        ("subcalls", "int", False),
+        ("wave", "int", False),
     ),
     "update_cell": (
         ("for_session", "string|null", False),

@@ -19,10 +19,11 @@ from typing import Any, cast
 from IPython.core.display_functions import display
 from IPython.core.error import UsageError
 
-from .._events import Event, Finished, IterationFinished, IterationStarted, StateChanged
+from .._events import Finished, IterationFinished, IterationStarted, StateChanged
 from .._guards import guard_at, guard_badge
 from .._schema import IterationRecord
 from .._session import Session
+from .._snapshot import Throttle
 from ..errors import ModelError, ReplayMissError, RLMError
 from . import _html
 from ._cell_record import CellRecord
@@ -445,14 +446,20 @@ class CellsDriver:
     def _watch(self, entry: NotebookSession) -> None:
         self._entries[entry.session.id] = entry
         if entry.unwatch is None:
-            entry.unwatch = entry.session.subscribe(lambda event: self._status(entry, event))
+            # Every event may change the snapshot (a sub-call of a child too): at most 4 messages a
+            # second, a step or state change at once, the last state always (``Throttle``).
+            throttle = Throttle(lambda: self._status(entry), 0.25)
+            entry.unwatch = entry.session.subscribe(
+                lambda event: throttle(
+                    force=event.depth == 0
+                    and isinstance(
+                        event, IterationStarted | IterationFinished | StateChanged | Finished
+                    )
+                )
+            )
 
-    def _status(self, entry: NotebookSession, event: Event) -> None:
-        if event.depth > 0 or not isinstance(
-            event, IterationStarted | IterationFinished | StateChanged | Finished
-        ):
-            return
-        message = status_message(entry.session, event)
+    def _status(self, entry: NotebookSession) -> None:
+        message = status_message(entry.session)
         self._send(entry, message)
         self.link.send_others(entry.client, message)
 
@@ -490,19 +497,6 @@ def new_cell_id() -> str:
     return f"rlm-{uuid.uuid4().hex[:20]}"
 
 
-def status_message(session: Session, event: Event | None = None) -> dict[str, Any]:
-    """The ``status`` message the toolbar shows for ``session`` (with the iteration an
-    ``IterationStarted`` event announces, when that is the event)."""
-    iteration = event.iteration if isinstance(event, IterationStarted) else session.iteration
-    return {
-        "type": "status",
-        "session": session.id,
-        "session_state": session.state,
-        "iteration": iteration,
-        "max_iterations": session.config.max_iterations,
-        "tokens": session.tokens_used,
-        "cost": session.usage.total.cost,
-        "in_flight": session.subcalls_in_flight,
-        "elapsed": session.running_time,  # what wall_timeout counts: paused time left out
-        "question": session.question,
-    }
+def status_message(session: Session) -> dict[str, Any]:
+    """The ``status`` message the toolbar shows for ``session``: its snapshot's fields."""
+    return {"type": "status", **session.snapshot().fields()}

@@ -1,5 +1,6 @@
-"""The session's status bar: state, iteration, tokens, cost, sub-calls in flight, elapsed time, and
-Pause / Step / Resume / Stop buttons.
+"""The session's status bar: its snapshot's line (state, iteration, tokens, cost, sub-calls started
+and in flight, running time; ``_progress.ProgressWidget``, also what ``rlm_kernel.run()`` shows in a
+notebook) and Pause / Step / Resume / Stop buttons.
 
 Button clicks arrive as comm messages. While a cell runs they are handled at once when the front end
 sends comms over kernel subshells (JupyterLab >= 4.4), otherwise when the kernel is next free; either
@@ -8,44 +9,29 @@ way they only set flags on the session, which acts on them at its next safe poin
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-from IPython.core.display_functions import DisplayHandle
-
-from .._events import Event, LiveCounts, StateChanged
+from .._progress import ProgressWidget
 from .._session import Session
-from . import _html
-from .panels import bundle, show
+from .._snapshot import Snapshot, describe
 
-_COLORS = {
-    "idle": "#666",
-    "running": "#1565c0",
-    "paused": "#ef6c00",
-    "done": "#2e7d32",
-    "failed": "#c0392b",
-}
 Action = Callable[[str], None]
 
 
 class StatusBar:
-    """One session's status line and Pause / Step / Resume / Stop buttons, kept current from its
-    events; a click calls ``on_action`` with the button's name."""
+    """One session's status line and ``llm_batch`` bar (``_progress.ProgressWidget``, drawn from the
+    session's snapshot) with Pause / Step / Resume / Stop buttons; a click calls ``on_action`` with
+    the button's name."""
 
     def __init__(self, session: Session, on_action: Action) -> None:
         self._session = session
         self._on_action = on_action
-        self._counts = LiveCounts(iteration=session.iteration, state=session.state)
-        self._started = time.monotonic()
-        self._last_draw = 0.0
+        self.view = ProgressWidget(session)
         # Imported here: the RLM kernel loads this module at start-up, and ipywidgets would add
         # about 40 ms to it (benchmarks/startup.py).
         import ipywidgets as widgets
 
-        self.label = widgets.HTML()
-        self.progress = widgets.IntProgress(
-            value=0, min=0, max=1, layout=widgets.Layout(width="120px", visibility="hidden")
-        )
+        self.label, self.progress = self.view.label, self.view.progress
         self.buttons = {
             name: widgets.Button(description=name.capitalize(), layout=widgets.Layout(width="76px"))
             for name in ("pause", "step", "resume", "stop")
@@ -55,75 +41,39 @@ class StatusBar:
         # Where Step / Resume clicked while paused render their iterations.
         self.log = widgets.Output()
         self.widget = widgets.VBox(
-            [widgets.HBox([self.label, self.progress, *self.buttons.values()]), self.log]
+            [widgets.HBox([self.view.widget, *self.buttons.values()]), self.log]
         )
-        self._handle: DisplayHandle | None = None
-        session.subscribe(self.on_event)
+        self.view.on_draw = self._enable
 
     def display(self) -> None:
         """Show the bar, drawn up to date, in the running cell's output."""
-        self.draw(force=True)
-        self._handle = show(self.widget, self.text_html(), self.plain())
-
-    def on_event(self, event: Event) -> None:
-        """Count the event (iteration, state, sub-calls in flight) and redraw: at once on a state
-        change, else throttled."""
-        self._counts.update(event)
-        self.draw(force=isinstance(event, StateChanged))
+        self.view.display(self.widget)
 
     def text(self) -> str:
-        """The status as one line: state, iteration, root and sub-call tokens, cost, sub-calls in
-        flight, elapsed time."""
-        s = self._session
-        total = s.usage.total
-        root = s.root_usage.total.total_tokens
-        cost = total.cost
-        parts = [
-            s.state,
-            f"iteration {self._counts.iteration}/{s.config.max_iterations}",
-            f"root {root:,} · sub {total.total_tokens - root:,} tokens",
-        ]
-        if cost:
-            parts.append(f"${cost:.4f}")
-        if self._counts.in_flight:
-            parts.append(f"{self._counts.in_flight} sub-calls in flight")
-        parts.append(f"{time.monotonic() - self._started:.1f} s")
-        return " · ".join(parts)
+        """The status as one line (``_snapshot.describe``): state, iteration, tokens, cost,
+        sub-calls and those in flight, running time."""
+        return describe(self._session.snapshot())
 
     def plain(self) -> str:
         """The ``text/plain`` twin: the status line after the session id."""
-        return f"RLM {self._session.id} · {self.text()}"
+        return self.view.plain()
 
     def text_html(self) -> str:
-        """The ``text/html`` twin, also the label's value: the session id in its state's colour,
-        then the status line."""
-        color = _COLORS.get(self._session.state, "#666")
-        return (
-            f"<div style='{_html.MONO}; padding: 2px 0'><b style='color:{color}'>RLM {_html.esc(self._session.id)}</b> · "
-            f"{_html.esc(self.text())}</div>"
-        )
+        """The ``text/html`` twin, also the label's value."""
+        return self.view.text_html()
 
-    def draw(self, *, force: bool = False) -> None:
-        """Update the label, the ``llm_batch`` progress bar and which buttons are enabled; at most
-        every 0.25 s unless ``force``."""
-        now = time.monotonic()
-        # Throttled: a 64-way batch would otherwise send hundreds of widget updates a second.
-        if not force and now - self._last_draw < 0.25:
-            return
-        self._last_draw = now
-        state = self._session.state
-        self.label.value = self.text_html()
-        total, done = self._counts.wave, self._counts.wave - self._counts.in_flight
-        self.progress.max = max(total, 1)
-        self.progress.value = max(done, 0)
-        self.progress.layout.visibility = "visible" if total > 1 else "hidden"
+    def draw(self) -> Snapshot:
+        """Draw the session's snapshot now (events redraw it, throttled); returns it."""
+        return self.view.draw()
+
+    def _enable(self, snap: Snapshot) -> None:
+        state = snap.session_state
         self.buttons["pause"].disabled = state != "running"
         self.buttons["stop"].disabled = state not in ("running", "paused", "idle")
         self.buttons["step"].disabled = state != "paused"
         self.buttons["resume"].disabled = state != "paused"
 
     def close(self) -> None:
-        """Draw the last state into the HTML and text twins, which show where widgets do not."""
-        self.draw(force=True)
-        if self._handle is not None:
-            self._handle.update(bundle(self.widget, self.text_html(), self.plain()), raw=True)
+        """Draw the last state into the HTML and text twins, which show where widgets do not (the
+        bar keeps following the session: a follow-up shows it again)."""
+        self.view.finish()

@@ -115,7 +115,8 @@ class UsageSummary:
 
     def merge(self, other: UsageSummary) -> None:
         """Add every model's usage of ``other`` (a child session's, say) to this summary."""
-        for model, usage in other.by_model.items():
+        # A copy first: a live display merges a summary that a call on another thread may add to.
+        for model, usage in list(other.by_model.items()):
             self.add(model, usage)
 
     @property

@@ -108,6 +108,12 @@ class RLM(Configurable):
         False,
         help="Stream root-model responses (front ends show code as it is written).",
     ).tag(config=True)
+    timeline = Bool(
+        False,
+        help="Show the session's timeline under a %rlm run (in cells mode, under the %rlm cell) and "
+        "redraw it from the records as the run goes: a lane per step, each call and sub-call at its "
+        "time, tokens and cost per step. rlm_kernel.timeline(...) draws any session's at any time.",
+    ).tag(config=True)
     progress = Bool(
         True,
         help="rlm_kernel.run() shows live progress while it runs, from the session's snapshot: a "

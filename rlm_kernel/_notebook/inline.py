@@ -27,6 +27,7 @@ from .._guards import guard_line
 from .._records import Result
 from .._schema import GuardRecord
 from .._session import Session
+from .._timeline_live import LiveTimeline
 from ..errors import RLMError
 from . import _html
 from ._html import HTML
@@ -155,15 +156,39 @@ class InlineRenderer:
         return None
 
 
+def live_timeline(session: Session) -> LiveTimeline | None:
+    """With ``RLM.timeline`` on: the session's timeline shown here, and redrawn in place (one
+    display id) from its records as it runs, until ``close``."""
+    if not session.config.timeline:
+        return None
+    handle = DisplayHandle()
+    shown: list[bool] = []
+
+    def show(bundle: dict[str, Any]) -> None:
+        if shown:
+            handle.update(bundle, raw=True)
+        else:
+            shown.append(True)
+            handle.display(bundle, raw=True)
+
+    live = LiveTimeline(session, show)
+    live.draw()
+    return live
+
+
 def run_inline(session: Session, renderer: InlineRenderer | None = None) -> Result:
     """Run ``session`` until it finishes or pauses, rendering into the current cell."""
     own = renderer is None
     renderer = renderer or InlineRenderer(session)
+    timeline = live_timeline(session)
     try:
         result = session.run()
     finally:
         if own:
             renderer.detach()
+        if timeline is not None:
+            timeline.draw()  # the state it ended in, whatever the throttle held back
+            timeline.close()
     if session.state == "paused":
         why = f": {result.message}" if result.message else ""
         display(

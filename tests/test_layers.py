@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_timeout",
             "_capture",
             "_sandbox",
+            "_files",
             "_context",
             "_events",
             "events",

@@ -23,6 +23,7 @@ from traitlets import (
     Dict,
     Float,
     Int,
+    List,
     TraitError,
     Unicode,
     default,
@@ -34,6 +35,7 @@ from traitlets.config import Configurable
 from . import _stdjson as json
 from ._context import DEFAULT_MAX_CONTEXT_MB
 from ._environment import env_value, user_cache_dir, user_data_dir
+from ._files import LoadRules
 from ._ranges import RANGES, SettingValueError, check_prices, check_range, setting_error
 from ._secrets import key_withheld, kwargs_secrets, redact_kwargs, redact_url, url_secrets
 from ._strategies import check_strategy
@@ -50,6 +52,16 @@ _DEFAULT_API_VERSION = "2024-10-21"
 _DERIVED = ("model", "sub_model", "base_url", "api_key_env", "api_version")
 # Derived from `provider`: worked out again when the provider changes.
 _BY_PROVIDER = ("base_url", "api_key_env")
+
+
+class _Globs(List):  # type: ignore[type-arg]
+    """A list of glob strings; a single str is taken as a list of one (``include="*.py"``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(Unicode(), **kwargs)
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        return super().validate(obj, [value] if isinstance(value, str) else value)
 
 
 class RLM(Configurable):
@@ -230,6 +242,34 @@ class RLM(Configurable):
         "together, that is larger is refused before it is read, since P is held in memory whole "
         "(with the file's bytes while it is decoded). None loads any size. Binary files are never "
         "read past their first block.",
+    ).tag(config=True)
+    include = _Globs(
+        help="Globs (as in a .gitignore, relative to the directory) a directory or glob context "
+        "loads only files matching, e.g. ['*.py', 'docs/**/*.md']; empty loads every file. A glob "
+        "that names a path (build/**, vendor/) brings it back from the default skips and the "
+        "ignore files. A single str is one glob.",
+    ).tag(config=True)
+    exclude = _Globs(
+        help="Globs of files and directories a directory or glob context leaves out, e.g. "
+        "['tests/', '*.csv']; they win over include.",
+    ).tag(config=True)
+    gitignore = Bool(
+        True,
+        help="A directory context honours .gitignore and .ignore files at every level (git's "
+        "semantics, also above the directory up to its repository root) and .git/info/exclude.",
+    ).tag(config=True)
+    default_skips = Bool(
+        True,
+        help="A directory context skips version control, tool caches, virtual environments (by "
+        "name or pyvenv.cfg), dependencies (node_modules, site-packages, vendor), build output "
+        "(build, dist, target, *.egg-info) and generated files (lockfiles, *.min.js). The metadata "
+        "the model is sent says what was skipped and why.",
+    ).tag(config=True)
+    max_file_mb = Float(
+        None,
+        allow_none=True,
+        help="Largest file (MB) a directory or glob context loads: a larger one is skipped as "
+        "'too large' (a file given by itself always loads). None: no cap per file.",
     ).tag(config=True)
     cache = CaselessStrEnum(
         ["off", "memory", "disk"],
@@ -468,6 +508,17 @@ class RLM(Configurable):
             *url_secrets(self.base_url),
             *kwargs_secrets(self.model_kwargs),
         ]
+
+    def load_rules(self) -> LoadRules:
+        """What a directory or glob context loads under these settings (``_files.LoadRules``)."""
+        return LoadRules(
+            include=tuple(self.include),
+            exclude=tuple(self.exclude),
+            gitignore=self.gitignore,
+            default_skips=self.default_skips,
+            max_file_mb=self.max_file_mb,
+            max_mb=self.max_context_mb,
+        )
 
     def effective_sub_model(self) -> str:
         """The model sub-calls go to: ``sub_model``, or the root ``model`` when that is empty."""

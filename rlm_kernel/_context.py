@@ -2,14 +2,16 @@
 
 ``load_context`` turns what a person points at (text, a file, a directory, a glob, JSON, a list, a
 dict) into the value bound to ``P``. It never copies a value that is already usable: contexts can be
-hundreds of megabytes. ``describe_context`` computes the metadata the root model sees in place of
-``P``: type, size, per-document lengths, a short prefix and a content hash.
+hundreds of megabytes. Which files of a directory or glob load is ``_files``' business (ignore files,
+default skips, include/exclude, a cap per file); the files stream in one at a time, so a tree costs
+its text plus one file's bytes while that file is decoded. ``describe_context`` computes the metadata
+the root model sees in place of ``P``: type, size, per-document lengths, what was skipped and why, a
+short prefix and a content hash.
 """
 
 from __future__ import annotations
 
 import codecs
-import contextlib
 import glob
 import hashlib
 import itertools
@@ -17,37 +19,38 @@ import os
 import re
 import stat
 import sys
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from rlm_kernel.errors import ContextError, TrajectoryError
 
 from . import _stdjson as json
+from ._files import DEFAULT_MAX_CONTEXT_MB, FileEntry, LoadRules, PathRules, read_text, walk_files
+from ._files import MB as _MB
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
+
+__all__ = ["DEFAULT_MAX_CONTEXT_MB", "ContextInfo", "Documents", "describe_context", "load_context"]
 
 Context: TypeAlias = str | list[Any] | dict[str, Any]
+# One reason a group of paths was skipped: (reason, how many, the first few of them).
+SkipGroup: TypeAlias = tuple[str, int, tuple[str, ...]]
 
-# Version-control and tool caches: never part of a corpus, and often huge.
-SKIP_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".mypy_cache", ".pytest_cache",
-    ".ruff_cache", "node_modules", ".ipynb_checkpoints", ".venv", "venv"})  # fmt: skip
-_BINARY_PROBE = 8192
 _HASH_SLICE = 1 << 20
 # Longer strings are text, never paths: os.stat would have to encode (copy) the whole string.
 _MAX_PATH_CHARS = 4096
-# Files (a directory's or glob's in total) larger than this are refused before they are read: P lives
-# in memory, and reading means the bytes and the decoded text at once (RLM.max_context_mb).
-DEFAULT_MAX_CONTEXT_MB = 2048
-_MB = 1 << 20
+_SKIP_EXAMPLES = 3  # paths kept per reason in the metadata: the root prompt stays small
 
 
 class Documents(dict[str, str]):
     """A corpus of named text documents (e.g. a codebase: relative path -> file text)."""
 
-    skipped: list[str]  # relative paths skipped as binary, undecodable or unreadable; sorted
+    skipped: list[str]  # relative paths not loaded, sorted; a directory's ends with "/"
+    skip_reasons: dict[str, str]  # each of them -> why ("binary", "ignored by .gitignore", ...)
     root: str  # the directory or glob pattern it came from ("" when built by hand)
 
     def __init__(
@@ -55,12 +58,26 @@ class Documents(dict[str, str]):
         mapping: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         /,
         *,
-        skipped: Iterable[str] = (),
+        skipped: Mapping[str, str] | Iterable[str] = (),
         root: str = "",
     ) -> None:
+        """``skipped`` maps each path left out to why, or lists the paths (reason "skipped")."""
         super().__init__(mapping)
-        self.skipped = sorted(skipped)
+        reasons = skipped if isinstance(skipped, Mapping) else dict.fromkeys(skipped, "skipped")
+        self.skip_reasons = dict(sorted(reasons.items()))
+        self.skipped = list(self.skip_reasons)
         self.root = root
+
+    def skip_summary(self, examples: int = _SKIP_EXAMPLES) -> tuple[SkipGroup, ...]:
+        """The skipped paths by reason, most first: (reason, count, the first ``examples``)."""
+        counts = Counter(self.skip_reasons.values())
+        first: dict[str, list[str]] = {}
+        for rel, reason in self.skip_reasons.items():
+            shown = first.setdefault(reason, [])
+            if len(shown) < examples:
+                shown.append(rel)
+        order = sorted(counts, key=lambda r: (-counts[r], r))
+        return tuple((r, counts[r], tuple(first[r])) for r in order)
 
     def __repr__(self) -> str:
         # P is printed by models and notebooks alike; the content must never be dumped.
@@ -75,27 +92,45 @@ def load_context(
     source: object,
     *,
     encoding: str = "utf-8",
+    include: str | Sequence[str] = (),
+    exclude: str | Sequence[str] = (),
+    gitignore: bool = True,
+    default_skips: bool = True,
+    max_file_mb: float | None = None,
     max_mb: float | None = DEFAULT_MAX_CONTEXT_MB,
 ) -> Context:
     """Turn ``source`` into a context; a value already usable is returned as the same object.
 
+    A directory or glob loads the text files its rules admit (``rlm_kernel._files``): only those
+    matching ``include`` globs when given, none matching ``exclude``; ``.gitignore`` / ``.ignore``
+    honoured unless ``gitignore=False``; caches, virtual environments, dependencies, build output
+    and generated files skipped unless ``default_skips=False`` or an include glob names them; a
+    file over ``max_file_mb`` skipped. The result's ``skip_reasons`` says what was left out and why.
     Files larger than ``max_mb`` megabytes (a directory's or a glob's files together) are refused
     before they are read; None reads any size. An empty context is refused too: a question about
     nothing is a mistake (an empty file, a directory of no text, an unset variable), never meant.
+    The rule keywords are ``LoadRules``' fields (``RLM.load_rules().options()`` passes settings).
     """
-    limit = None if max_mb is None else int(max_mb * _MB)
-    context = _load(source, encoding, limit)
+    rules = LoadRules(
+        include=tuple([include] if isinstance(include, str) else include),
+        exclude=tuple([exclude] if isinstance(exclude, str) else exclude),
+        gitignore=gitignore,
+        default_skips=default_skips,
+        max_file_mb=max_file_mb,
+        max_mb=max_mb,
+    )
+    context = _load(source, encoding, rules)
     _require_content(context, source)
     return context
 
 
-def _load(source: object, encoding: str, limit: int | None) -> Context:
+def _load(source: object, encoding: str, rules: LoadRules | None) -> Context:
     try:
         codecs.lookup(encoding)
     except LookupError as e:
         raise ContextError(f"Unknown text encoding {encoding!r}", fix="Pass e.g. 'utf-8'") from e
     if isinstance(source, str):
-        return _load_str(source, encoding, limit)
+        return _load_str(source, encoding, rules)
     if isinstance(source, (bytes, bytearray)):
         try:
             return source.decode(encoding)
@@ -108,7 +143,7 @@ def _load(source: object, encoding: str, limit: int | None) -> Context:
         return list(source)
     if isinstance(source, os.PathLike):
         path = os.fsdecode(source)
-        return _load_path(Path(path).expanduser(), path, encoding, limit)
+        return _load_path(Path(path).expanduser(), path, encoding, rules)
     what = f"A {type(source).__name__} cannot be used as a context"
     fix = "Pass a str (text, or a file, directory or glob), a pathlib.Path, bytes, a list or a dict"
     raise ContextError(what, fix=fix)
@@ -151,21 +186,21 @@ def _require_content(context: Context, source: object) -> None:
     raise ContextError(f"The context is an empty {kind}: it holds {blank}", fix=fix)
 
 
-def _load_str(source: str, encoding: str, limit: int | None) -> Context:
+def _load_str(source: str, encoding: str, rules: LoadRules | None) -> Context:
     if len(source) > _MAX_PATH_CHARS or "\n" in source or "\0" in source:
         return source
     if os.path.exists(source):
-        return _load_path(Path(source), source, encoding, limit)
+        return _load_path(Path(source), source, encoding, rules)
     # "~/papers" names a path in the home directory, as a shell would read it.
     home = os.path.expanduser(source) if source.startswith("~") else source
     if home != source and os.path.exists(home):
-        return _load_path(Path(home), source, encoding, limit)
+        return _load_path(Path(home), source, encoding, rules)
     if glob.has_magic(source):
         fixed = list(itertools.takewhile(lambda p: not glob.has_magic(p), PurePath(source).parts))
         base = os.path.join(*fixed) if fixed else ""
         # "What is 2*3?" has glob magic too; only path-like strings are taken as patterns.
         if not any(c.isspace() for c in source) or (base and os.path.isdir(base)):
-            return _load_glob(source, base, encoding, limit)
+            return _load_glob(source, base, encoding, rules or LoadRules())
     if _looks_like_a_path(source):
         where = home if home != source else os.path.abspath(source)
         raise ContextError(
@@ -195,35 +230,47 @@ def _looks_like_a_path(text: str) -> bool:
     return text == "~" or any(sep in text for sep in {"/", os.sep})
 
 
-def _load_glob(pattern: str, base: str, encoding: str, limit: int | None) -> Documents:
-    files = {}
+def _load_glob(pattern: str, base: str, encoding: str, rules: LoadRules) -> Documents:
+    check = PathRules(base or os.curdir, rules)
+    files: list[FileEntry] = []
+    skipped: dict[str, str] = {}
     for match in glob.glob(pattern, recursive=True):
-        rel = PurePath(os.path.relpath(match, base or os.curdir))
-        if os.path.isfile(match) and not SKIP_DIRS.intersection(rel.parts[:-1]):
-            files[rel.as_posix()] = Path(match)
-    if not files:
+        if not os.path.isfile(match):
+            continue
+        rel = PurePath(os.path.relpath(match, base or os.curdir)).as_posix()
+        why = check.reason(rel)
+        if why is None:
+            files.append(FileEntry(rel, Path(match), 0))
+        else:
+            skipped[rel] = why
+    if not files and not skipped:
         fix = f"Check it (relative patterns start at {os.getcwd()}); ** recurses: 'src/**/*.py'"
         raise ContextError(f"The glob {pattern!r} matches no files", fix=fix)
-    return _read_files(files, [], pattern, encoding, f"The glob {pattern!r}", limit)
+    return _read_files(files, skipped, pattern, encoding, f"The glob {pattern!r}", rules)
 
 
-def _load_path(path: Path, label: str, encoding: str, limit: int | None) -> Context:
+def _load_path(path: Path, label: str, encoding: str, rules: LoadRules | None) -> Context:
+    limit = _limit(rules)
     try:
         info = path.stat()
-        regular = stat.S_ISREG(info.st_mode)
-        data = _read_text_bytes(path, encoding, limit, 0, f"{label!r} is") if regular else b""
+        text: str | None = ""
+        if stat.S_ISREG(info.st_mode):
+            text, _ = read_text(
+                path, encoding, lambda size: _check_size(size, limit, f"{label!r} is")
+            )
     except FileNotFoundError as e:
         fix = f"Check the spelling (relative paths start at {os.getcwd()})"
         raise ContextError(f"The context path {label!r} does not exist", fix=fix) from e
     except OSError as e:
         raise ContextError(f"Cannot read {label!r}: {e.strerror}", fix="Check permissions") from e
     if stat.S_ISDIR(info.st_mode):
-        files, unreadable = _walk(path)
-        return _read_files(files, unreadable, label, encoding, f"The directory {label!r}", limit)
+        walk = walk_files(path, rules or LoadRules())
+        files = list(walk)  # paths and sizes only: the text is read below, one file at a time
+        skipped = {skip.rel: skip.reason for skip in walk.skipped}
+        label_dir = f"The directory {label!r}"
+        return _read_files(files, skipped, label, encoding, label_dir, rules or LoadRules())
     if not stat.S_ISREG(info.st_mode):
         raise ContextError(f"{label!r} is neither a file nor a directory", fix="Point at either")
-    text = None if data is None else _decode(data, encoding)
-    del data  # a big file should not be held twice while its JSON is parsed
     if text is None:
         fix = "Pass encoding=... if it is text in another encoding; else load it yourself"
         raise ContextError(f"{label!r} looks binary: it is not {encoding} text", fix=fix)
@@ -259,56 +306,55 @@ def _parse_json(text: str, label: str, line: int | None = None) -> Any:
         raise ContextError(f"{what} ({where})", fix=fix) from e
 
 
-def _walk(top: Path) -> tuple[dict[str, Path], list[str]]:
-    files: dict[str, Path] = {}
-    unreadable: list[str] = []
-
-    def onerror(err: OSError) -> None:
-        unreadable.append(PurePath(os.path.relpath(err.filename, top)).as_posix() + "/")
-
-    # followlinks=False: a directory symlink pointing at an ancestor would otherwise never end.
-    for dirpath, dirnames, filenames in os.walk(top, onerror=onerror, followlinks=False):
-        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
-        for name in filenames:
-            path = Path(dirpath, name)
-            files[path.relative_to(top).as_posix()] = path
-    return files, unreadable
+def _limit(rules: LoadRules | None) -> int | None:
+    return None if rules is None or rules.max_mb is None else int(rules.max_mb * _MB)
 
 
 def _read_files(
-    files: dict[str, Path],
-    skipped: list[str],
+    files: list[FileEntry],
+    skipped: dict[str, str],
     root: str,
     encoding: str,
     label: str,
-    limit: int | None,
+    rules: LoadRules,
 ) -> Documents:
     docs: dict[str, str] = {}
+    limit = _limit(rules)
     used = 0  # bytes of the text files read so far: binary ones are skipped unread
-    for rel in sorted(files):
-        text = None
-        # is_file() follows file symlinks and refuses FIFOs, whose read would block forever.
-        if files[rel].is_file():
-            with contextlib.suppress(OSError):
-                what = f"{label}'s text files come to (with {rel!r})"
-                data = _read_text_bytes(files[rel], encoding, limit, used, what)
-                used += 0 if data is None else len(data)
-                text = None if data is None else _decode(data, encoding)
+    for entry in sorted(files, key=lambda e: e.rel):
+        size = 0
+
+        def admit(n: int, rel: str = entry.rel, used: int = used) -> None:
+            nonlocal size
+            _check_size(used + n, limit, f"{label}'s text files come to (with {rel!r})")
+            size = n
+
+        try:
+            text, why = read_text(entry.path, encoding, admit)
+        except OSError:
+            text, why = None, "unreadable"
         if text is None:
-            skipped.append(rel)
+            skipped[entry.rel] = why
         else:
-            docs[rel] = text  # an empty file stays: that it exists can matter (__init__.py)
+            used += size
+            docs[entry.rel] = text  # an empty file stays: that it exists can matter (__init__.py)
     if not any(text.strip() for text in docs.values()):
-        if not files and not skipped:
-            what = f"{label} holds no files"
-        else:
-            empty = f", {len(docs)} empty" if docs else ""
-            what = (
-                f"{label} contains no text files ({len(skipped)} binary or unreadable files "
-                f"skipped{empty})"
-            )
-        raise ContextError(what, fix="Point at text files, or load the data yourself")
+        _no_text(label, docs, skipped)
     return Documents(docs, skipped=skipped, root=root)
+
+
+def _no_text(label: str, docs: Mapping[str, str], skipped: Mapping[str, str]) -> None:
+    if not docs and not skipped:
+        raise ContextError(f"{label} holds no files", fix="Point at a directory of text files")
+    counts = Counter(skipped.values())
+    said = ", ".join(f"{n:,} {reason}" for reason, n in counts.most_common())
+    empty = f", {len(docs)} empty" if docs else ""
+    raise ContextError(
+        f"{label} contains no text files ({said}{empty})",
+        fix="Point at text files, or change what loads: RLM.include / RLM.exclude globs "
+        "(--include / --exclude), RLM.gitignore = False, RLM.default_skips = False, RLM.max_file_mb",
+        setting="RLM.include" if "not included" in counts else None,
+    )
 
 
 def _check_size(size: int, limit: int | None, what: str) -> None:
@@ -324,31 +370,6 @@ def _check_size(size: int, limit: int | None, what: str) -> None:
         )
 
 
-def _read_text_bytes(
-    path: Path, encoding: str, limit: int | None, used: int, what: str
-) -> bytes | None:
-    """The file's bytes, or None when its first block already shows it is binary: a huge binary
-    file is never read whole. A text file that would take the bytes read so far (``used``) past
-    ``limit`` is refused before it is read."""
-    # UTF-16/32 text is full of NUL bytes; in any other encoding a NUL means binary data.
-    wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))
-    with path.open("rb") as f:
-        head = f.read(_BINARY_PROBE)
-        if not wide and b"\0" in head:
-            return None
-        _check_size(used + os.fstat(f.fileno()).st_size, limit, what)
-        return head + f.read()
-
-
-def _decode(data: bytes, encoding: str) -> str | None:
-    """The text in ``data``, or None when it is undecodable (``_read_text_bytes`` has already
-    refused data with an early NUL byte)."""
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError:
-        return None
-
-
 @dataclass(frozen=True)
 class ContextInfo:
     """What the root model is told about ``P``; holds no reference to ``P`` itself."""
@@ -360,20 +381,31 @@ class ContextInfo:
     names: tuple[str, ...]  # the first keys of a dict; empty otherwise
     prefix: str  # the start of the first document's text
     sha256: str  # hex digest of the canonical serialization
+    # What a directory or glob left out, by reason (most first), with a few paths each.
+    skipped: tuple[SkipGroup, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form recorded in a trajectory's ``session`` record (``context``)."""
-        return {**vars(self), "lengths": list(self.lengths), "names": list(self.names)}
+        groups = [{"reason": r, "count": n, "examples": list(ex)} for r, n, ex in self.skipped]
+        data = {**vars(self), "lengths": list(self.lengths), "names": list(self.names)}
+        data["skipped"] = groups
+        return data
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ContextInfo:
         """The description back from ``to_dict``'s form; a malformed one raises ContextError."""
         try:
-            values = {f.name: d[f.name] for f in fields(cls)}
-            return cls(
-                **values | {"lengths": tuple(values["lengths"]), "names": tuple(values["names"])}
+            # "skipped" is newer than the records: one without it skipped nothing it could say.
+            values = {f.name: d[f.name] for f in fields(cls) if f.name != "skipped"}
+            groups = tuple(
+                (str(g["reason"]), int(g["count"]), tuple(g["examples"]))
+                for g in d.get("skipped", ())
             )
-        except (KeyError, TypeError) as e:
+            return cls(
+                **values | {"lengths": tuple(values["lengths"]), "names": tuple(values["names"])},
+                skipped=groups,
+            )
+        except (KeyError, TypeError, ValueError) as e:
             raise TrajectoryError(
                 f"Context metadata is malformed ({type(e).__name__}: {e})",
                 fix="The trajectory may be corrupt or from another version; record it again",
@@ -420,8 +452,16 @@ def describe_context(P: object, *, max_lengths: int = 100, prefix_chars: int = 2
             lengths_l.append(len(text))
         chars += len(text)
         docs += 1
+    skipped = P.skip_summary() if isinstance(P, Documents) else ()
     return ContextInfo(
-        type(P).__name__, chars, docs, tuple(lengths_l), tuple(names_l), prefix, h.hexdigest()
+        type(P).__name__,
+        chars,
+        docs,
+        tuple(lengths_l),
+        tuple(names_l),
+        prefix,
+        h.hexdigest(),
+        skipped,
     )
 
 

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
-    from pathspec import GitIgnoreSpec, PathSpec
+    from pathspec import GitIgnoreSpec
 
 __all__ = [
     "DEFAULT_MAX_CONTEXT_MB",
@@ -131,10 +131,11 @@ class Skip:
     reason: str
 
 
-def _spec(lines: Iterable[str]) -> PathSpec[Any]:
+def _spec(lines: Iterable[str]) -> GitIgnoreSpec:
     import pathspec  # only when a tree is walked: `import rlm_kernel` stays light
 
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    # Git's own matching ("gitwildmatch" is deprecated in pathspec 1.x and warns).
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def _ignore_spec(path: str) -> GitIgnoreSpec | None:

@@ -165,10 +165,35 @@ def metadata_message(question: str, info: ContextInfo, *, max_iterations: int) -
             else ""
         )
         lines.append(f"Document lengths (chars): [{shown}{more}]")
+    if info.skipped:
+        lines.append(skipped_line(info.skipped))
     if info.prefix:
         lines.append(f"It begins: {info.prefix!r}")
     lines += ["", _turn_line(question, 1, max_iterations, first=True)]
     return "\n".join(lines)
+
+
+_SKIP_REASONS_SHOWN = 8
+_SKIP_EXAMPLES_SHOWN = 2
+_SKIP_PATH_CHARS = 60
+
+
+def skipped_line(groups: Sequence[tuple[str, int, Sequence[str]]]) -> str:
+    """What loading left out of ``P``, by reason with a path or two each: bounded whatever the tree
+    (a directory counts once, what is below it unlisted), so the model knows not to look for it."""
+
+    def path(rel: str) -> str:
+        return repr(rel if len(rel) <= _SKIP_PATH_CHARS else "…" + rel[-_SKIP_PATH_CHARS:])
+
+    shown = [
+        f"{n:,} {reason} ({', '.join(map(path, examples[:_SKIP_EXAMPLES_SHOWN]))}"
+        f"{', …' if n > _SKIP_EXAMPLES_SHOWN else ''})"
+        for reason, n, examples in groups[:_SKIP_REASONS_SHOWN]
+    ]
+    rest = sum(n for _, n, _ in groups[_SKIP_REASONS_SHOWN:])
+    if rest:
+        shown.append(f"{rest:,} more for other reasons")
+    return f"Not loaded into `P` (skipped when loading): {'; '.join(shown)}."
 
 
 def _padded(names: Sequence[str], n: int) -> list[str]:

@@ -67,6 +67,7 @@ RANGES: dict[str, Range] = {
     "loop_guard": Range(0),
     "output_repairs": Range(0),
     "max_context_mb": Range(1),
+    "max_file_mb": Range(0, low_open=True),
     "monty_memory_mb": Range(16),
     "monty_max_recursion": Range(10),
     "monty_max_host_calls": Range(1),

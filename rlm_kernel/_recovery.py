@@ -113,7 +113,7 @@ def resume(
             fix="Load the root session's file: a child runs again as part of its parent's step",
         )
     cfg = resumed_config(recording, (config or RLM()).with_overrides(settings))
-    loaded = load_context(context, max_mb=cfg.max_context_mb)
+    loaded = load_context(context, **cfg.load_rules().options())  # as the recorded run loaded it
     _check_context(loaded, recorded, path)
     if client is None:
         from .models.openai import OpenAIClient  # only now: the SDK is slow to import

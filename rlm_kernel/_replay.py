@@ -52,12 +52,19 @@ _LOOP_SETTINGS = (
     "prose_nudge",
     "protocol",
     "strategy",
+    # What a directory or glob context loaded: a re-run must load the same P to match its hash.
+    "include",
+    "exclude",
+    "gitignore",
+    "default_skips",
+    "max_file_mb",
 )
 
 
 # Loop settings added after recordings were first made, with the value that behaves as the versions
 # before them did: a recording that lacks one was made without it, and replays that way.
 _BEFORE_THE_SETTING: dict[str, Any] = {
+    "gitignore": False,
     "loop_guard": 0,
     "max_reply_chars": None,
     "prose_nudge": False,
@@ -109,7 +116,7 @@ def replay_session(
         )
     config = (base or RLM()).with_overrides({**recorded_settings(recording), **(overrides or {})})
     # Loaded under the replay's own limit (RLM.max_context_mb, from base or overrides), as a live run.
-    loaded = load_context(context, max_mb=config.max_context_mb)
+    loaded = load_context(context, **config.load_rules().options())
     if describe_context(loaded).sha256 != recorded["context"]["sha256"]:
         warnings.warn(
             ContextMismatchWarning(

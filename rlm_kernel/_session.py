@@ -140,7 +140,7 @@ class Session:
         self.config = _tree.config
         # A child's context comes from the model's code: a value, never a host path to read.
         self.context = (
-            load_context(context, max_mb=self.config.max_context_mb)
+            load_context(context, **self.config.load_rules().options())
             if _depth == 0
             else context_value(context)
         )

@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--strategy", help="RLM.strategy: search-first, map-reduce, verify (join with +), or tips"
     )
+    for flag, what in (("include", "only files matching"), ("exclude", "no files matching")):
+        run.add_argument(
+            f"--{flag}",
+            action="append",
+            metavar="GLOB",
+            help=f"a directory or glob context loads {what} GLOB (repeatable; RLM.{flag})",
+        )
     _add_set(run)
     run.add_argument(
         "--replay",
@@ -272,6 +279,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "max_depth",
         "mode",
         "strategy",
+        "include",
+        "exclude",
     ):
         value = getattr(args, name, None)
         if value is not None:

@@ -49,7 +49,14 @@ def test_directory_loads_text_files_sorted_and_skips_binary_and_vcs(tree: Path) 
     assert list(docs) == ["README.md", "pkg/__init__.py", "pkg/core.py", "pkg/sub/deep.py"]
     assert docs["pkg/sub/deep.py"] == "X = 'é'\n"
     assert docs["pkg/__init__.py"] == ""  # an empty text file is still a document
-    assert docs.skipped == ["latin1.txt", "pkg/logo.png"]
+    assert docs.skip_reasons == {
+        ".git/": "version control",
+        "latin1.txt": "not utf-8 text",
+        "node_modules/": "dependencies",
+        "pkg/__pycache__/": "cache",
+        "pkg/logo.png": "binary",
+    }
+    assert docs.skipped == list(docs.skip_reasons)
     assert docs.root == str(tree)
 
 
@@ -65,7 +72,7 @@ def test_directory_with_other_encoding_reads_what_utf8_skips(tree: Path) -> None
     docs = load_context(tree, encoding="latin-1")
     assert isinstance(docs, Documents)
     assert docs["latin1.txt"] == "café"
-    assert docs.skipped == ["pkg/logo.png"]
+    assert [rel for rel in docs.skipped if not rel.endswith("/")] == ["pkg/logo.png"]
 
 
 def test_directory_file_symlinks_followed_dir_symlinks_not(tree: Path, tmp_path: Path) -> None:

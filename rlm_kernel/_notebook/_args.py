@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import io
+import os
 import shlex
 from typing import Any, NoReturn
 
@@ -47,6 +48,9 @@ def _start_parser(prog: str, *, question: bool, context: bool) -> _Parser:
     p.add_argument(
         "--output", help="the answer's type: a class, type or JSON schema in the notebook"
     )
+    # A directory context's rules (RLM.include / RLM.exclude); repeat a flag for several globs.
+    p.add_argument("--include", action="append", metavar="GLOB")
+    p.add_argument("--exclude", action="append", metavar="GLOB")
     p.add_argument("--step", action="store_true")
     p.add_argument("--continue", dest="follow_up", action="store_true")
     p.add_argument("--session")
@@ -118,6 +122,8 @@ _NOT_FOR_FOLLOW_UP = {
     "tools": "--tools",
     "sub_tools": "--sub-tools",
     "output": "--output",
+    "include": "--include",
+    "exclude": "--exclude",
     "set": "--set",
 }
 
@@ -162,6 +168,22 @@ def parse_sub(name: str, tokens: list[str]) -> argparse.Namespace:
     return p.parse_args(tokens)
 
 
+def refuse_load_flags(args: argparse.Namespace, context: object) -> None:
+    """``--include`` / ``--exclude`` choose the files of a path; a context already loaded (a
+    ``Documents``, a str of text) has no files left to choose, and must not seem filtered."""
+    given = [f"--{name}" for name in ("include", "exclude") if getattr(args, name, None)]
+    if not given or isinstance(context, os.PathLike):
+        return
+    if isinstance(context, str) and len(context) <= 4096 and "\n" not in context:
+        return  # a path or a glob: load_context applies the rules (or says it names nothing)
+    raise UsageError(
+        f"%rlm: {' and '.join(given)} choose the files of a directory or glob, but the context "
+        f"{args.context!r} is a {type(context).__name__} already loaded. Name the path instead "
+        f"(a variable holding it, or a quoted literal: %rlm \"...\" \"'repo/'\" --include '*.py'), "
+        "or load it with rlm_kernel.load_context(path, include=[...])"
+    )
+
+
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Settings given as options of one %rlm call."""
     values: dict[str, Any] = {}
@@ -173,6 +195,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "executor",
         "mode",
         "strategy",
+        "include",
+        "exclude",
     ):
         value = getattr(args, name, None)
         if value is not None:

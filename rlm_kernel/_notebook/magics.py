@@ -53,6 +53,9 @@ Options: --model M  --sub-model M  --max-iterations N  --max-depth N  --mode rlm
          --sub-tools f,g (functions or rlm_kernel.MCPServer specs the sub-models may call)
          --output T (the answer's type: a pydantic model, TypedDict, type or JSON schema dict in
          the notebook; it is validated, and rlm_kernel.current_session().value holds it)
+         --include GLOB  --exclude GLOB (repeatable: which files of a directory context load,
+         when ctx holds its path; .gitignore and the default skips apply: README "Loading a
+         directory")
          --set NAME=VALUE (any RLM setting; `%config RLM` lists them)
 
 Examples:
@@ -138,6 +141,7 @@ class RLMMagics(Magics):
             )
         self.sessions.refuse_while_running()
         context = self.workspace.resolve_context(args.context)
+        _args.refuse_load_flags(args, context)
         config = self._config(args)
         self.workspace.protect_user_names(context)
         try:

@@ -31,6 +31,9 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._timeline_view import TimelineView
     from .exporters import export, import_trajectory
 
 
@@ -73,6 +76,23 @@ def current_session() -> Session | None:
     return current()
 
 
+def timeline(*sources: Any, labels: "Sequence[str] | None" = None) -> "TimelineView":
+    """The timeline of each source, one above the other on one time scale: a ``Result``, a
+    ``Session`` (one still running is drawn up to now), a ``Trajectory`` or a trajectory file's path;
+    with none, the latest ``%rlm`` session's. A lane per root step (a child RLM's steps nested under
+    it), each root call, code run and sub-call at its recorded time (parallel ones stacked), cached
+    calls faded, and tokens and cost per step beside it. It displays itself in a notebook (Vega-Lite,
+    with an SVG for front ends without it); ``.text()`` is the terminal form and ``.save(path)``
+    writes ``.html``, ``.svg``, ``.png``, ``.json`` or ``.txt`` (pictures need the ``timeline``
+    extra). Drawn from the records alone: a session looks the same live and afterwards."""
+    from ._timeline_view import timeline as draw
+
+    if not sources:
+        session = current_session()
+        sources = (session,) if session is not None else ()
+    return draw(*sources, labels=labels)
+
+
 def unload_ipython_extension(ip: Any) -> None:
     """``%unload_ext rlm_kernel``: the %rlm magics removed again."""
     from ._notebook import unload_ipython_extension as unload
@@ -110,4 +130,5 @@ __all__ = [
     "resume",
     "run",
     "sandbox_safe",
+    "timeline",
 ]

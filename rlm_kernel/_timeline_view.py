@@ -17,6 +17,7 @@ pictures without hover and a 0.3 s import; plotly a 3.5 MB script in every outpu
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -384,3 +385,16 @@ def _text(t: Timeline, label: str, span: float, width: int) -> str:
             )
     lines.append("= root model  # code  ▁▄█ sub-calls in flight  ~ running")
     return "\n".join(lines)
+
+
+def draw_timeline(trajectory: Trajectory, target: str) -> int:
+    """``rlm-kernel replay … --timeline [FILE]``: the text form on standard output (``-``), or the
+    picture written to ``target``, named on standard error. Returns the exit code, 0."""
+    import sys
+
+    view = timeline(trajectory)
+    if target == "-":
+        print(view.text(width=max(30, min(100, shutil.get_terminal_size().columns - 50))))
+    else:
+        print(f"rlm-kernel: wrote the timeline to {view.save(target)}", file=sys.stderr)
+    return 0

@@ -24,6 +24,7 @@ from ._config import RLM, parse_assignment
 from ._records import Result
 from ._replay import replay_session
 from ._session import Session
+from ._timeline_view import draw_timeline
 from ._trajectory import Trajectory, probe_writable, unwritable
 from ._version import __version__
 from .errors import (
@@ -175,7 +176,15 @@ def _replay_parser(commands: Any) -> None:
         "tokens. CONTEXT must be what the session was recorded on.",
     )
     replay.add_argument("recording", help="the trajectory (.jsonl autosave or .json export)")
-    replay.add_argument("context", help="file, directory, glob, or - for standard input")
+    replay.add_argument("context", nargs="?", help="file, directory, glob, or - for standard input")
+    replay.add_argument(
+        "--timeline",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="draw the session's timeline here, or to FILE (.html, .svg, .png, .json, .txt); without "
+        "CONTEXT the recording's, and nothing runs",
+    )
     replay.add_argument(
         "--speed", type=float, help="re-enact the recorded model latency, sped up SPEED times"
     )
@@ -349,6 +358,13 @@ def _schema_file(path: str) -> dict[str, Any]:
 def _replay(args: argparse.Namespace) -> int:
     _check_export(args.export)
     recording = import_trajectory(args.recording)
+    if args.context is None and args.timeline is not None:
+        return draw_timeline(recording, args.timeline)
+    if args.context is None:
+        raise ConfigError(
+            "rlm-kernel replay needs CONTEXT: what the session was recorded on",
+            fix="Name its file, directory or glob (- for standard input), or pass --timeline alone",
+        )
     context: object = sys.stdin.read() if args.context == "-" else _existing(args.context)
     base = RLM().with_overrides(_overrides(args))
     # The recording decides models and limits; the endpoint is only for what it lacks.
@@ -360,7 +376,10 @@ def _replay(args: argparse.Namespace) -> int:
     session = replay_session(
         recording, None, context, base=base, fallback=fallback, speed=args.speed
     )
-    return _drive(session, args)
+    code = _drive(session, args)
+    if args.timeline is not None:
+        draw_timeline(session.trajectory, args.timeline)  # the replay's own: its times, all cached
+    return code
 
 
 def _drive(session: Session, args: argparse.Namespace) -> int:

@@ -30,7 +30,14 @@ from ._cell_record import CellRecord
 from ._frontend import FrontendLink
 from ._html import HTML
 from ._notebook_session import NotebookSession
-from .inline import InlineDriver, InlineRenderer, check_step, has_object, show_value
+from .inline import (
+    InlineDriver,
+    InlineRenderer,
+    check_step,
+    has_object,
+    live_timeline,
+    show_value,
+)
 
 # A step cell asked of a page that has not started it this long after is waiting for a page that is
 # gone: a page that connects then runs it. (A live page starts it within milliseconds; the reloaded
@@ -60,6 +67,9 @@ class CellsDriver:
         # Client sessions that said hello: a page says it on each comm it opens (its own, and in
         # reply to an announce); only its first is a page (re)connecting.
         self._greeted: set[str] = set()
+        # RLM.timeline: each session's live timeline, an output of its %rlm cell that the step cells
+        # redraw (by display id) as they run; kept for follow-ups.
+        self._timelines: dict[str, Any] = {}
         link.on_hello = self._reconnect
 
     def last_cell(self, session_id: str) -> str | None:
@@ -235,6 +245,8 @@ class CellsDriver:
         self._record.started(session.id, self.link.cell_id())
         session.begin()
         display(HTML(_html.notice(f"RLM session {session.id}: its steps follow as cells below.")))
+        if session.id not in self._timelines:
+            self._timelines[session.id] = live_timeline(session)
         self._next(entry, after=self.link.cell_id())
 
     def _resume(self, entry: NotebookSession, client: str) -> None:

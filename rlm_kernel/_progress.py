@@ -92,9 +92,10 @@ class ProgressWidget:
     """A session's status line (the session id in its state's colour, then ``describe``'s line) and
     a bar for an ``llm_batch`` wave, as ipywidgets, kept current from its snapshot: on a state
     change at once, otherwise at most every 0.25 s (a 64-way batch would send hundreds of widget
-    updates a second), the last state always. ``widget`` is the row; ``display()`` shows it."""
+    updates a second), the last state always; and every ``tick`` seconds while it runs, for the
+    clock. ``widget`` is the row; ``display()`` shows it."""
 
-    def __init__(self, session: Session, *, interval: float = 0.25) -> None:
+    def __init__(self, session: Session, *, interval: float = 0.25, tick: float = 1.0) -> None:
         self._session = session
         # Imported here: the RLM kernel loads the notebook layer at start-up, and ipywidgets would
         # add about 40 ms to it (benchmarks/startup.py).
@@ -113,6 +114,13 @@ class ProgressWidget:
         self._shown_widget: Any = None
         self._throttle = Throttle(self.draw, interval)
         self._unsubscribe = session.subscribe(self.on_event)
+        self._stopped = threading.Event()
+        threading.Thread(target=self._tick, args=(tick,), daemon=True).start()
+
+    def _tick(self, tick: float) -> None:
+        while not self._stopped.wait(tick):
+            if self._session.state == "running":
+                self.draw()
 
     def on_event(self, event: Event) -> None:
         """Redraw: at once on a state change, else throttled."""
@@ -173,6 +181,7 @@ class ProgressWidget:
 
     def close(self) -> None:
         """Stop following the session, and ``finish``."""
+        self._stopped.set()
         self._throttle.close()
         self._unsubscribe()
         self.finish()

@@ -146,8 +146,7 @@ def timeline(*sources: Any, labels: Sequence[str] | None = None) -> TimelineView
 
 def _trajectory_of(source: Any) -> tuple[Trajectory, float | None, str]:
     if isinstance(source, str | Path):
-        trajectory = Trajectory.load(source)
-        return trajectory, None, Path(source).name
+        source = Trajectory.load(source)
     trajectory = getattr(source, "trajectory", source)
     if not isinstance(trajectory, Trajectory):
         raise TrajectoryError(

@@ -189,6 +189,7 @@ class PathRules:
         self._exclude = _spec(rules.exclude) if rules.exclude else None
         self._named = [p for p in map(_literal_parts, rules.include) if p]
         self._cap = None if rules.max_file_mb is None else int(rules.max_file_mb * MB)
+        self._dirs: dict[str, str | None] = {}  # verdicts on directories, for reason()
         self._by_dir: dict[str, tuple[_Ignores, ...]] = {
             "": self._outer() + self._here(self.top, "")
         }
@@ -224,6 +225,10 @@ class PathRules:
                 spec = _ignore_spec(str(d / name))
                 if spec is not None:
                     found.append(_Ignores("", rel, spec, f"ignored by {name}"))
+        # Pointing at an ignored directory (build/ itself) is asking for it, as naming it in an
+        # include glob is: the files above then have no say; those inside it still do.
+        if any(ignore.spec.check_file(ignore.above).include for ignore in found):
+            return ()
         return tuple(found)
 
     def ignores_for(self, rel_dir: str) -> tuple[_Ignores, ...]:
@@ -317,7 +322,10 @@ class PathRules:
         then the file itself."""
         parts = rel.split("/")
         for i in range(1, len(parts)):
-            why = self.dir_reason("/".join(parts[:i]) + "/")
+            where = "/".join(parts[:i]) + "/"
+            if where not in self._dirs:  # a glob's matches share their directories
+                self._dirs[where] = self.dir_reason(where)
+            why = self._dirs[where]
             if why is not None:
                 return why
         try:

@@ -146,6 +146,9 @@ def test_the_ignore_files_mean_what_git_makes_of_them(
     assert part.skip_reasons["nested/debug.log"] == "ignored by .gitignore"
     assert "scratch_1.py" not in part
     assert "scratch_keep.py" in part
+    # Pointing at an ignored directory is asking for it: the ignore files above have no say.
+    assert load_context(tree / "secrets") == {"key.txt": "an ignored directory is never entered\n"}
+    assert list(load_context(f"{tree}/secrets/*.txt")) == ["key.txt"]
 
 
 def test_an_ignore_file_wins_over_the_gitignore_beside_it(tmp_path: Path) -> None:

@@ -25,8 +25,9 @@ _built: ContextVar[Callable[[Session], None] | None] = ContextVar("rlm_run_built
 
 def run(
     question: str,
-    context: object,
+    context: object = None,
     *,
+    retriever: object = None,
     tools: Tools = None,
     output: object = None,
     sub_tools: SubTools = None,
@@ -39,7 +40,10 @@ def run(
     """Answer ``question`` about ``context`` with a Recursive Language Model.
 
     ``context`` is anything ``load_context`` accepts (a string, a list of strings, a dict, a path, a glob
-    or a directory). ``settings`` are ``RLM`` settings by name (``model=``, ``base_url=``,
+    or a directory); it may be left out when ``retriever`` is given: a collection the model searches
+    from its code (``search(query, k)`` hits, ``get(doc_id)`` texts; an index from
+    ``rlm_kernel.index`` or any ``rlm_kernel.retrieval.Retriever``), which child RLMs see a scope of
+    (``rlm_query(prompt, scope=ids)``). ``settings`` are ``RLM`` settings by name (``model=``, ``base_url=``,
     ``max_iterations=``…) and override ``config``, which defaults to the environment. ``tools`` are
     functions the model may call from its code, ``sub_tools`` functions the sub-models of its
     ``llm_query`` / ``llm_batch`` calls may call (their signature and docstring are the schema, up to
@@ -62,6 +66,7 @@ def run(
         tools=tools,
         output=output,
         sub_tools=sub_tools,
+        retriever=retriever,
     )
     if on_event is not None:
         session.subscribe(on_event)

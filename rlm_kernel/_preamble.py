@@ -3,7 +3,7 @@
 Which texts they are depends on the protocol (``RLM.protocol``: rlm_kernel's own prompts in
 ``_prompts``, or the reference implementation's in ``_prompts_rlms``), the depth (a session that may
 not start children is not told about ``rlm_query``), the helpers and tools bound in the namespace,
-the executor (the sandbox's limits), the strategy tips (``RLM.strategy``) and the answer's shape
+the executor (the sandbox's limits), the collection (``retriever=``), the strategy tips (``RLM.strategy``) and the answer's shape
 (``output=``: ``OutputSpec.prompt_text``). The session records
 the two messages in its session record, so a replay or a recovery sends exactly these again.
 """
@@ -16,7 +16,7 @@ from . import _prompts_rlms as rlms
 from ._config import RLM
 from ._context import ContextInfo
 from ._output import OutputSpec
-from ._prompts import ToolSpec, metadata_message, system_prompt
+from ._prompts import CollectionInfo, ToolSpec, metadata_message, system_prompt
 from ._strategies import strategy_block
 from .models import Message
 
@@ -30,11 +30,15 @@ def preamble(
     tools: Sequence[ToolSpec],
     executor_note: str,
     output: OutputSpec | None = None,
+    collection: CollectionInfo | None = None,
 ) -> list[Message]:
-    """The system message and the first user message of a session at ``depth``."""
+    """The system message and the first user message of a session at ``depth``; ``collection``
+    is what it is told of its retriever's documents (``retriever=``)."""
     if config.protocol == "rlms":
-        text = rlms.system_prompt(tools, executor_note)
-        first = rlms.metadata_message(question, info, max_iterations=config.max_iterations)
+        text = rlms.system_prompt(tools, executor_note, collection)
+        first = rlms.metadata_message(
+            question, info, max_iterations=config.max_iterations, collection=collection
+        )
     else:
         text = system_prompt(
             info,
@@ -42,8 +46,11 @@ def preamble(
             recursive=depth + 1 < config.max_depth,
             tools=tools,
             executor_note=executor_note,
+            collection=collection,
         )
-        first = metadata_message(question, info, max_iterations=config.max_iterations)
+        first = metadata_message(
+            question, info, max_iterations=config.max_iterations, collection=collection
+        )
     tips = strategy_block(config.strategy)
     if tips:
         text = f"{text.rstrip()}\n\n{tips}\n"

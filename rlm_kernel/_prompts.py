@@ -38,6 +38,17 @@ class ToolSpec:
     doc: str
 
 
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What the prompt says of a session's collection (``retriever=``): bounded whatever its size."""
+
+    description: str  # the backend's one line, already cut (``_retrieval_tools.DESCRIBE_CHARS``)
+    count: int  # documents the session may reach (its scope's, for a child given one)
+    tools: tuple[str, ...]  # search, get and the optional ones the backend has
+    scoped: bool  # a parent RLM chose these documents
+    only: bool  # no ``P`` beside it: the collection is the whole context
+
+
 SYSTEM_PROMPT = """\
 You are the root of a Recursive Language Model. You answer a question about a context that is far too \
 large to read directly. The context is stored in the variable `P` inside a persistent Python REPL. You \
@@ -100,6 +111,42 @@ _SEQUENCE_EXAMPLES = (
     "        print(n, i, str(item)[max(0, i - 300):i + 300])",
 )
 
+# With a collection and no `P`: the same two examples, on the collection's tools.
+_COLLECTION_EXAMPLES = (
+    'hits = search("keyword")  # words from the question\n'
+    "for h in hits:\n"
+    '    print(h["id"], round(h["score"], 2), h["title"], "|", h["snippet"])',
+    "for h in hits[:3]:\n"
+    '    text = get(h["id"])\n'
+    '    i = text.lower().find("keyword")\n'
+    '    print(h["id"], len(text), text[max(0, i - 300):i + 300])',
+)
+
+COLLECTION_GUIDE = """\
+## Working with the collection
+The documents are not in memory: reach them through `search` and `get` only.
+1. Search first, with a few words from the question; search again with other words if the hits miss.
+2. Read only the few best documents with `get`, and print slices of them, not whole texts.
+3. To read many, delegate: `llm_batch` over prompts that hold `get(id)` texts, or \
+`rlm_query(question, scope=ids)`: a child RLM that searches and reads only those documents \
+(`scope=False`: none).
+4. Keep what you find in variables and combine it in code.
+"""
+
+# The collection's count, in a field this wide: the prompt is the same size for any collection.
+_COUNT_WIDTH = 13
+
+
+def collection_lines(collection: CollectionInfo) -> list[str]:
+    """The metadata message's lines on the collection: backend, documents, tools (bounded)."""
+    whose = "chosen for you by the parent RLM" if collection.scoped else "in the collection"
+    tools = ", ".join(f"{name}()" for name in collection.tools)
+    return [
+        f"Your collection: {collection.description}",
+        f"Documents {whose}: {collection.count:>{_COUNT_WIDTH},}. Tools: {tools}.",
+    ]
+
+
 _RLM_QUERY_DOC = {
     True: "start a child RLM with its own REPL on `context` (default: the prompt itself); "
     "it answers `prompt` the way you answer yours. Use it for sub-problems that need code.",
@@ -115,8 +162,10 @@ def system_prompt(
     tools: Sequence[ToolSpec] = (),
     subcall_chars: int = 100_000,
     executor_note: str = "",
+    collection: CollectionInfo | None = None,
 ) -> str:
-    """``executor_note`` is what the executor needs the model to know (the sandbox's limits)."""
+    """``executor_note`` is what the executor needs the model to know (the sandbox's limits);
+    ``collection`` adds how to work with one (``COLLECTION_GUIDE``)."""
     tool_lines = "".join(
         f"\n- `{t.name}{t.signature}`: {t.doc or '(no description)'}" for t in tools
     )
@@ -127,15 +176,22 @@ def system_prompt(
         if info.type in ("Documents", "dict")
         else _SEQUENCE_EXAMPLES
     )
+    only = collection is not None and collection.only
+    if only:
+        look, find = _COLLECTION_EXAMPLES
     text = SYSTEM_PROMPT.format(
         look=look,
         find=find,
         max_output_chars=f"{max_output_chars:,}",
-        context_type=_describe_type(info),
+        context_type="None here: the documents are in the collection"
+        if only
+        else _describe_type(info),
         subcall_chars=f"{subcall_chars:,}",
         rlm_query_doc=_RLM_QUERY_DOC[recursive],
         tools=tool_lines,
     )
+    if collection is not None:
+        text = f"{text}\n{COLLECTION_GUIDE}"
     return f"{text}\n{executor_note.strip()}\n" if executor_note.strip() else text
 
 
@@ -148,12 +204,26 @@ def _describe_type(info: ContextInfo) -> str:
     return f"a {info.type} of {info.docs:,} items (`P[i]` is one item)"
 
 
-def metadata_message(question: str, info: ContextInfo, *, max_iterations: int) -> str:
+def metadata_message(
+    question: str,
+    info: ContextInfo,
+    *,
+    max_iterations: int,
+    collection: CollectionInfo | None = None,
+) -> str:
+    """The first user message: the question, what ``P`` (and the collection) is, the first turn."""
+    if collection is not None and collection.only:
+        lines = [f"Question: {question}", "", *collection_lines(collection), ""]
+        return "\n".join(
+            [*lines, _turn_line(question, 1, max_iterations, first=True, where="the collection")]
+        )
     lines = [
         f"Question: {question}",
         "",
         f"Your context `P` is {_describe_type(info)} with {info.chars:,} characters in total.",
     ]
+    if collection is not None:
+        lines[2:2] = collection_lines(collection)
     if info.docs > 1 or info.type != "str":
         shown = ", ".join(
             f"{name!r}: {n:,}" if name else f"{n:,}"
@@ -200,12 +270,14 @@ def _padded(names: Sequence[str], n: int) -> list[str]:
     return list(names[:n]) + [""] * (n - len(names))
 
 
-def _turn_line(question: str, turn: int, max_iterations: int, *, first: bool = False) -> str:
+def _turn_line(
+    question: str, turn: int, max_iterations: int, *, first: bool = False, where: str = "`P`"
+) -> str:
     left = max_iterations - turn + 1
     if first:
         return (
-            f"Turn 1/{max_iterations}. You have not looked at `P` yet: start by exploring it with "
-            "code. Do not answer yet."
+            f"Turn 1/{max_iterations}. You have not looked at {where} yet: start by exploring it "
+            "with code. Do not answer yet."
         )
     return (
         f"Turn {turn}/{max_iterations} ({left} left). Question: {question}\n"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ._context import ContextInfo
-from ._prompts import ToolSpec
+from ._prompts import COLLECTION_GUIDE, CollectionInfo, ToolSpec, collection_lines
 
 # fmt: off
 SYSTEM_PROMPT = """\
@@ -55,9 +55,14 @@ Reserve your own tokens for high-level decisions: what to ask next, how to combi
 # fmt: on
 
 
-def system_prompt(tools: Sequence[ToolSpec] = (), executor_note: str = "") -> str:
+def system_prompt(
+    tools: Sequence[ToolSpec] = (),
+    executor_note: str = "",
+    collection: CollectionInfo | None = None,
+) -> str:
     """The reference's system prompt with its orchestrator addendum: our tools where it lists custom
-    tools, and what the executor needs the model to know (the sandbox's limits) at the end."""
+    tools, how to work with a collection (``retriever=``), and what the executor needs the model to
+    know (the sandbox's limits) at the end."""
     section = ""
     if tools:
         listed = "\n".join(
@@ -66,15 +71,26 @@ def system_prompt(tools: Sequence[ToolSpec] = (), executor_note: str = "") -> st
         section = f"\n6. Custom tools and data available in the REPL:\n{listed}"
     text = SYSTEM_PROMPT.format(custom_tools_section=section)
     note = f"\n\n{executor_note.strip()}" if executor_note.strip() else ""
-    return f"{text}\n\n{ORCHESTRATOR_ADDENDUM}{note}"
+    guide = f"\n\n{COLLECTION_GUIDE.rstrip()}" if collection is not None else ""
+    return f"{text}\n\n{ORCHESTRATOR_ADDENDUM}{guide}{note}"
 
 
-def metadata_message(question: str, info: ContextInfo, *, max_iterations: int) -> str:
-    """The reference's first user message, then its first turn with the turn-1 safeguard."""
+def metadata_message(
+    question: str,
+    info: ContextInfo,
+    *,
+    max_iterations: int,
+    collection: CollectionInfo | None = None,
+) -> str:
+    """The reference's first user message, then its first turn with the turn-1 safeguard; with a
+    collection, its lines (``collection_lines``), and no context line when it is the whole context."""
     kind = "dict" if info.type == "Documents" else info.type
+    said = "\n".join(collection_lines(collection)) + "\n" if collection is not None else ""
+    if collection is None or not collection.only:
+        said += f"Your context is a {kind} of {info.chars} total characters. "
     return (
         f"Answer the following: {question}\n\n"
-        f"Your context is a {kind} of {info.chars} total characters. "
+        f"{said}"
         "Each sub-LLM call can handle roughly ~100k tokens at once.\n\n"
         "You have not interacted with the REPL environment or seen your prompt / context yet. "
         "Look at the context first; do not provide a final answer yet.\n\n"

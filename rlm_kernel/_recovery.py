@@ -35,6 +35,7 @@ from ._replay import (
     recorded_settings,
     recorded_tools,
 )
+from ._retrieval_tools import require_retriever
 from ._schema import FinalRecord, IterationRecord, Record, SessionRecord
 from ._session import Session, SubTools, Tools
 from ._trajectory import Trajectory, TrajectoryWriter, torn_tail
@@ -82,6 +83,7 @@ def resume(
     tools: Tools = None,
     sub_tools: SubTools = None,
     output: object = None,
+    retriever: object = None,
     **settings: Any,
 ) -> Session:
     """Take a session up again from its trajectory, e.g. after a kernel crash or a restart.
@@ -102,6 +104,8 @@ def resume(
     re-enacts them from the record, and its new sub-calls can only call them as recorded.
     A typed session (``output=``) validates by ``output`` when given (so ``value`` is an instance of
     the class again), else by the recorded JSON schema (``value`` is then plain JSON data).
+    A session that searched a collection needs its ``retriever`` again (its code searches it);
+    ``context`` is then None when the recorded run had none.
     """
     path = Path(trajectory_path)
     recording = Trajectory.load(path)
@@ -113,7 +117,12 @@ def resume(
             fix="Load the root session's file: a child runs again as part of its parent's step",
         )
     cfg = resumed_config(recording, (config or RLM()).with_overrides(settings))
-    loaded = load_context(context, **cfg.load_rules().options())  # as the recorded run loaded it
+    require_retriever(recorded, retriever)
+    loaded = (  # as the recorded run loaded it
+        None
+        if context is None and retriever is not None
+        else load_context(context, **cfg.load_rules().options())
+    )
     _check_context(loaded, recorded, path)
     if client is None:
         from .models.openai import OpenAIClient  # only now: the SDK is slow to import
@@ -131,6 +140,7 @@ def resume(
         tools=tools,
         sub_tools=sub_tools if sub_tools is not None else recorded_tools(recording),
         output=output,
+        retriever=retriever,
     )
     session = reenacted.session
     mismatches = _catch_up(reenacted, root, recording.records, path)

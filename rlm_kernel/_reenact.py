@@ -45,6 +45,7 @@ class Reenactment:
         tools: Tools = None,
         sub_tools: SubTools = None,
         output: object = None,
+        retriever: object = None,
     ) -> None:
         """A session with the recorded session id, question and preamble (the system and metadata
         messages the model saw), which records nothing until ``go_live``. Drive ``session`` with
@@ -62,6 +63,7 @@ class Reenactment:
             tools=tools,
             sub_tools=sub_tools,
             output=output,
+            retriever=retriever,
             _restore=recording,
         )
         self._live = False

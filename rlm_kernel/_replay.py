@@ -13,6 +13,7 @@ from . import _stdjson as json
 from ._config import RLM, setting_names
 from ._context import describe_context, load_context
 from ._output import spec_from_record
+from ._retrieval_tools import require_retriever
 from ._schema import (
     ModelCall,
     Record,
@@ -96,8 +97,12 @@ def replay_session(
     fallback: ModelClient | None = None,
     output: object = None,
     sub_tools: object = None,
+    retriever: object = None,
 ) -> Session:
     """A Session for ``context`` whose model calls are served from ``recording``.
+
+    A session that searched a collection replays with ``retriever`` (its code runs again and
+    searches it; a ConfigError without one); ``context`` may then be None, as it was recorded.
 
     A typed session (``output=``) replays typed: ``output`` (the user's class, so ``value`` is its
     instance again), or else the recorded JSON schema, whose ``value`` is plain JSON data.
@@ -114,9 +119,14 @@ def replay_session(
             f"The recording answers a different question: {recorded['question']!r}",
             fix="Ask the recorded question to replay it, or run live with a model",
         )
+    require_retriever(recorded, retriever)
     config = (base or RLM()).with_overrides({**recorded_settings(recording), **(overrides or {})})
     # Loaded under the replay's own limit (RLM.max_context_mb, from base or overrides), as a live run.
-    loaded = load_context(context, **config.load_rules().options())
+    loaded = (
+        None
+        if context is None and retriever is not None
+        else load_context(context, **config.load_rules().options())
+    )
     if describe_context(loaded).sha256 != recorded["context"]["sha256"]:
         warnings.warn(
             ContextMismatchWarning(
@@ -137,6 +147,7 @@ def replay_session(
         executor=executor,
         output=output,
         sub_tools=cast(Any, sub_tools) if sub_tools is not None else recorded_tools(recording),
+        retriever=retriever,
     )
     session.edits = recorded_edits(recording)
     return session

@@ -113,6 +113,10 @@ class SessionRecord(TypedDict):
     # The tools sub-calls were offered (``sub_tools=``): name, description, JSON-schema parameters
     # and source (``python``, ``mcp:<server>``), as sent. Only in sessions with some.
     sub_tools: NotRequired[list[dict[str, Any]]]
+    # The collection the code searched (``retriever=``): the backend's one line (``describe``, no
+    # credentials), its document count, the tools bound and the scope (document ids a parent RLM
+    # chose, or None). Only in sessions with one.
+    retriever: NotRequired[dict[str, Any]]
 
 
 class InvalidAnswer(TypedDict):
@@ -261,6 +265,7 @@ def session_record(
     messages: list[Message],
     output: dict[str, Any] | None = None,
     sub_tools: list[dict[str, Any]] | None = None,
+    retriever: dict[str, Any] | None = None,
 ) -> SessionRecord:
     """The first record of a session (of this rlm_kernel version, in this schema version)."""
     record: SessionRecord = {
@@ -283,6 +288,8 @@ def session_record(
         record["output"] = output
     if sub_tools:
         record["sub_tools"] = sub_tools
+    if retriever is not None:
+        record["retriever"] = retriever
     return record
 
 

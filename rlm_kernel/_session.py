@@ -54,6 +54,7 @@ from ._preamble import preamble
 from ._prompts import extract_code, follow_up_text
 from ._recorder import Recorder
 from ._records import Proposal, Result, render_output, step_record
+from ._retrieval_tools import CollectionTools, collection_tools, with_collection
 from ._schema import (
     GuardRecord,
     InvalidAnswer,
@@ -108,7 +109,8 @@ class Session:
     ``llm_query`` / ``llm_batch`` calls may call, up to ``RLM.sub_tool_turns`` rounds each; the
     root model only sees their answers. ``tools`` may hold MCP servers too. The servers start with
     the session, stop when it finishes (and start again if it goes on), and ``close()`` stops them
-    for good.
+    for good. ``retriever`` is a collection the code searches (``search``, ``get``:
+    ``_retrieval_tools``); with one, ``context`` may be None (``P`` is then None).
     """
 
     _tree: SessionTree
@@ -126,6 +128,8 @@ class Session:
         tools: Tools = None,
         output: object = None,
         sub_tools: SubTools = None,
+        retriever: object = None,
+        _collection: CollectionTools | None = None,
         _tree: SessionTree | None = None,
         _depth: int = 0,
         _parent_call: str | None = None,
@@ -138,9 +142,12 @@ class Session:
             _tree = SessionTree.start(config, client, sub_client)
         self._tree = _tree
         self.config = _tree.config
+        self._collection = _collection if _depth else collection_tools(retriever)
         # A child's context comes from the model's code: a value, never a host path to read.
         self.context = (
-            load_context(context, **self.config.load_rules().options())
+            None  # the collection is the whole context
+            if context is None and self._collection is not None
+            else load_context(context, **self.config.load_rules().options())
             if _depth == 0
             else context_value(context)
         )
@@ -184,8 +191,11 @@ class Session:
             child_runner=weakly(self._run_child),  # no cycle: a finished session is freed at once
             sub_tools=_tree.sub_tools,
         )
+        self._engine.collection = self._collection
         self.executor: Executor = executor or make_executor(self.config, namespace)
-        usable = admitted_tools(self.executor, normalize_tools(cast(Any, tools)))
+        usable = admitted_tools(
+            self.executor, with_collection(normalize_tools(cast(Any, tools)), self._collection)
+        )
         self._helpers = Helpers(self.context, self._engine, self._slot, usable)
         self.clobbered = self._helpers.bind(self.executor.namespace)
         self._runner = BlockRunner(
@@ -200,6 +210,9 @@ class Session:
                 tools=self._helpers.specs,
                 executor_note=executor_note(self.executor),
                 output=self.output,
+                collection=self._collection.info(only=self.context is None)
+                if self._collection
+                else None,
             )
         )
         # A session made by a ``Reenactment`` re-enacts a recorded one (rlm_kernel.resume): its records
@@ -397,7 +410,9 @@ class Session:
         self._require("idle", "paused", "running")
         self.begin()
         try:
-            if uses_baseline(self.config, self.context_info, self.depth):
+            if self._collection is None and uses_baseline(
+                self.config, self.context_info, self.depth
+            ):
                 record = self.trajectory.session
                 mode = self.config.mode
                 shape = shape_request(self.output)
@@ -701,12 +716,17 @@ class Session:
             self._end(Ending(None, "failed", message), state="failed")
 
     def _run_child(
-        self, prompt: str, context: object, call_id: str
+        self, prompt: str, context: object, call_id: str, collection: CollectionTools | None
     ) -> tuple[str, dict[str, Any] | None, UsageSummary]:
         if self._stop.is_set():  # stopping: a new child would run to its own limits
             return "Error: the session is stopping; no child RLM was started", None, UsageSummary()
         child = Session(
-            prompt, context, _tree=self._tree, _depth=self.depth + 1, _parent_call=call_id
+            prompt,
+            context,
+            _collection=collection,
+            _tree=self._tree,
+            _depth=self.depth + 1,
+            _parent_call=call_id,
         )
         self._children.append(child)
         try:
@@ -748,6 +768,7 @@ class Session:
             sub_tools=[
                 {**t.schema()["function"], "source": t.source} for t in self._tree.sub_tools
             ],
+            retriever=self._collection.record() if self._collection else None,
         )
 
     def _apply(self, record: Record) -> None:

@@ -23,6 +23,7 @@ from . import _stdjson as json
 from ._answers import typed_subcall
 from ._events import Emitter, SubcallFinished, SubcallStarted
 from ._output import output_spec
+from ._retrieval_tools import CollectionTools, for_child
 from ._schema import SubcallRecord, ToolTurnRecord, subcall_record
 from ._secrets import Redactor, redact_kwargs
 from ._subtools import SubTool, cut_marker, tool_loop
@@ -176,7 +177,10 @@ class SubcallCache:
             tmp.replace(self._dir / f"{key}.json")
 
 
-ChildRunner = Callable[[str, object, str], tuple[str, dict[str, Any] | None, UsageSummary]]
+# (prompt, context, call id, what the child sees of the collection) -> answer, trajectory, usage
+ChildRunner = Callable[
+    [str, object, str, CollectionTools | None], tuple[str, dict[str, Any] | None, UsageSummary]
+]
 
 
 class SubcallEngine:
@@ -214,6 +218,8 @@ class SubcallEngine:
         self.iteration = 0
         # The endpoint rejected a request with response_format: typed sub-calls go without it.
         self.structured_refused = False
+        # The session's collection (``retriever=``), which child RLMs see a scope of.
+        self.collection: CollectionTools | None = None
 
     # --- bookkeeping --------------------------------------------------------------------------
     def take_records(self) -> list[SubcallRecord]:
@@ -267,8 +273,10 @@ class SubcallEngine:
             return []
         return _aio.run_sync(self._batch(texts, self._model(model)))
 
-    def rlm_query(self, prompt: object, context: object = None) -> str:
-        """Start a child RLM on ``context`` (default: the prompt) to answer ``prompt``."""
+    def rlm_query(self, prompt: object, context: object = None, *, scope: object = None) -> str:
+        """Start a child RLM on ``context`` (default: the prompt) to answer ``prompt``. With a
+        collection, ``scope`` is what the child may search: None your own scope, a list of document
+        ids only those, False none (``_retrieval_tools.for_child``)."""
         text = self._text(prompt)
         if self._child_runner is None or self.depth + 1 >= self.config.max_depth:
             # At the depth limit a plain call answers: it must see the context it was given.
@@ -285,9 +293,9 @@ class SubcallEngine:
                 )
                 return self._end(record, time.perf_counter())
             return _aio.run_sync(self._one(text, self._model(None), "rlm_query", None))
-        return self._child(text, context)
+        return self._child(text, context, scope)
 
-    def rlm_query_batched(self, prompts: Sequence[object]) -> list[str]:
+    def rlm_query_batched(self, prompts: Sequence[object], *, scope: object = None) -> list[str]:
         """``rlm_query`` for each prompt (each child RLM reads its own prompt); answers in order.
 
         The reference implementation's name. The children run one after another, not in parallel:
@@ -295,7 +303,7 @@ class SubcallEngine:
         so concurrent children would mix their output."""
         if isinstance(prompts, str):
             prompts = [prompts]
-        return [self.rlm_query(prompt) for prompt in prompts]
+        return [self.rlm_query(prompt, scope=scope) for prompt in prompts]
 
     # --- implementation ------------------------------------------------------------------------------
     async def _batch(self, prompts: list[str], model: str) -> list[str]:
@@ -518,18 +526,26 @@ class SubcallEngine:
             return RLMError(f"Budget exhausted: {exceeded[1]}", fix="Answer with what you have")
         return None
 
-    def _child(self, prompt: str, context: object) -> str:
+    def _child(self, prompt: str, context: object, scope: object) -> str:
         assert self._child_runner is not None
         record = self._start("rlm_query", self._model(None), prompt, None, None)
         started = time.perf_counter()
+        try:
+            collection = for_child(self.collection, scope)
+        except RLMError as exc:
+            record["error"] = str(exc)
+            return self._end(record, started)
         if not self.budget.take_subcall():
             record["error"] = (
                 f"Sub-call limit reached (RLM.max_subcalls = {self.config.max_subcalls})"
             )
         else:
-            child_context = prompt if context is None else context
+            # A child with a collection and no context searches it, with no P beside it.
+            child_context = prompt if context is None and collection is None else context
             try:
-                answer, child, usage = self._child_runner(prompt, child_context, record["id"])
+                answer, child, usage = self._child_runner(
+                    prompt, child_context, record["id"], collection
+                )
             except BaseException as exc:
                 # Interrupted or timed out: the step it belongs to stops, but its panel must close.
                 record["error"] = (

@@ -15,6 +15,7 @@ from ._labextension import _jupyter_labextension_paths as _jupyter_labextension_
 from ._mcp import MCPServer
 from ._records import Proposal, Result
 from ._recovery import resume
+from ._rich import use_renderer
 from ._sandbox import sandbox_safe
 from ._session import Session
 from ._trajectory import Trajectory, use_exporter
@@ -58,6 +59,18 @@ def _export(
 
 
 use_exporter(_export)
+
+
+def _render(obj: object, mime: str) -> str | None:
+    """What the records' rich displays are built by until ``_display`` is imported: it imports it
+    (the timeline's drawing with it) on the first display, and hands over to it."""
+    from ._display import render
+
+    use_renderer(render)
+    return render(obj, mime)
+
+
+use_renderer(_render)
 
 
 def load_ipython_extension(ip: Any) -> None:

@@ -196,6 +196,12 @@ class RLM(Configurable):
         help="USD per million tokens by model, e.g. {'gpt-5-mini': {'input': 0.25, 'output': 2.0}}; "
         "used when the endpoint does not report cost.",
     ).tag(config=True)
+    known_prices = Bool(
+        True,
+        help="Price calls the endpoint reports no cost for, and `prices` has no price for, from the "
+        "offline genai-prices table (known models of OpenAI, Anthropic, Google, OpenRouter, ...); off: "
+        "such calls have no cost.",
+    ).tag(config=True)
     iteration_timeout = Float(
         300.0,
         help="Seconds one iteration's code may run before it is interrupted (the model is told).",

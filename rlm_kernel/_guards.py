@@ -21,12 +21,13 @@ person's step is a repeat like any other.
 from __future__ import annotations
 
 import ast
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from . import _astparse
+from . import _astparse, _logging
 from ._prompts import (
     UNPARSABLE,
     loop_stop_reason,
@@ -148,14 +149,16 @@ def stop_before_run(
     repeat = repeat_before_run(records, code, limit)
     if repeat is None:
         return None
-    return guard_record(
-        iteration,
-        rule=repeat.rule,
-        action="stopped",
-        repeats=repeat.of,
-        note=loop_stop_reason(iteration, repeat.of, repeat.rule),
-        response=response,
-        call=call,
+    return _logged(
+        guard_record(
+            iteration,
+            rule=repeat.rule,
+            action="stopped",
+            repeats=repeat.of,
+            note=loop_stop_reason(iteration, repeat.of, repeat.rule),
+            response=response,
+            call=call,
+        )
     )
 
 
@@ -173,10 +176,17 @@ def judge_after_run(
     early stop at the limit), else a prose nudge when ``prose_nudge`` is on, else None."""
     repeat = repeat_after_run(records, "\n\n".join(blocks), output, limit)
     if repeat is not None:
-        return repeat_guard(iteration, repeat, limit)
+        return _logged(repeat_guard(iteration, repeat, limit))
     if prose_nudge:
-        return prose_guard(records, iteration, response, blocks)
+        nudge = prose_guard(records, iteration, response, blocks)
+        return None if nudge is None else _logged(nudge)
     return None
+
+
+def _logged(record: GuardRecord) -> GuardRecord:
+    """``record``, said on ``rlm_kernel.guards`` in the words a notebook shows (no model text)."""
+    _logging.emit("rlm_kernel.guards", logging.INFO, guard_line(record))
+    return record
 
 
 # --- answers stated in prose --------------------------------------------------------------------------

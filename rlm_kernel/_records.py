@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _rich
 from ._config import RLM
 from ._prompts import REPLY_CUT, observation_message, truncate
 from ._schema import InvalidAnswer, IterationRecord, SubcallRecord, iteration_record, model_call
@@ -68,6 +69,17 @@ class Result:
     def ok(self) -> bool:
         """Whether the run ended with an answer the model submitted (``reason == "final"``)."""
         return self.reason == "final"
+
+    # Rich displays (``_display``, reached through ``_rich``): answer, reason, steps, tokens, cost,
+    # time, the timeline and the record's file and commands.
+    def __repr__(self) -> str:
+        return _rich.render(self, "text/plain") or f"<Result {self.reason}>"
+
+    def _repr_html_(self) -> str | None:
+        return _rich.render(self, "text/html")
+
+    def _repr_markdown_(self) -> str | None:
+        return _rich.render(self, "text/markdown")
 
 
 def render_output(results: list[ExecResult], blocks: int) -> str:

@@ -17,6 +17,7 @@ imports either.
 from __future__ import annotations
 
 import difflib
+import logging
 import warnings
 from collections import deque
 from collections.abc import MutableMapping, Sequence
@@ -24,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
+from . import _logging
 from ._config import RLM
 from ._context import describe_context, load_context
 from ._recorder import autosave_path
@@ -117,6 +119,12 @@ def resume(
             fix="Load the root session's file: a child runs again as part of its parent's step",
         )
     cfg = resumed_config(recording, (config or RLM()).with_overrides(settings))
+    _logging.emit(
+        "rlm_kernel.recovery",
+        logging.INFO,
+        f"session {recorded['session_id']}: resuming from {path} ({len(recording.records)} records)",
+        cfg.secrets,
+    )
     require_retriever(recorded, retriever)
     loaded = (  # as the recorded run loaded it
         None
@@ -147,9 +155,11 @@ def resume(
     reenacted.restore_records(recording)
     writer = _writer(path, recording, session) if cfg.autosave else None
     # From here on every turn and sub-call is new: the children share these clients.
-    reenacted.go_live(
-        client, sub_client, writer=writer, message=_message(path, recording, mismatches)
-    )
+    message = _message(path, recording, mismatches)
+    reenacted.go_live(client, sub_client, writer=writer, message=message)
+    # What the notebook is told, on rlm_kernel.recovery too (no output: it may quote the context).
+    level = logging.WARNING if mismatches else logging.INFO
+    _logging.emit("rlm_kernel.recovery", level, f"session {session.id}: {message}", cfg.secrets)
     _warn(session, mismatches)
     return session
 

@@ -69,8 +69,9 @@ class Budget:
             self._cost_warned = self._cost_warned or warn
         if warn:
             warnings.warn(
-                f"RLM.max_cost cannot hold: the endpoint reports no cost for {model!r} and RLM.prices "
-                f"has no price for it. Add one (USD per million tokens), e.g. %config RLM.prices = "
+                f"RLM.max_cost cannot hold: the endpoint reports no cost for {model!r}, and neither "
+                f"RLM.prices nor the genai-prices table (RLM.known_prices) has a price for it. Add "
+                f"one (USD per million tokens), e.g. %config RLM.prices = "
                 f"{{{model!r}: {{'input': 1.25, 'output': 10.0}}}}, or limit RLM.max_tokens instead.",
                 CostUnknownWarning,
                 stacklevel=2,

@@ -37,6 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from . import _rich
 from . import _stdjson as json
 from ._environment import env_value
 from ._schema import (
@@ -95,6 +96,12 @@ class Trajectory:
     def __repr__(self) -> str:
         question = self.session.get("question", "") if self.records else ""
         return f"<Trajectory {question[:40]!r}: {len(self.iterations)} iterations>"
+
+    def _repr_html_(self) -> str | None:
+        return _rich.render(self, "text/html")  # ``_display``: answer, facts, usage, timeline
+
+    def _repr_markdown_(self) -> str | None:
+        return _rich.render(self, "text/markdown")
 
     def append(self, record: Record) -> None:
         """Add ``record`` at the end (the session does; readers need not)."""

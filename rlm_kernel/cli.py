@@ -21,6 +21,7 @@ from typing import Any
 
 from . import _stdjson as json
 from ._config import RLM, parse_assignment
+from ._models_list import add_models_command, models_command
 from ._records import Result
 from ._replay import replay_session
 from ._session import Session
@@ -99,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     _export_parser(commands)
     _demo_parser(commands)
     _examples_parser(commands)
+    add_models_command(commands)
     _install_parser(commands)
     return parser
 
@@ -550,6 +552,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         "export": _export,
         "demo": _demo,
         "examples": _examples,
+        "models": models_command,
         "install": _install,
     }
     try:

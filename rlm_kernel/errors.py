@@ -251,7 +251,8 @@ class ContextMismatchWarning(RLMWarning):
 class CostUnknownWarning(RLMWarning):
     """``RLM.max_cost`` cannot be kept: the endpoint reports no cost for a model's calls.
 
-    ``RLM.prices`` has no price for that model either. Warned once per session tree; add a price, or
+    Neither ``RLM.prices`` nor the genai-prices table (``RLM.known_prices``) has a price for that
+    model either. Warned once per session tree; add a price, or
     limit ``RLM.max_tokens`` instead.
     """
 

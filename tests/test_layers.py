@@ -42,6 +42,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "events",
             "_stdjson",
             "_astparse",
+            "_pricing",
+            "_logging",
+            "_rich",
         ),
     ),
     ("models", ("models",)),
@@ -72,7 +75,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("session", ("_tree", "_preamble", "_recorder", "_session", "_reenact")),
     (
         "records out and back",
-        ("exporters", "_replay", "_recovery", "_timeline", "_timeline_view"),
+        ("exporters", "_replay", "_recovery", "_timeline", "_timeline_view", "_display"),
     ),
     (
         "headless front ends",
@@ -83,6 +86,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_timeline_live",
             "_demo",
             "_examples",
+            "_models_list",
             "cli",
             "install",
         ),

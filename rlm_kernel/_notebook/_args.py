@@ -15,7 +15,18 @@ from IPython.core.error import UsageError
 from .._config import parse_assignment
 from ..errors import ConfigError
 
-SUBCOMMANDS = ("pause", "resume", "step", "stop", "status", "list", "export", "replay", "edit")
+SUBCOMMANDS = (
+    "pause",
+    "resume",
+    "step",
+    "stop",
+    "status",
+    "list",
+    "export",
+    "replay",
+    "edit",
+    "models",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,6 +176,10 @@ def parse_sub(name: str, tokens: list[str]) -> argparse.Namespace:
     elif name == "edit":
         p.add_argument("iteration", type=int)
         p.add_argument("--session")
+    elif name == "models":
+        p.add_argument("--model")
+        p.add_argument("--sub-model")
+        p.add_argument("--base-url")
     return p.parse_args(tokens)
 
 

@@ -39,6 +39,9 @@ HELP = """Run a Recursive Language Model over a context held in a notebook varia
                                      kernel crash or restart (its code re-runs, no tokens spent;
                                      it runs in this cell, also in JupyterLab)
   %rlm status [session] | list
+  %rlm models [--model M] [--sub-model M] [--base-url U]
+                                     the endpoint's models (GET /models), the root and sub
+                                     models marked, with the price used when it reports none
   %rlm edit N [--session S]          put iteration N's code in a new cell to correct and re-run
   %rlm export PATH [--format json|jsonl|rlm-jsonl|ipynb|sft] [--session S]
   %rlm replay PATH ctx [--speed X] [--step] [--live-fallback] [--output T]
@@ -183,6 +186,9 @@ class RLMMagics(Magics):
         if name == "list":
             print(self.sessions.listing())
             return
+        if name == "models":
+            self._models(args)
+            return
         if name == "replay":
             self.recorded.replay(args)
             return
@@ -242,6 +248,17 @@ class RLMMagics(Magics):
             )
         )
         display(HTML(_html.iteration_header(f"rlm {n}", code, "")))
+
+    def _models(self, args: argparse.Namespace) -> None:
+        from .._models_list import list_models  # only now: it asks the endpoint
+
+        names = ("model", "sub_model", "base_url")
+        given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+        try:
+            listing = list_models(self.settings.with_overrides(given))
+        except RLMError as exc:
+            raise UsageError(f"%rlm models: {exc}") from None
+        display(listing)
 
     def _status(self, entry: NotebookSession) -> None:
         s = entry.session

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
+from .. import _rich
 from .. import _stdjson as json
 
 
@@ -126,6 +127,15 @@ class UsageSummary:
         for usage in self.by_model.values():
             total = total + usage
         return total
+
+    def __repr__(self) -> str:
+        return _rich.render(self, "text/plain") or f"UsageSummary(by_model={self.by_model!r})"
+
+    def _repr_html_(self) -> str | None:
+        return _rich.render(self, "text/html")  # ``_display``: a table by model, with the total
+
+    def _repr_markdown_(self) -> str | None:
+        return _rich.render(self, "text/markdown")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form recorded in trajectories: ``by_model`` and ``total``."""

@@ -32,6 +32,7 @@ __all__ = [
     "is_local_host",  # defined with the rule it serves (where the key may go): ``_secrets``
     "lacks_version",
     "model_names",
+    "no_list_error",
     "no_model_error",
     "path_error",
     "refused_error",
@@ -151,6 +152,18 @@ def model_names(listing: object) -> list[str] | None:
     if not isinstance(data, list):
         return None
     return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
+
+
+def no_list_error(endpoint: str) -> ModelResponseError:
+    """The endpoint answered, but with no model list at ``GET /models`` (``endpoint`` as shown)."""
+    return ModelResponseError(
+        f"The endpoint has no model list: GET {endpoint.rstrip('/')}/models answered no list of models",
+        fix="Check RLM.base_url (OpenAI-compatible servers list their models under /v1/models); a "
+        "server that keeps no list (Azure deployments, some proxies) still serves the models it has: "
+        "name one in RLM.model",
+        endpoint=endpoint,
+        setting="RLM.base_url",
+    )
 
 
 def path_error(url: str, endpoint: str) -> ModelResponseError:

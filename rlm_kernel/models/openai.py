@@ -13,6 +13,7 @@ through the SDK's own transports, except root calls to an unproxied ``http://`` 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ import openai
 from openai import Stream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from .. import _logging, _pricing
 from .. import _stdjson as json
 from .._config import RLM
 from .._secrets import redact_url
@@ -33,7 +35,7 @@ from ..errors import (
     ModelResponseError,
     ModelServerError,
 )
-from . import _diagnosis, _request, _transport
+from . import _diagnosis, _request, _retries, _transport
 from ._base import Completion, DeltaCallback, Message, ToolCall, Usage, estimated_usage
 from ._http_clients import AsyncHTTP, LocalRefusal, SyncHTTP, WallTimeoutCut, http_library
 
@@ -106,9 +108,9 @@ def _build(key: _ClientKey, asynchronous: bool) -> Any:
     else:
         common["http_client"] = http(**tls)
     if provider == "azure":
-        cls: Any = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
+        cls: Any = _retries.AsyncAzureOpenAI if asynchronous else _retries.AzureOpenAI
         return cls(azure_endpoint=url, api_version=version, **common)
-    cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+    cls = _retries.AsyncOpenAI if asynchronous else _retries.OpenAI
     return cls(base_url=url or None, **common)
 
 
@@ -219,13 +221,20 @@ class OpenAIClient:
         params = self._params(model, messages)
         started = time.perf_counter()
         try:
-            if on_delta is not None or self._config.stream:
-                return self._complete_stream(params, messages, started, on_delta)
-            data = self._sync.post(_PATH, **self._body(params), cast_to=_JSON)
-        except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            offered = self._offered() if self._lists_models(exc) else None
-            raise self._translate(exc, model, offered) from exc
-        return self._finish(data, messages, model, started)
+            try:
+                if on_delta is not None or self._config.stream:
+                    completion = self._complete_stream(params, messages, started, on_delta)
+                else:
+                    data = self._sync.post(_PATH, **self._body(params), cast_to=_JSON)
+                    completion = self._finish(data, messages, model, started)
+            except (openai.OpenAIError, json.JSONDecodeError) as exc:
+                offered = self._offered() if self._lists_models(exc) else None
+                raise self._translate(exc, model, offered) from exc
+        except ModelError as exc:
+            self._log_failed(model, started, exc)
+            raise
+        self._log_done(completion)
+        return completion
 
     async def acomplete(
         self,
@@ -245,15 +254,42 @@ class OpenAIClient:
             params["response_format"] = response_format
         started = time.perf_counter()
         try:
-            data = await self._async.post(_PATH, **self._body(params), cast_to=_JSON)
-        except (openai.OpenAIError, json.JSONDecodeError) as exc:
-            offered = await self._aoffered() if self._lists_models(exc) else None
-            raise self._translate(exc, model, offered) from exc
-        completion = self._finish(data, messages, model, started)
+            try:
+                data = await self._async.post(_PATH, **self._body(params), cast_to=_JSON)
+            except (openai.OpenAIError, json.JSONDecodeError) as exc:
+                offered = await self._aoffered() if self._lists_models(exc) else None
+                raise self._translate(exc, model, offered) from exc
+            completion = self._finish(data, messages, model, started)
+        except ModelError as exc:
+            self._log_failed(model, started, exc)
+            raise
         if tools and isinstance(data, dict):
             # Read only when tools were offered: an answer without them has no calls to look for.
             completion = replace(completion, tool_calls=_tool_calls(data))
+        self._log_done(completion)
         return completion
+
+    # --- log lines (``_logging``): names and numbers only, scrubbed of the settings' secrets ---------
+    def _log_done(self, completion: Completion) -> None:
+        usage = completion.usage
+        cost = "unknown" if usage.cost is None else f"${usage.cost:.6f}"
+        _logging.emit(
+            "rlm_kernel.requests",
+            logging.DEBUG,
+            f"{completion.model} at {self._endpoint}: {usage.prompt_tokens} prompt tokens "
+            f"({usage.cached_tokens} cached), {usage.completion_tokens} completion tokens, cost "
+            f"{cost}, {completion.latency:.3f} s, ok ({completion.finish_reason or 'no finish reason'})",
+            self._config.secrets,
+        )
+
+    def _log_failed(self, model: str, started: float, error: ModelError) -> None:
+        _logging.emit(
+            "rlm_kernel.requests",
+            logging.WARNING,
+            f"{model} at {self._endpoint}: failed after {time.perf_counter() - started:.3f} s, "
+            f"{type(error).__name__}: {error.what}",
+            self._config.secrets,
+        )
 
     # After a 404 the server is asked what it serves: the answer tells a wrong model name (it lists
     # others) from a wrong base URL (no list there either). Azure lists base models, not deployments.
@@ -267,6 +303,21 @@ class OpenAIClient:
             )
         except Exception:  # no list: the message says the model was not found, without one
             return None
+
+    def models(self) -> list[str]:
+        """The model names the endpoint's ``GET /models`` lists (asked once, no retries, 10 s at
+        most); a ``ModelError`` that says why when it lists none (down, no such route, no list)."""
+        try:
+            names = _diagnosis.model_names(
+                self._sync.get("/models", cast_to=_JSON, options=_LIST_OPTIONS)
+            )
+        except (openai.OpenAIError, json.JSONDecodeError) as exc:
+            if isinstance(exc, openai.NotFoundError):
+                raise _diagnosis.no_list_error(self._endpoint) from exc
+            raise self._translate(exc, "(GET /models)") from exc
+        if names is None:
+            raise _diagnosis.no_list_error(self._endpoint)
+        return names
 
     async def _aoffered(self) -> list[str] | None:
         try:
@@ -383,17 +434,16 @@ class OpenAIClient:
         return result
 
     def _priced(self, model: str, usage: Usage) -> float | None:
-        price = self._config.prices.get(model)
-        if not isinstance(price, dict):
-            return None
-        per_in = float(price.get("input", 0.0))
-        per_out = float(price.get("output", 0.0))
-        per_cached = float(price.get("cached_input", per_in))
-        fresh = usage.prompt_tokens - usage.cached_tokens
-        total = (
-            fresh * per_in + usage.cached_tokens * per_cached + usage.completion_tokens * per_out
+        cfg = self._config
+        return _pricing.cost(
+            model,
+            usage.prompt_tokens,
+            usage.cached_tokens,
+            usage.completion_tokens,
+            prices=cfg.prices,
+            base_url=cfg.base_url or "https://api.openai.com/v1",
+            table=cfg.known_prices,
         )
-        return total / 1_000_000
 
     def _empty_error(self, model: str) -> ModelResponseError:
         return ModelResponseError(

@@ -1,6 +1,8 @@
 """One live snapshot, every view: during a 64-prompt llm_batch and during a child RLM's run, the CLI
 line, the inline status bar, run()'s notebook widget and the toolbar's status message show the
-session's snapshot, number for number (the toolbar over a real kernel: tests/test_snapshot_kernel.py).
+session's snapshot, number for number; the toolbar's message also as a real kernel sends it over the
+comm. And rlm_kernel.run() shows progress: a widget in a notebook, a line on a terminal, nothing in a
+pipe.
 
 The scripted sub model holds its answers until the test has looked, so the session stands still
 with the calls in flight while the views are read."""
@@ -9,19 +11,35 @@ from __future__ import annotations
 
 import html
 import io
+import json
+import os
+import pty
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
 
 from rlm_kernel import RLM, Session
 from rlm_kernel._notebook.cells import status_message
 from rlm_kernel._notebook.status import StatusBar
 from rlm_kernel._progress import ProgressLine, ProgressWidget
 from rlm_kernel._snapshot import Snapshot, Throttle, describe
-from rlm_kernel.testing import ChatRequest, ScriptedServer, child_rlm_sub, fence, settings
+from rlm_kernel.testing import (
+    ChatRequest,
+    HeadlessFrontend,
+    ScriptedServer,
+    child_rlm_sub,
+    fence,
+    settings,
+)
 
 # describe()'s line, read back: what a person sees in each view.
 LINE = re.compile(
@@ -221,3 +239,154 @@ def test_the_throttle_draws_at_once_then_the_last_state_at_the_end_of_the_interv
     throttle.close()
     time.sleep(0.3)
     assert len(drawn) == 3  # a closed throttle drops its trailing draw
+
+
+# --- over a real kernel -----------------------------------------------------------------------------
+SAMPLER = """
+import threading, time, rlm_kernel
+sampled = []
+def _sample():
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        s = rlm_kernel.current_session()
+        if s is not None and s.snapshot().in_flight == 64:
+            time.sleep(0.6)
+            sampled.append(s.snapshot().fields())
+            return
+        time.sleep(0.02)
+threading.Thread(target=_sample, daemon=True).start()
+"""
+
+
+def setup_cell(server: ScriptedServer, **overrides: Any) -> str:
+    return "\n".join(f"%config RLM.{k} = {v!r}" for k, v in settings(server, **overrides).items())
+
+
+def test_the_toolbar_is_sent_the_snapshot_during_a_batch(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    """Cells mode in a real kernel: the last status message the page got while the batch stood
+    still is the kernel's snapshot of that moment, field for field (the clock aside)."""
+    release, arrived = threading.Event(), []
+
+    def sub(request: ChatRequest) -> str:
+        arrived.append(request.prompt)
+        release.wait(60)
+        return "ok"
+
+    batch = "r = llm_batch([f'item {i}' for i in range(64)])\nprint(len(r))"
+    server = serve({"root": [fence(batch), fence("FINAL(len(r))")], "sub": sub})
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(setup_cell(server)),
+            nbformat.v4.new_code_cell(SAMPLER + "ctx = 'the items'"),
+            nbformat.v4.new_code_cell('%rlm "How many?" ctx'),
+        ]
+    )
+    client = NotebookClient(
+        nb, kernel_name="rlm", timeout=120, resources={"metadata": {"path": str(env)}}
+    )
+    frontend = HeadlessFrontend(client)
+    seen: list[dict[str, Any]] = []
+
+    def watch() -> None:
+        try:
+            wait_for(lambda: (frontend.status or {}).get("in_flight") == 64, timeout=60)
+            time.sleep(1.2)  # past the kernel's sample, and its throttled last send
+            seen.append({**(frontend.status or {}), "at_the_server": len(arrived)})
+        finally:
+            release.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with client.setup_kernel():
+        index = 0
+        while index < len(nb.cells):  # the step cells the kernel asks for, as they come
+            client.execute_cell(nb.cells[index], index)
+            index += 1
+        nb.cells.append(nbformat.v4.new_code_cell("import json; print(json.dumps(sampled))"))
+        client.execute_cell(nb.cells[-1], index)
+    watcher.join(10)
+    sampled = json.loads(nb.cells[-1].outputs[0]["text"])
+    assert (len(sampled), len(seen)) == (1, 1), (sampled, seen)
+    kernel, page = sampled[0], seen[0]
+    at_the_server = page.pop("at_the_server")
+    assert page.pop("type") == "status"
+    page.pop("for_session", None)
+    assert abs(page.pop("elapsed") - kernel.pop("elapsed")) <= 1.5
+    assert page == kernel
+    assert (page["in_flight"], page["subcalls"], page["wave"], at_the_server) == (64, 64, 64, 16)
+    assert page["session_state"] == "running"
+    assert page["tokens"] == page["root_tokens"] > 0
+    # And the last status the page got is the finished session's.
+    assert frontend.status is not None
+    assert (frontend.status["session_state"], frontend.status["in_flight"]) == ("done", 0)
+
+
+def test_run_in_a_notebook_shows_a_progress_widget(
+    serve: Callable[..., ScriptedServer], env: Path
+) -> None:
+    server = serve({"root": [fence("print(len(P))"), fence("FINAL(3)")] * 2})
+    call = f"r = rlm_kernel.run('How long?', 'abc', **{settings(server)!r})"
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(f"import rlm_kernel\n{call}\nprint(r.answer)"),
+            nbformat.v4.new_code_cell(f"{call[:-1]}, progress=False)\nprint(r.answer)"),
+        ]
+    )
+    NotebookClient(
+        nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(env)}}
+    ).execute()
+    outputs, quiet = nb.cells[0].outputs, nb.cells[1].outputs
+    widgets = [
+        o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert len(widgets) == 1
+    # The twins hold the finished state (a saved notebook and nbconvert show them).
+    assert shown(widgets[0]["data"]["text/plain"])["session_state"] == "done"
+    assert "iteration 2/30" in widgets[0]["data"]["text/plain"]
+    assert "RLM " in widgets[0]["data"]["text/html"]
+    assert [o["text"] for o in outputs if o.get("name") == "stdout"] == ["3\n"]
+    assert [o.get("text") for o in quiet] == ["3\n"]  # progress=False: the answer alone
+
+
+RUN_SCRIPT = """
+import json, sys, rlm_kernel
+r = rlm_kernel.run("How long?", "abc", **json.loads(sys.argv[1]))
+print(r.answer)
+"""
+
+
+def test_run_draws_a_line_on_a_terminal_and_nothing_into_a_pipe(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    server = serve({"root": [fence("print(len(P))"), fence("FINAL(3)")] * 2})
+    argv = [sys.executable, "-c", RUN_SCRIPT, json.dumps(settings(server, autosave=False))]
+    piped = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, "3\n", "")
+    # stderr on a terminal (a pty): the progress line, cleared at the end.
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=follower, timeout=60, cwd=tmp_path
+        )
+        os.close(follower)
+        follower = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert (done.returncode, done.stdout) == (0, b"3\n")
+    text = drawn.decode()
+    assert "\r\x1b[Krlm " in text
+    assert "rlm done · iteration 2/30" in text
+    assert text.endswith("\r\x1b[K")

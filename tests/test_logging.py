@@ -36,7 +36,7 @@ def test_requests_and_retries_are_logged_without_the_key(
         Fault.disconnect(),
         Reply(fence("FINAL('done')"), prompt_tokens=1_000, completion_tokens=20, cached_tokens=500),
     ]
-    server = serve({"gpt-4o-mini": root, "sub": ["hello"]})
+    server = serve({"gpt-4o-mini": root, "sub": [Fault.status_code(500), "hello"]})
     caplog.set_level(logging.DEBUG)  # every logger, the SDK's and the HTTP library's included
     result = rlm_kernel.run(
         "q", "c", **settings(server, model="gpt-4o-mini", sub_model="sub", max_retries=2)
@@ -54,11 +54,13 @@ def test_requests_and_retries_are_logged_without_the_key(
     assert any(m.getMessage().startswith("sub at ") for m in requests)
 
     retries = [r.getMessage() for r in lines_of(caplog, "rlm_kernel.retries")]
-    assert len(retries) == 2
+    assert len(retries) == 3  # the root's 429, the sub-call's 500 (the async client), the drop
     assert retries[0].startswith(f"retry 1 of 2 to {server.base_url}/ in 0.05 s after HTTP 429")
     assert "Retry-After: 0.05" in retries[0]
     assert retries[1].startswith("retry 1 of 2")
-    assert "(no answer)" in retries[1]
+    assert retries[1].endswith("after HTTP 500")
+    assert retries[2].startswith("retry 1 of 2")
+    assert "(no answer)" in retries[2]
 
     for record in caplog.records:  # no logger, ours or a library's, wrote the key
         assert SECRET not in record.getMessage(), record.name

@@ -28,6 +28,9 @@ from ._trajectory import Trajectory
 from .errors import ConfigError, TrajectoryError
 
 MIME = "application/vnd.vegalite.v5+json"
+# Drawn as SVG in the page too (vega-embed's default is a canvas): crisp when zoomed, and its marks
+# are elements that browser tests can count.
+METADATA = {MIME: {"embed_options": {"renderer": "svg"}}}
 SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
 # vl-convert draws with the oldest Vega-Lite 5 it ships, the nearest to JupyterLab's own.
 VL_VERSION = "5.8"
@@ -85,8 +88,10 @@ class TimelineView:
         data["text/plain"] = self.text()
         return data
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        return self.bundle()
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.bundle(), METADATA
 
     def __repr__(self) -> str:
         return self.text()

@@ -215,7 +215,8 @@ def test_bundled_sessions_draw_and_a_running_session_has_an_open_lane(tmp_path: 
 
 def test_the_bundle_and_the_files(tmp_path: Path) -> None:
     view = rlm_kernel.timeline(SESSIONS / "codebase_qa.jsonl")
-    bundle = view._repr_mimebundle_()
+    bundle, metadata = view._repr_mimebundle_()
+    assert metadata == {MIME: {"embed_options": {"renderer": "svg"}}}
     assert set(bundle) == {MIME, "text/plain"} | ({"image/svg+xml"} if can_draw() else set())
     spec = bundle[MIME]
     assert spec["$schema"].endswith("vega-lite/v5.json")

@@ -28,6 +28,7 @@ from .._records import Result
 from .._schema import GuardRecord
 from .._session import Session
 from .._timeline_live import LiveTimeline
+from .._timeline_view import METADATA
 from ..errors import RLMError
 from . import _html
 from ._html import HTML
@@ -166,10 +167,10 @@ def live_timeline(session: Session) -> LiveTimeline | None:
 
     def show(bundle: dict[str, Any]) -> None:
         if shown:
-            handle.update(bundle, raw=True)
+            handle.update(bundle, metadata=METADATA, raw=True)
         else:
             shown.append(True)
-            handle.display(bundle, raw=True)
+            handle.display(bundle, metadata=METADATA, raw=True)
 
     live = LiveTimeline(session, show)
     live.draw()

@@ -347,10 +347,11 @@ def _no_text(label: str, docs: Mapping[str, str], skipped: Mapping[str, str]) ->
     if not docs and not skipped:
         raise ContextError(f"{label} holds no files", fix="Point at a directory of text files")
     counts = Counter(skipped.values())
-    said = ", ".join(f"{n:,} {reason}" for reason, n in counts.most_common())
-    empty = f", {len(docs)} empty" if docs else ""
+    said = [f"{n:,} {reason}" for reason, n in counts.most_common()] or ["nothing skipped"]
+    if docs:
+        said.append(f"{len(docs):,} empty")
     raise ContextError(
-        f"{label} contains no text files ({said}{empty})",
+        f"{label} contains no text files ({', '.join(said)})",
         fix="Point at text files, or change what loads: RLM.include / RLM.exclude globs "
         "(--include / --exclude), RLM.gitignore = False, RLM.default_skips = False, RLM.max_file_mb",
         setting="RLM.include" if "not included" in counts else None,

@@ -99,3 +99,14 @@ def test_the_status_message_is_the_snapshot_field_for_field() -> None:
 
     status = {name for name, _, _ in protocol._FIELDS["status"]} - {"for_session"}
     assert status == {f.name for f in dataclasses.fields(Snapshot)}
+
+
+@pytest.mark.parametrize("case", DATA["status_lines"], ids=lambda case: case["name"])
+def test_the_status_line_is_the_one_the_toolbar_tooltip_shows(case: dict[str, Any]) -> None:
+    """``_snapshot.describe`` (the CLI line, the status bar) and the toolbar's ``statusDetail``
+    (labextension/test/logic.test.ts) write the same line for the same status."""
+    from rlm_kernel._snapshot import Snapshot, describe
+
+    message = validate(dict(case["message"]))
+    fields = {k: v for k, v in message.items() if k != "type"}
+    assert describe(Snapshot(**fields)) == case["line"]

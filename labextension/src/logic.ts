@@ -298,7 +298,10 @@ export function formatTokens(tokens: number): string {
   return String(tokens);
 }
 
-/** One line for the toolbar, e.g. "RLM running · 3/20 · 12.3k tok · $0.0123 · 2 in flight · 41s". */
+/**
+ * One line for the toolbar, e.g. "RLM running · 3/20 · 12.3k tok · $0.0123 · 40 sub-calls ·
+ * 2 in flight · 14/16 answered · 41s": the session's snapshot as the kernel sent it.
+ */
 export function statusText(status: IStatusMsg): string {
   const parts = [
     `RLM ${status.session_state}`,
@@ -308,10 +311,47 @@ export function statusText(status: IStatusMsg): string {
   if (status.cost !== null) {
     parts.push(`$${status.cost.toFixed(4)}`);
   }
+  if (status.subcalls !== undefined) {
+    parts.push(`${status.subcalls} sub-calls`);
+  }
   if (status.in_flight > 0) {
     parts.push(`${status.in_flight} in flight`);
   }
+  const wave = status.wave ?? 0;
+  if (wave > 1) {
+    parts.push(`${Math.max(wave - status.in_flight, 0)}/${wave} answered`);
+  }
   parts.push(`${Math.round(status.elapsed)}s`);
+  return parts.join(' · ');
+}
+
+const exact = (n: number): string => n.toLocaleString('en-US');
+
+/**
+ * The status in full, exact numbers, for the toolbar's tooltip: the same line as the kernel's
+ * `_snapshot.describe` (the CLI line and the inline status bar), which the protocol fixture's
+ * `status_lines` hold equal.
+ */
+export function statusDetail(status: IStatusMsg): string {
+  const parts = [status.session_state, `iteration ${status.iteration}/${status.max_iterations}`];
+  if (status.root_tokens !== undefined) {
+    const sub = status.tokens - status.root_tokens;
+    parts.push(
+      `${exact(status.tokens)} tokens (root ${exact(status.root_tokens)} · sub ${exact(sub)})`
+    );
+  } else {
+    parts.push(`${exact(status.tokens)} tokens`);
+  }
+  if (status.cost !== null) {
+    parts.push(`$${status.cost.toFixed(4)}`);
+  }
+  if (status.subcalls !== undefined) {
+    parts.push(`${exact(status.subcalls)} sub-calls`);
+  }
+  if (status.in_flight > 0) {
+    parts.push(`${exact(status.in_flight)} in flight`);
+  }
+  parts.push(`${status.elapsed.toFixed(1)} s`);
   return parts.join(' · ');
 }
 

@@ -88,6 +88,10 @@ export interface IStatusMsg {
   in_flight: number;
   elapsed: number;
   question: string;
+  /** Added after protocol 1's first release (a kernel of that release sends none). */
+  root_tokens?: number;
+  subcalls?: number;
+  wave?: number;
 }
 
 export interface IUpdateCellMsg {
@@ -241,7 +245,10 @@ const FIELDS: { readonly [T in MessageType]: readonly IField[] } = {
     req('cost', 'number|null'),
     req('in_flight', 'int'),
     req('elapsed', 'number'),
-    req('question', 'string')
+    req('question', 'string'),
+    opt('root_tokens', 'int'),
+    opt('subcalls', 'int'),
+    opt('wave', 'int')
   ],
   update_cell: [
     opt('for_session', 'string|null'),

@@ -6,7 +6,7 @@
 import { Cell } from '@jupyterlab/cells';
 import { Widget } from '@lumino/widgets';
 
-import { badgeText, controlsFor, statusText } from './logic';
+import { badgeText, controlsFor, statusDetail, statusText } from './logic';
 import { ControlAction, IStatusMsg, readCellRlm } from './protocol';
 
 export const CELL_CLASS = 'jp-RLM-cell';
@@ -75,7 +75,7 @@ export class RlmStatusWidget extends Widget {
   setStatus(status: IStatusMsg): void {
     this._status = status;
     this.node.setAttribute('data-rlm-state', status.session_state);
-    this.node.title = status.question;
+    this.node.title = `${status.question}\n${statusDetail(status)}`;
     this._label.textContent = statusText(status);
     this._buttons.replaceChildren(
       ...controlsFor(status.session_state).map(action => {

@@ -15,6 +15,7 @@ import {
   planStale,
   planSync,
   rememberClient,
+  statusDetail,
   statusText
 } from '../src/logic';
 import { IRlmCellMetadata, IStatusMsg, ISyncCell, Role } from '../src/protocol';
@@ -254,6 +255,17 @@ describe('texts', () => {
       question: 'q'
     };
     assert.equal(statusText(status), 'RLM running · 3/20 · 12.3k tok · $0.0123 · 2 in flight · 41s');
+    // What the kernel sends now: the snapshot's sub-calls and batch wave too.
+    const batch: IStatusMsg = { ...status, root_tokens: 10000, subcalls: 64, in_flight: 40, wave: 64 };
+    assert.equal(
+      statusText(batch),
+      'RLM running · 3/20 · 12.3k tok · $0.0123 · 64 sub-calls · 40 in flight · 24/64 answered · 41s'
+    );
+    assert.equal(
+      statusDetail(batch),
+      'running · iteration 3/20 · 12,345 tokens (root 10,000 · sub 2,345) · $0.0123 · 64 sub-calls · 40 in flight · 41.4 s'
+    );
+    assert.equal(statusDetail(status), 'running · iteration 3/20 · 12,345 tokens · $0.0123 · 2 in flight · 41.4 s');
     assert.equal(
       statusText({ ...status, session_state: 'done', cost: null, in_flight: 0, tokens: 999 }),
       'RLM done · 3/20 · 999 tok · 41s'

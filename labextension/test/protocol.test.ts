@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import {
   COMM_TARGET,
   FRONTEND_MESSAGE_TYPES,
+  IStatusMsg,
   KERNEL_MESSAGE_TYPES,
   PROTOCOL_VERSION,
   ProtocolError,
@@ -15,6 +16,7 @@ import {
   tryValidate,
   validate
 } from '../src/protocol';
+import { statusDetail } from '../src/logic';
 import { EXTENSION_VERSION } from '../src/version';
 
 // Compiled to lib-test/test/, so the repository root is three levels up.
@@ -32,11 +34,18 @@ interface IInvalidCase {
   field: string | null;
 }
 
+interface IStatusLineCase {
+  name: string;
+  message: unknown;
+  line: string;
+}
+
 interface IFixture {
   protocol: number;
   comm_target: string;
   valid: IValidCase[];
   invalid: IInvalidCase[];
+  status_lines: IStatusLineCase[];
 }
 
 const fixture = JSON.parse(
@@ -59,6 +68,13 @@ describe('protocol fixture', () => {
       const message = validate(c.message);
       assert.equal(message, c.message);
       assert.equal(isKernelMessage(message), c.direction === 'kernel_to_frontend');
+    });
+  }
+
+  for (const c of fixture.status_lines) {
+    it(`writes the kernel's status line: ${c.name}`, () => {
+      // The same line as rlm_kernel._snapshot.describe (tests/test_protocol.py checks that side).
+      assert.equal(statusDetail(validate(c.message) as IStatusMsg), c.line);
     });
   }
 

@@ -47,6 +47,23 @@ def serve() -> Iterator[Callable[..., ScriptedServer]]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A DSN (with a password) of a throwaway PostgreSQL cluster started once for the session
+    (tests/_postgres.py). Skips where the server programs are missing, but fails under CI."""
+    from _postgres import start_server
+
+    server = start_server()
+    if isinstance(server, str):
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {server}")
+        pytest.skip(server)
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def live_settings() -> dict[str, Any]:
     url = os.environ.get("RLM_TEST_BASE_URL")

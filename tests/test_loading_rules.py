@@ -166,6 +166,34 @@ def test_an_ignore_file_wins_over_the_gitignore_beside_it(tmp_path: Path) -> Non
     assert set(load_context(tmp_path, gitignore=False)) >= {"a.md", "notes.txt"}
 
 
+def test_odd_entries_each_get_a_reason(tmp_path: Path) -> None:
+    tree = tmp_path / "odd"
+    write(tree / "a.py", "x = 1\n")
+    write(tree / ".git" / "HEAD", "ref: refs/heads/main\n")
+    write(tree / "env-conda" / "conda-meta" / "history", "==> 2026 <==\n")
+    write(tree / "wide.txt", "wide text".encode("utf-16"))
+    os.mkfifo(tree / "pipe")  # a read would block forever
+    (tree / "loop").symlink_to(tree, target_is_directory=True)
+    docs = load_context(tree)
+    assert isinstance(docs, Documents)
+    assert docs.skip_reasons == {
+        ".git/": "version control",
+        "env-conda/": "virtual environment",  # by its conda-meta/
+        "loop/": "symlinked directory (not followed)",
+        "pipe": "not a regular file",
+        "wide.txt": "binary",  # UTF-16 is full of NUL bytes: binary unless asked for
+    }
+    wide = load_context(tree / "wide.txt", encoding="utf-16")
+    assert wide == "wide text"
+    # With the defaults off, version control still stays out; an include glob naming it does not.
+    off = load_context(tree, default_skips=False)
+    assert isinstance(off, Documents)
+    assert off.skip_reasons[".git/"] == "version control"
+    named = load_context(tree, include=[".git/", "*.py"])
+    assert isinstance(named, Documents)
+    assert set(named) == {".git/HEAD", "a.py"}
+
+
 def test_include_and_exclude_globs(project: Path) -> None:
     py = load_context(project, include="*.py")
     assert isinstance(py, Documents)
@@ -368,3 +396,15 @@ def test_the_command_line_takes_include_and_exclude(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "README.md"
     assert "1 excluded ('keep.log')" in server.requests[0].messages[1]["content"]
+
+
+def test_rlm_flags_parse_into_the_settings_and_not_into_a_follow_up() -> None:
+    from IPython.core.error import UsageError
+
+    from rlm_kernel._notebook import _args
+
+    tokens = _args.split("\"q\" repo --include '*.py' --include docs/ --exclude tests/")
+    args = _args.parse_start(tokens)
+    assert _args.overrides(args) == {"include": ["*.py", "docs/"], "exclude": ["tests/"]}
+    with pytest.raises(UsageError, match="--include cannot be given with it"):
+        _args.parse_start(_args.split("\"again\" --continue --include '*.py'"))

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from .errors import ContextError
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -131,11 +133,19 @@ class Skip:
     reason: str
 
 
-def _spec(lines: Iterable[str]) -> GitIgnoreSpec:
+def _spec(globs: Sequence[str], setting: str) -> GitIgnoreSpec:
     import pathspec  # only when a tree is walked: `import rlm_kernel` stays light
 
     # Git's own matching ("gitwildmatch" is deprecated in pathspec 1.x and warns).
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(globs)
+    except ValueError as e:  # "!" alone, a trailing backslash
+        raise ContextError(
+            f"RLM.{setting} holds a glob git cannot read: {e}",
+            fix=f"Write it as a .gitignore line, e.g. '*.py', 'docs/**/*.md', 'build/' "
+            f"(RLM.{setting} = {list(globs)!r})",
+            setting=f"RLM.{setting}",
+        ) from e
 
 
 def _ignore_spec(path: str) -> GitIgnoreSpec | None:
@@ -175,8 +185,22 @@ def _literal_parts(pattern: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _in_names(name: str, names: frozenset[str]) -> bool:
-    return name in names or any("*" in n and fnmatch.fnmatchcase(name, n) for n in names)
+def _by_name(table: dict[str, frozenset[str]]) -> Callable[[str], str | None]:
+    """The reason ``table`` gives a name: exact names looked up, the few globs matched after."""
+    exact = {n: reason for reason, names in table.items() for n in names if "*" not in n}
+    globs = [(n, reason) for reason, names in table.items() for n in names if "*" in n]
+
+    def reason(name: str) -> str | None:
+        found = exact.get(name)
+        if found is None:
+            found = next((r for n, r in globs if fnmatch.fnmatchcase(name, n)), None)
+        return found
+
+    return reason
+
+
+_dir_skip = _by_name(DEFAULT_SKIP_DIRS)
+_file_skip = _by_name(DEFAULT_SKIP_FILES)
 
 
 class PathRules:
@@ -185,8 +209,8 @@ class PathRules:
     def __init__(self, top: str | os.PathLike[str], rules: LoadRules) -> None:
         self.top = os.fspath(top)
         self.rules = rules
-        self._include = _spec(rules.include) if rules.include else None
-        self._exclude = _spec(rules.exclude) if rules.exclude else None
+        self._include = _spec(rules.include, "include") if rules.include else None
+        self._exclude = _spec(rules.exclude, "exclude") if rules.exclude else None
         self._named = [p for p in map(_literal_parts, rules.include) if p]
         self._cap = None if rules.max_file_mb is None else int(rules.max_file_mb * MB)
         self._dirs: dict[str, str | None] = {}  # verdicts on directories, for reason()
@@ -266,10 +290,8 @@ class PathRules:
             return None
         if name in _VCS:
             return "version control"
-        if self.rules.default_skips:
-            for reason, skip in DEFAULT_SKIP_DIRS.items():
-                if _in_names(name, skip):
-                    return reason
+        if self.rules.default_skips and (skip := _dir_skip(name)) is not None:
+            return skip
         parent = rel[: rel.rstrip("/").rfind("/") + 1]
         return self._ignored(rel, self.ignores_for(parent))
 
@@ -303,10 +325,8 @@ class PathRules:
         if self._exclude is not None and self._exclude.match_file(rel):
             return "excluded"
         if not self._named_by_include(rel):
-            if self.rules.default_skips:
-                for reason, skip in DEFAULT_SKIP_FILES.items():
-                    if _in_names(name, skip):
-                        return reason
+            if self.rules.default_skips and (skip := _file_skip(name)) is not None:
+                return skip
             parent = rel[: rel.rfind("/") + 1]
             ignored = self._ignored(rel, self.ignores_for(parent))
             if ignored is not None:

@@ -214,6 +214,9 @@ def test_include_and_exclude_globs(project: Path) -> None:
     with pytest.raises(ContextError, match=r"no text files \(.*not included") as info:
         load_context(project, include="*.rs")
     assert info.value.setting == "RLM.include"
+    with pytest.raises(ContextError, match="glob git cannot read") as info:
+        load_context(project, exclude=["tests/", "!"])
+    assert info.value.setting == "RLM.exclude"
 
 
 def test_an_include_glob_that_names_a_skipped_path_brings_it_back(project: Path) -> None:

@@ -49,6 +49,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("models", ("models",)),
     ("executors", ("executors",)),
+    ("retrieval", ("retrieval",)),
     (
         "loop parts",
         (
@@ -95,7 +96,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("kernel and test tools", ("kernel", "__main__", "testing")),
     ("package face", ("__init__", "_labextension")),
 ]
-CORE = ("foundations", "models", "executors", "loop parts", "session")
+CORE = ("foundations", "models", "executors", "retrieval", "loop parts", "session")
 
 # Boundaries named on their own: the layer table implies them, and these say so whatever it becomes.
 # (name, who must not import, what they must not import)

@@ -115,17 +115,17 @@ def record_doc(record: object, default_id: str, fields: Fields) -> Doc:
     doc_id = default_id if raw_id is None or raw_id == "" else str(raw_id)
     title = rest.pop(fields.title, None)
     names = (fields.text,) if fields.text else TEXT_FIELDS
-    text = next((rest.pop(n) for n in names if isinstance(rest.get(n), str)), None)
-    if text is None:
+    body: str | None = next((rest.pop(n) for n in names if isinstance(rest.get(n), str)), None)
+    if body is None:
         if fields.text and fields.text in rest:
             raise ContextError(
                 f"Record {doc_id!r}: field {fields.text!r} is a {type(rest[fields.text]).__name__}, "
                 "not text",
                 fix="Name a field holding a string (text_field=...)",
             )
-        text, rest = json.dumps(record, ensure_ascii=False), {}
-    title = first_line(text) if title is None else str(title)
-    return Doc(doc_id, title, text, rest or None)
+        body, rest = json.dumps(record, ensure_ascii=False), {}
+    title = first_line(body) if title is None else str(title)
+    return Doc(doc_id, title, body, rest or None)
 
 
 class MemoryStream(DocumentStream):
@@ -300,7 +300,7 @@ def documents(
             value = load_context(path, encoding=encoding, max_mb=None)
             if isinstance(value, str):
                 value = [value]
-            stream = MemoryStream(value, fields)  # type: ignore[arg-type]
+            stream = MemoryStream(value, fields)
             stream.label = label
             return stream
         return TextStream(path, label, chunk_chars, encoding)

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,10 +45,10 @@ def expected_marks(view: rlm_kernel._timeline_view.TimelineView) -> int:
     )
 
 
-def wait_for_charts(lab: LabPage, count: int, timeout: float = 60.0) -> list[dict]:
+def wait_for_charts(lab: LabPage, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
-        charts = lab.evaluate(MARKS)
+        charts: list[dict[str, Any]] = lab.evaluate(MARKS)
         if len(charts) >= count and all(c["svg"] and c["rects"] for c in charts):
             return charts
         if time.monotonic() > deadline:

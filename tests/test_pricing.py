@@ -10,7 +10,8 @@ import genai_prices
 import pytest
 
 import rlm_kernel
-from rlm_kernel import _pricing
+from rlm_kernel import RLM, Session, _pricing
+from rlm_kernel._snapshot import describe
 from rlm_kernel.errors import CostUnknownWarning
 from rlm_kernel.testing import Reply, ScriptedServer, fence, settings
 
@@ -140,3 +141,22 @@ def test_rates_name_the_provider_by_base_url_then_by_model_name() -> None:
     assert mine is not None
     assert mine.source == "RLM.prices"
     assert mine.cost(10, 0, 10) == 0.0
+
+
+def test_the_live_views_show_the_priced_cost(serve: Callable[..., ScriptedServer]) -> None:
+    # The status bar, the toolbar and the CLI line all render the session's snapshot (_snapshot).
+    tokens = {"prompt_tokens": 40_000, "completion_tokens": 1_000}
+    root = [Reply(fence("print(llm_query('x'))"), **tokens), Reply(fence("FINAL(1)"), **tokens)]
+    server = serve(
+        {"gpt-4o-mini": root, "gpt-4o": [Reply("y", prompt_tokens=500, completion_tokens=50)]}
+    )
+    config = RLM().with_overrides(settings(server, model="gpt-4o-mini", sub_model="gpt-4o"))
+    session = Session("q", "c", config=config)
+    seen: list[float | None] = []
+    session.subscribe(lambda event: seen.append(session.snapshot().cost))
+    assert session.run().answer == "1"
+    expected = 2 * table_price("gpt-4o-mini", 40_000, 0, 1_000) + table_price("gpt-4o", 500, 0, 50)
+    snap = session.snapshot()
+    assert snap.cost == pytest.approx(expected)
+    assert f"${expected:.4f}" in describe(snap)
+    assert any(c is not None and 0 < c < expected for c in seen)  # it grew as the calls returned

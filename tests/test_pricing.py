@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import warnings
 from collections.abc import Callable
 
@@ -160,3 +163,23 @@ def test_the_live_views_show_the_priced_cost(serve: Callable[..., ScriptedServer
     assert snap.cost == pytest.approx(expected)
     assert f"${expected:.4f}" in describe(snap)
     assert any(c is not None and 0 < c < expected for c in seen)  # it grew as the calls returned
+
+
+def test_the_table_is_loaded_only_when_a_call_needs_a_price() -> None:
+    script = textwrap.dedent(
+        """
+        import sys, rlm_kernel
+        from rlm_kernel.testing import Reply, ScriptedServer, fence, settings
+        assert "genai_prices" not in sys.modules  # import rlm_kernel stays light
+        root = [Reply(fence("print(1)"), cost=0.1), Reply(fence("FINAL(1)"), cost=0.1)]
+        server = ScriptedServer({"gpt-4o-mini": root}).start()
+        run = lambda: rlm_kernel.run("q", "c", **settings(server, model="gpt-4o-mini", autosave=False))
+        assert run().answer == "1"
+        print("genai_prices" in sys.modules)  # the endpoint reported every cost
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

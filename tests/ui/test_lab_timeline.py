@@ -143,3 +143,15 @@ def wait_for_file(folder: Path, timeout: float = 60.0) -> list[Path]:
         assert time.monotonic() < deadline, f"no autosave in {folder}"
         time.sleep(0.25)
     return list(folder.glob("*.jsonl"))
+
+
+def test_notebook7_draws_a_timeline_with_its_own_renderer(nb7: LabPage) -> None:
+    path = SESSIONS / "quickstart.jsonl"
+    nb7.server.write_notebook("nb7.ipynb", [f"import rlm_kernel\nrlm_kernel.timeline(r'{path}')"])
+    nb7.open_notebook("nb7.ipynb")
+    nb7.run_all()
+    [chart] = wait_for_charts(nb7, 1)
+    view = rlm_kernel.timeline(path)
+    assert chart["rects"] == expected_marks(view)
+    assert [x.strip() for x in chart["labels"]] == ["step 1", "step 2", "step 3"]
+    keep(nb7, 0, "timeline_quickstart_notebook7")

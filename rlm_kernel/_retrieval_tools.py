@@ -21,13 +21,15 @@ replay functions and their front ends); the session record names the retriever i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._prompts import CollectionInfo
 from ._sandbox import sandbox_safe
 from ._secrets import redact_url
 from .errors import ConfigError, RetrievalError
-from .retrieval._protocol import Retriever, supports
+
+if TYPE_CHECKING:
+    from .retrieval import Retriever
 
 MAX_K = 50
 SNIPPET_CHARS = 400
@@ -48,22 +50,22 @@ class CollectionTools:
     """A retriever and the scope a session sees of it, as the functions bound in its namespace."""
 
     def __init__(self, retriever: Retriever, within: frozenset[str] | None = None) -> None:
+        # Imported with the first collection: the retrieval package (its builder, sqlite3) is not
+        # part of ``import rlm_kernel`` (tests/test_startup.py).
+        from .retrieval import supports
+
         self.retriever = retriever
         self.within = within  # None: the whole collection
+        self.names = ["search", "get", *(m for m in OPTIONAL if supports(retriever, m))]
         self._clip_noted = False
 
-    @property
-    def names(self) -> list[str]:
-        """The tools this session has: search and get, and the optional ones the backend offers."""
-        return ["search", "get", *(m for m in OPTIONAL if supports(self.retriever, m))]
-
     def functions(self) -> dict[str, Callable[..., Any]]:
-        """The tools by name, each callable from the sandbox too (they only read the collection)."""
+        """The tools by name (``names``: search and get, and the optional ones the backend offers),
+        each callable from the sandbox too (they only read the collection)."""
         made: dict[str, Callable[..., Any]] = {"search": self._searcher("search")}
         made["get"] = self._getter()
-        for method in OPTIONAL:
-            if supports(self.retriever, method):
-                made[method] = self._searcher(method)
+        for method in self.names[2:]:
+            made[method] = self._searcher(method)
         return made
 
     def info(self, *, only: bool) -> CollectionInfo:
@@ -176,6 +178,8 @@ def collection_tools(retriever: object) -> CollectionTools | None:
             fix="Open it first: rlm_kernel.retrieval.open_retriever(path_or_dsn), or build one "
             "with rlm_kernel.index(source, path)",
         )
+    from .retrieval import Retriever
+
     if not isinstance(retriever, Retriever):
         missing = [m for m in ("search", "get", "count", "describe") if not hasattr(retriever, m)]
         raise ConfigError(
@@ -237,6 +241,16 @@ def for_child(parent: CollectionTools | None, scope: object) -> CollectionTools 
             "a child sees at most what you see"
         )
     return CollectionTools(parent.retriever, ids)
+
+
+def open_spec(spec: str, namespace: Mapping[str, Any] | None = None) -> object:
+    """``--retriever SPEC`` (``%rlm``, the CLI): a variable of ``namespace`` by that name, else an
+    index path or ``postgresql://`` DSN opened by ``rlm_kernel.retrieval.open_retriever``."""
+    if namespace is not None and spec.isidentifier() and spec in namespace:
+        return namespace[spec]
+    from .retrieval import open_retriever  # the backends load only when one is named
+
+    return open_retriever(spec)
 
 
 def require_retriever(recorded: Mapping[str, Any], retriever: object) -> None:

@@ -2,7 +2,7 @@
 trajectory to another format, ``install`` the kernel.
 
 Exit codes: 0 the model submitted an answer; 1 the run ended without one (a limit forced a best guess,
-or it was stopped); 2 bad command line; 3 configuration, context or recording problem, or the
+or it was stopped); 2 bad command line; 3 configuration, context, recording or index problem, or the
 ``--export`` file or the autosave could not be written (an answer is printed all the same, and the
 whole trajectory is written elsewhere); 4 the model endpoint failed (the session is saved and can be
 resumed); 130 interrupted.
@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from . import _stdjson as json
+from ._cli_index import add_index_command, index_command
 from ._config import RLM, parse_assignment
 from ._models_list import add_models_command, models_command
 from ._records import Result
 from ._replay import replay_session
+from ._retrieval_tools import open_spec
 from ._session import Session
 from ._timeline_view import draw_timeline
 from ._trajectory import Trajectory, probe_writable, unwritable
@@ -34,6 +36,7 @@ from .errors import (
     ContextError,
     ModelError,
     ReplayMissError,
+    RetrievalError,
     RLMError,
     TrajectoryError,
 )
@@ -64,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         "OPENAI_BASE_URL, RLM_MODEL, RLM_SUB_MODEL, ./.env) unless given here.",
     )
     run.add_argument("question")
-    run.add_argument("path", help="file, directory, glob, or - for standard input")
+    run.add_argument("path", nargs="?", help="file, directory, glob, or - for standard input")
     run.add_argument("--model", help="root model (RLM.model)")
     run.add_argument("--sub-model", help="model for sub-calls (RLM.sub_model)")
     run.add_argument("--base-url", help="OpenAI-compatible endpoint (RLM.base_url)")
@@ -82,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
             help=f"a directory or glob context loads {what} GLOB (repeatable; RLM.{flag})",
         )
     _add_set(run)
+    _add_retriever(run)
     run.add_argument(
         "--replay",
         metavar="RECORDING",
@@ -101,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     _demo_parser(commands)
     _examples_parser(commands)
     add_models_command(commands)
+    add_index_command(commands)
     _install_parser(commands)
     return parser
 
@@ -160,6 +165,15 @@ def _add_set(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_retriever(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retriever",
+        metavar="INDEX",
+        help="a collection the model searches (search/get): an index file or postgresql:// DSN; "
+        "PATH/CONTEXT may then be left out",
+    )
+
+
 def _add_export(parser: argparse.ArgumentParser) -> None:
     suffixes = ", ".join(s for f in FORMATS.values() for s in f.suffixes)
     parser.add_argument(
@@ -198,6 +212,7 @@ def _replay_parser(commands: Any) -> None:
     )
     replay.add_argument("--base-url", help="endpoint for --live-fallback (RLM.base_url)")
     _add_set(replay)
+    _add_retriever(replay)
     _add_export(replay)
     replay.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -316,11 +331,12 @@ def _check_export(path: str | None) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _check_export(args.export)
-    context: object = sys.stdin.read() if args.path == "-" else _existing(args.path)
+    context, retriever = _sources(args.path, args.retriever)
     output = _schema_file(args.output) if args.output else None
     if args.replay:
+        recording, over = Trajectory.load(args.replay), _overrides(args)
         session = replay_session(
-            Trajectory.load(args.replay), args.question, context, _overrides(args), output=output
+            recording, args.question, context, over, output=output, retriever=retriever
         )
     else:
         config = RLM().with_overrides(_overrides(args))
@@ -330,8 +346,16 @@ def _run(args: argparse.Namespace) -> int:
                 fix="Pass --model NAME, or set RLM_MODEL in the environment or ./.env",
                 setting="RLM.model",
             )
-        session = Session(args.question, context, config=config, output=output)
+        session = Session(args.question, context, config=config, output=output, retriever=retriever)
     return _drive(session, args)
+
+
+def _sources(path: str | None, retriever: str | None) -> tuple[object, object]:
+    """The context at PATH (- for standard input) and the --retriever opened; one is needed."""
+    if path is None and retriever is None:
+        raise ConfigError("No context", fix="Name a file, directory or glob, or pass --retriever")
+    context = None if path is None else sys.stdin.read() if path == "-" else _existing(path)
+    return context, None if retriever is None else open_spec(retriever)
 
 
 def _schema_file(path: str) -> dict[str, Any]:
@@ -362,12 +386,12 @@ def _replay(args: argparse.Namespace) -> int:
     recording = import_trajectory(args.recording)
     if args.context is None and args.timeline is not None:
         return draw_timeline(recording, args.timeline)
-    if args.context is None:
+    if args.context is None and args.retriever is None:
         raise ConfigError(
             "rlm-kernel replay needs CONTEXT: what the session was recorded on",
             fix="Name its file, directory or glob (- for standard input), or pass --timeline alone",
         )
-    context: object = sys.stdin.read() if args.context == "-" else _existing(args.context)
+    context, retriever = _sources(args.context, args.retriever)
     base = RLM().with_overrides(_overrides(args))
     # The recording decides models and limits; the endpoint is only for what it lacks.
     fallback = None
@@ -376,7 +400,13 @@ def _replay(args: argparse.Namespace) -> int:
 
         fallback = OpenAIClient(base)
     session = replay_session(
-        recording, None, context, base=base, fallback=fallback, speed=args.speed
+        recording,
+        None,
+        context,
+        base=base,
+        fallback=fallback,
+        speed=args.speed,
+        retriever=retriever,
     )
     code = _drive(session, args)
     if args.timeline is not None:
@@ -553,11 +583,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
         "demo": _demo,
         "examples": _examples,
         "models": models_command,
+        "index": index_command,
         "install": _install,
     }
     try:
         return commands[args.command](args)
-    except (ConfigError, ContextError, TrajectoryError) as exc:
+    except (ConfigError, ContextError, TrajectoryError, RetrievalError) as exc:
         print(f"rlm-kernel: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except ModelError as exc:

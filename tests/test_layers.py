@@ -71,6 +71,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_iteration",
             "_endings",
             "_guards",
+            "_retrieval_tools",
         ),
     ),
     ("session", ("_tree", "_preamble", "_recorder", "_session", "_reenact")),

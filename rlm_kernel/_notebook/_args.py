@@ -51,6 +51,7 @@ def _start_parser(prog: str, *, question: bool, context: bool) -> _Parser:
     p.add_argument("--mode")
     p.add_argument("--strategy", help="RLM.strategy: search-first, map-reduce, verify, or tips")
     p.add_argument("--tools", help="comma-separated names of functions in the notebook")
+    p.add_argument("--retriever", help="a retriever in the notebook, or an index path or DSN")
     p.add_argument(
         "--sub-tools",
         help="comma-separated names of functions or rlm_kernel.MCPServer specs in the notebook, "
@@ -131,6 +132,7 @@ _NOT_FOR_FOLLOW_UP = {
     "mode": "--mode",
     "strategy": "--strategy",
     "tools": "--tools",
+    "retriever": "--retriever",
     "sub_tools": "--sub-tools",
     "output": "--output",
     "include": "--include",
@@ -173,6 +175,7 @@ def parse_sub(name: str, tokens: list[str]) -> argparse.Namespace:
         p.add_argument("--live-fallback", action="store_true")
         p.add_argument("--step", action="store_true")
         p.add_argument("--output")  # a typed recording's class, so the value is its instance
+        p.add_argument("--retriever")  # what a recording that searched searches again
     elif name == "edit":
         p.add_argument("iteration", type=int)
         p.add_argument("--session")

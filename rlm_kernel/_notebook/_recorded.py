@@ -20,6 +20,7 @@ from IPython.core.error import UsageError
 from .._config import RLM
 from .._recovery import resume, resumed_config
 from .._replay import replay_session
+from .._retrieval_tools import open_spec
 from .._trajectory import Trajectory
 from ..errors import RecoveryWarning, RLMError
 from ..executors import Executor, NamespaceExecutor
@@ -55,14 +56,19 @@ class RecordedSessions:
 
     def replay(self, args: argparse.Namespace) -> None:
         """``%rlm replay PATH ctx``: re-enact the recording, driven as a new ``%rlm`` session is."""
-        if args.context is None:
+        if args.context is None and args.retriever is None:
             raise UsageError(
                 f"%rlm replay: which context? Pass the variable the session was recorded on: "
                 f"%rlm replay {args.path} ctx"
             )
         self._registry.refuse_while_running()
-        context = self._workspace.resolve_context(args.context)
+        context = None if args.context is None else self._workspace.resolve_context(args.context)
         try:
+            retriever = (
+                None
+                if args.retriever is None
+                else open_spec(args.retriever, self._workspace.user_ns)
+            )
             recording = Trajectory.load(Path(args.path).expanduser())
             fallback = self._live_fallback() if args.live_fallback else None
             self._workspace.protect_user_names(context)
@@ -75,6 +81,7 @@ class RecordedSessions:
                 base=self._settings,
                 fallback=fallback,
                 output=self._workspace.output(args.output),
+                retriever=retriever,
             )
         except RLMError as exc:
             raise UsageError(f"%rlm replay: {exc}") from None

@@ -15,6 +15,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, magics_class, no_var_expand
 
 from .._config import RLM
+from .._retrieval_tools import open_spec
 from .._session import Session
 from ..errors import RLMError
 from . import _args, _html
@@ -44,7 +45,7 @@ HELP = """Run a Recursive Language Model over a context held in a notebook varia
                                      models marked, with the price used when it reports none
   %rlm edit N [--session S]          put iteration N's code in a new cell to correct and re-run
   %rlm export PATH [--format json|jsonl|rlm-jsonl|ipynb|sft] [--session S]
-  %rlm replay PATH ctx [--speed X] [--step] [--live-fallback] [--output T]
+  %rlm replay PATH ctx [--speed X] [--step] [--live-fallback] [--output T] [--retriever R]
                                      re-enact a recorded session offline (no API key needed);
                                      --live-fallback asks the model what the recording lacks;
                                      --output T validates a typed one's answer as T again
@@ -59,6 +60,8 @@ Options: --model M  --sub-model M  --max-iterations N  --max-depth N  --mode rlm
          --include GLOB  --exclude GLOB (repeatable: which files of a directory context load,
          when ctx holds its path; .gitignore and the default skips apply: README "Loading a
          directory")
+         --retriever R (a collection to search: a retriever in the notebook, or an index
+         path or postgresql:// DSN; ctx may then be left out)
          --set NAME=VALUE (any RLM setting; `%config RLM` lists them)
 
 Examples:
@@ -138,19 +141,22 @@ class RLMMagics(Magics):
             return
         if not args.question:
             raise UsageError("%rlm: the question is empty")
-        if args.context is None:
+        if args.context is None and args.retriever is None:
             raise UsageError(
-                f'%rlm: which context? e.g. %rlm "{args.question}" ctx, where ctx is a variable'
+                f'%rlm: which context? e.g. %rlm "{args.question}" ctx, where ctx is a variable '
+                "(or --retriever NAME for a collection to search)"
             )
         self.sessions.refuse_while_running()
-        context = self.workspace.resolve_context(args.context)
+        context = None if args.context is None else self.workspace.resolve_context(args.context)
         _args.refuse_load_flags(args, context)
         config = self._config(args)
         self.workspace.protect_user_names(context)
         try:
+            retriever = self._retriever(args.retriever)
             session = Session(
                 args.question,
                 context,
+                retriever=retriever,
                 config=config,
                 executor=self.workspace.executor(config),
                 tools=self.workspace.tools(args.tools),
@@ -163,6 +169,10 @@ class RLMMagics(Magics):
         entry = NotebookSession(session, self._driver_for(session.config), step_mode=args.step)
         self.sessions.add(entry)
         entry.driver.start(entry)
+
+    def _retriever(self, spec: str | None) -> object:
+        """``--retriever``: a notebook variable by that name, else an index path or DSN."""
+        return None if spec is None else open_spec(spec, self.workspace.user_ns)
 
     def _driver_for(self, config: RLM) -> Driver:
         """A new session's driver, kept for its life: cells when the requesting front end can insert

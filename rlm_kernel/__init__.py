@@ -26,6 +26,7 @@ from .errors import (
     MCPServerError,
     ModelError,
     ReplayMissError,
+    RetrievalError,
     RLMError,
     SessionStateError,
     TrajectoryError,
@@ -36,15 +37,20 @@ if TYPE_CHECKING:
 
     from ._timeline_view import TimelineView
     from .exporters import export, import_trajectory
+    from .retrieval import index
 
 
 def __getattr__(name: str) -> Any:
-    """``export`` and ``import_trajectory`` are imported on first use (PEP 562): running a session or
-    starting the kernel needs no exporter."""
+    """``export``, ``import_trajectory`` and ``index`` are imported on first use (PEP 562): running a
+    session or starting the kernel needs no exporter and no index builder."""
     if name in ("export", "import_trajectory"):
         from . import exporters
 
         return getattr(exporters, name)
+    if name == "index":  # the retrieval package (sqlite3, the builder) only when an index is built
+        from .retrieval import index
+
+        return index
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -129,6 +135,7 @@ __all__ = [
     "RLMError",
     "ReplayMissError",
     "Result",
+    "RetrievalError",
     "Session",
     "SessionStateError",
     "Trajectory",
@@ -139,6 +146,7 @@ __all__ = [
     "describe_context",
     "export",
     "import_trajectory",
+    "index",
     "load_context",
     "resume",
     "run",

@@ -89,6 +89,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_demo",
             "_examples",
             "_models_list",
+            "_cli_index",
             "cli",
             "install",
         ),

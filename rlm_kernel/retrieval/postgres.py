@@ -4,7 +4,8 @@ One table holds the documents (``id``, ``title``, ``text``, ``meta`` jsonb) and 
 ``tsvector`` column (the title weighted A, the text B) with a GIN index on it. A query goes through
 ``websearch_to_tsquery`` (free text is always a valid query: quotes make a phrase, ``-word``
 excludes, ``or`` alternates, and nothing raises a syntax error), the hits are ranked by
-``ts_rank_cd`` (cover density: terms close together count more) and only the top ``k`` get a
+``ts_rank_cd`` (cover density: terms close together count more; divided by 1 + the log of the
+document's length, so a long document does not win by repeating a word) and only the top ``k`` get a
 ``ts_headline`` snippet, since a headline re-parses the whole document and is slow on many rows.
 ``within`` is a parameter of the query (``id = ANY(%s)``), never a filter after it.
 
@@ -24,24 +25,29 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import RetrievalError
+from ._build import Checkpoint
+from ._documents import Doc
 from ._protocol import Hit
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PostgresIndex", "PostgresRetriever", "parse_spec", "safe_dsn"]
+__all__ = ["PostgresRetriever", "PostgresWriter", "parse_spec", "safe_dsn"]
 
 CONFIGS = ("english", "simple")
 _SECRET_KEYS = ("password", "sslpassword", "passfile")
 _OPTIONS = ("table", "config")  # ours, taken out of a spec before libpq sees it
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _MAX_K = 1000
+MAX_QUERY_WORDS = 64
+# What makes a query more than a bag of words for websearch_to_tsquery: a phrase, an exclusion, an "or".
+_OPERATORS = re.compile(r'"|(?:^|\s)-\w|\bor\b', re.IGNORECASE)
 # A tsvector holds at most 1 MiB of lexemes; the text indexed is cut to this many characters so a
 # huge document is indexed by its start rather than refused (get() still returns all of it).
 INDEXED_CHARS = 500_000
@@ -177,7 +183,7 @@ def _read_comment(cur: psycopg.Cursor[Any], table: str) -> dict[str, Any] | None
 
 
 class PostgresRetriever:
-    """Search an index table of a PostgreSQL database (``PostgresIndex`` builds one).
+    """Search an index table of a PostgreSQL database (``rlm_kernel.index`` builds one).
 
     ``PostgresRetriever("postgresql://user:pw@host/db", table="documents")``; the configuration the
     table was built with is read from it. Thread-safe (one connection, calls serialised)."""
@@ -192,8 +198,15 @@ class PostgresRetriever:
             meta = _read_comment(cur, self.table)
         if meta is None:
             raise _missing(dsn, self.table)
+        if not meta.get("complete"):
+            raise RetrievalError(
+                f"the index table {self.table!r} in {safe_dsn(dsn)} is not finished"
+                f" ({int(meta.get('documents', 0)):,} documents so far, from {meta.get('source')!r})",
+                fix="rerun the same rlm_kernel.index(source, spec) to finish it",
+            )
         self.config = _config(str(meta.get("config", "english")))
-        self.complete = bool(meta.get("complete"))
+        self._count = int(meta.get("documents", 0))
+        self.source = str(meta.get("source", ""))
 
     @classmethod
     def from_spec(cls, spec: str, **kwargs: Any) -> PostgresRetriever:
@@ -206,14 +219,33 @@ class PostgresRetriever:
     ) -> list[Hit]:
         """The ``k`` best matches for ``query`` (web-search syntax), best first."""
         k = _check_k(k)
-        query = _clean(query)
-        if not query.strip() or (within is not None and not within):
+        if not isinstance(query, str):
+            raise RetrievalError(f"search() takes a str query, not a {type(query).__name__}")
+        words = _clean(query).split()
+        # A query of thousands of words (the same one repeated, say) made the server work for
+        # seconds (2,000 words: 21 s); no question needs more than the first MAX_QUERY_WORDS.
+        query = " ".join(words[:MAX_QUERY_WORDS])
+        if not query or (within is not None and not within):
             return []
-        scope = "AND id = ANY(%(within)s)" if within is not None else ""
+        scope = [_clean(str(i)) for i in within] if within is not None else None
+        hits = self._search("websearch_to_tsquery(%(cfg)s::regconfig, %(query)s)", query, k, scope)
+        if not hits and not _OPERATORS.search(query):
+            # websearch_to_tsquery ANDs the words: a question's word that no document has (the
+            # model writes "which issues mention…") empties the result. Then any of the words,
+            # ranked by how many and how close (ts_rank_cd), rather than nothing.
+            anyword = (
+                "replace(websearch_to_tsquery(%(cfg)s::regconfig, %(query)s)::text, ' & ', ' | ')"
+            )
+            hits = self._search(f"NULLIF({anyword}, '')::tsquery", query, k, scope)
+        return hits
+
+    def _search(self, tsquery: str, query: str, k: int, within: list[str] | None) -> list[Hit]:
+        scope = "AND d.id = ANY(%(within)s)" if within is not None else ""
+        # The k best first, the headlines for those alone: a headline re-parses its document.
         sql = f"""
-            WITH q AS (SELECT websearch_to_tsquery(%(cfg)s::regconfig, %(query)s) AS q),
+            WITH q AS (SELECT {tsquery} AS q),
             top AS (
-                SELECT d.id, d.title, d.text, ts_rank_cd(d.tsv, q.q) AS score
+                SELECT d.id, d.title, d.text, ts_rank_cd(d.tsv, q.q, 1) AS score
                 FROM {self.table} AS d, q
                 WHERE d.tsv @@ q.q {scope}
                 ORDER BY score DESC, d.id
@@ -224,13 +256,7 @@ class PostgresRetriever:
             FROM top, q
             ORDER BY top.score DESC, top.id
         """  # the table name is checked by _table_name; the rest are parameters
-        params = {
-            "cfg": self.config,
-            "query": query,
-            "k": k,
-            "hl": _HEADLINE,
-            "within": [_clean(str(i)) for i in within] if within is not None else None,
-        }
+        params = {"cfg": self.config, "query": query, "k": k, "hl": _HEADLINE, "within": within}
         with self._db.cursor() as cur:
             cur.execute(sql, params)
             rows = cur.fetchall()
@@ -258,16 +284,16 @@ class PostgresRetriever:
         return str(row[0])
 
     def count(self) -> int:
-        """How many documents the table holds (the planner's estimate is not used: exact)."""
-        with self._db.cursor() as cur:
-            cur.execute(f"SELECT count(*) FROM {self.table}")
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+        """How many documents the table holds (recorded when its build finished: no scan)."""
+        return self._count
 
     def describe(self) -> str:
-        """``PostgreSQL full-text index 'documents' (english) at postgresql://user@host:port/db``."""
-        state = "" if self.complete else ", build unfinished"
-        return f"PostgreSQL full-text index {self.table!r} ({self.config}{state}) at {safe_dsn(self._dsn)}"
+        """``PostgreSQL full-text index 'documents' (1,000 documents, english) at
+        postgresql://user@host:port/db``: never the password."""
+        return (
+            f"PostgreSQL full-text index {self.table!r} ({self._count:,} documents, {self.config})"
+            f" at {safe_dsn(self._dsn)}"
+        )
 
     def close(self) -> None:
         """Close the connection (a later call opens a new one)."""
@@ -305,14 +331,17 @@ def _clean(value: str) -> str:
     return value.replace("\x00", "")
 
 
-class PostgresIndex:
-    """Write an index table: ``create()``, ``add(documents)`` in batches, ``finish()``.
+class PostgresWriter:
+    """The builder's writer for a PostgreSQL table (``_build.IndexWriter``): ``rlm_kernel.index(source,
+    "postgresql://…?table=name")`` builds through it with the same batches, progress and resume as
+    the embedded index.
 
-    ``documents`` are ``(id, title, text, meta)`` tuples. Each ``add`` is one transaction (a
-    ``COPY`` into the table, with the position the source reached), so a build killed midway
-    leaves the batches before it and ``position()`` says where to go on from. ``finish()`` marks
-    the table complete. Rows are streamed to the server as they come: memory does not grow with the
-    collection.
+    Each batch is one transaction: a ``COPY`` of its rows into the table and the checkpoint (kept
+    in the table's comment, which PostgreSQL changes transactionally), so a build killed at any
+    point leaves the table as of its last checkpoint. The GIN index is made once at the end
+    (``finish``): building it over the whole table at once is faster than keeping it up to date
+    row by row, and a table that is not finished is not searched anyway. Rows stream to the server
+    as they come, so memory stays at one batch.
     """
 
     def __init__(
@@ -323,41 +352,71 @@ class PostgresIndex:
         config: str = "english",
         connect_timeout: float = 10.0,
     ) -> None:
+        import psycopg
+
         self.table = _table_name(table)
         self.config = _config(config)
         self._dsn = dsn
-        self._db = _Connection(dsn, self.table, connect_timeout)
+        try:
+            self._conn = psycopg.connect(dsn, connect_timeout=max(1, round(connect_timeout)))
+        except psycopg.Error as error:
+            raise _reworded(error, dsn, self.table) from None
 
     @classmethod
-    def from_spec(cls, spec: str, **kwargs: Any) -> PostgresIndex:
-        """``postgresql://…?table=name&config=simple``."""
+    def from_spec(cls, spec: str, **kwargs: Any) -> PostgresWriter:
+        """``postgresql://…?table=name&config=simple`` (table ``documents``, config ``english``)."""
         dsn, options = parse_spec(spec)
         if "config" in options:
             kwargs.setdefault("config", options["config"])
         return cls(dsn, options.get("table", "documents"), **kwargs)
 
-    def state(self) -> dict[str, Any] | None:
-        """What the table's comment says (config, complete, position, source), None without one."""
-        with self._db.cursor() as cur:
-            return _read_comment(cur, self.table)
+    @contextmanager
+    def _cursor(self) -> Iterator[psycopg.Cursor[Any]]:
+        import psycopg
 
-    def create(self, *, source: str = "", replace: bool = False) -> None:
-        """Make the table (dropping an existing one with ``replace``). An existing index table of
-        another configuration or source is refused rather than mixed into."""
-        with self._db.cursor() as cur:
-            existing = _read_comment(cur, self.table)
-            if existing is not None and not replace:
-                if (
-                    existing.get("config") != self.config
-                    or existing.get("source", source) != source
-                ):
-                    raise RetrievalError(
-                        f"{self.describe()} already holds an index of another source or"
-                        f" configuration ({existing.get('source')!r}, {existing.get('config')})",
-                        fix="pass replace=True to build it anew, or use another table",
-                    )
-                return
-            t, cfg = self.table, self.config
+        try:
+            with self._conn.cursor() as cur:
+                yield cur
+        except psycopg.errors.UniqueViolation as error:
+            self._conn.rollback()
+            detail = (error.diag.message_detail or "").replace("Key (id)=", "")
+            raise RetrievalError(
+                f"the source holds a document id twice: {detail}",
+                fix="give every document a unique id (id_field=…), then rebuild",
+            ) from None
+        except psycopg.Error as error:
+            if not self._conn.closed:
+                self._conn.rollback()
+            raise _reworded(error, self._dsn, self.table) from None
+
+    def checkpoint(self) -> Checkpoint | None:
+        """The committed checkpoint; None when there is no such table. A table of the same name
+        that rlm_kernel did not make is refused, never dropped."""
+        with self._cursor() as cur:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (self.table,))
+            exists = bool((cur.fetchone() or (False,))[0])
+            meta = _read_comment(cur, self.table) if exists else None
+        self._conn.commit()
+        if not exists:
+            return None
+        if meta is None:
+            raise RetrievalError(
+                f"{self.describe()}: the table exists and is not an rlm_kernel index",
+                fix="name another table (?table=…); rlm_kernel never replaces a table it did not make",
+            )
+        return Checkpoint(
+            fingerprint=str(meta.get("fingerprint", "")),
+            source=str(meta.get("source", "")),
+            cursor=meta.get("cursor"),
+            documents=int(meta.get("documents", 0)),
+            complete=bool(meta.get("complete")),
+        )
+
+    def start(self, fingerprint: str, source: str, cursor: Any) -> None:
+        """Drop the index table (an rlm_kernel one only: ``checkpoint`` checked) and make it anew."""
+        self.checkpoint()
+        t, cfg = self.table, self.config
+        with self._cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {t}")
             cur.execute(
                 f"""
@@ -373,65 +432,73 @@ class PostgresIndex:
                 )
                 """
             )
-            cur.execute(f"CREATE INDEX {t}_tsv ON {t} USING gin (tsv)")
-            self._comment(cur, {"position": 0, "source": source, "complete": False})
+            self._state = {
+                "fingerprint": fingerprint,
+                "source": source,
+                "cursor": cursor,
+                "documents": 0,
+                "complete": False,
+            }
+            self._comment(cur, self._state)
+        self._conn.commit()
 
-    def position(self) -> int:
-        """How many documents of the source the committed batches covered (0 for a new table)."""
-        meta = self.state()
-        return int(meta.get("position", 0)) if meta else 0
+    def add(self, docs: Sequence[Doc]) -> None:
+        """``COPY`` a batch into the table inside the open transaction."""
+        with (
+            self._cursor() as cur,
+            cur.copy(f"COPY {self.table} (id, title, text, meta) FROM STDIN") as copy,
+        ):
+            for doc in docs:
+                meta = json.dumps(doc.meta or {}, default=str, ensure_ascii=False)
+                copy.write_row((_clean(doc.id), _clean(doc.title), _clean(doc.text), _clean(meta)))
 
-    def add(
-        self, documents: Iterable[tuple[str, str, str, Mapping[str, Any]]], *, position: int
-    ) -> int:
-        """Write one batch in one transaction and record ``position`` (how far the source got);
-        an id already in the table is replaced. Returns how many rows were written."""
-        rows = 0
-        with self._db.cursor() as cur, cur.connection.transaction():
-            t = self.table
+    def commit(self, cursor: Any, documents: int) -> None:
+        """Commit the rows added since the last commit with the checkpoint after them."""
+        state = self._current()
+        state.update(cursor=cursor, documents=documents)
+        with self._cursor() as cur:
+            self._comment(cur, state)
+        self._conn.commit()
+
+    def finish(self, documents: int) -> None:
+        """Make the GIN index, ``ANALYZE``, and mark the build complete."""
+        state = self._current()
+        state.update(documents=documents, complete=True)
+        with self._cursor() as cur:
+            cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
             cur.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS _rlm_batch (LIKE {t} INCLUDING DEFAULTS)"
-                " ON COMMIT DELETE ROWS"
+                f"CREATE INDEX IF NOT EXISTS {self.table}_tsv ON {self.table} USING gin (tsv)"
             )
-            with cur.copy("COPY _rlm_batch (id, title, text, meta) FROM STDIN") as copy:
-                for doc_id, title, text, meta in documents:
-                    copy.write_row((_clean(doc_id), _clean(title), _clean(text), json.dumps(meta)))
-                    rows += 1
-            cur.execute(
-                f"INSERT INTO {t} (id, title, text, meta) SELECT DISTINCT ON (id) id, title, text, meta"
-                " FROM _rlm_batch ORDER BY id"
-                " ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, text = EXCLUDED.text,"
-                " meta = EXCLUDED.meta"
-            )
-            meta_now = _read_comment(cur, t) or {}
-            self._comment(cur, {**meta_now, "position": position})
-        return rows
-
-    def finish(self) -> PostgresRetriever:
-        """Mark the build complete (``ANALYZE`` too, for the planner) and open it for search."""
-        with self._db.cursor() as cur:
             cur.execute(f"ANALYZE {self.table}")
-            self._comment(cur, {**(_read_comment(cur, self.table) or {}), "complete": True})
-        self._db.close()
-        return PostgresRetriever(self._dsn, self.table)
+            self._comment(cur, state)
+        self._conn.commit()
 
     def size(self) -> int:
         """Bytes the table, its TOAST and its indexes take on the server."""
-        with self._db.cursor() as cur:
+        with self._cursor() as cur:
             cur.execute("SELECT pg_total_relation_size(to_regclass(%s))", (self.table,))
             row = cur.fetchone()
+        self._conn.commit()
         return int(row[0] or 0) if row else 0
 
     def describe(self) -> str:
         """The table and the server, without a password."""
-        return f"PostgreSQL index table {self.table!r} ({self.config}) at {safe_dsn(self._dsn)}"
+        return f"the PostgreSQL table {self.table!r} at {safe_dsn(self._dsn)}"
 
     def close(self) -> None:
-        """Close the connection."""
-        self._db.close()
+        """Close the connection; an uncommitted batch is rolled back by the server."""
+        self._conn.close()
 
     def __repr__(self) -> str:
-        return f"<PostgresIndex {self.describe()}>"
+        return f"<PostgresWriter {self.describe()}>"
+
+    def _current(self) -> dict[str, Any]:
+        state = getattr(self, "_state", None)
+        if state is None:  # resuming: the checkpoint the table holds
+            with self._cursor() as cur:
+                state = _read_comment(cur, self.table) or {}
+            self._state = state
+        return state
 
     def _comment(self, cur: psycopg.Cursor[Any], values: Mapping[str, Any]) -> None:
         text = json.dumps({"rlm_kernel": 1, **values, "config": self.config})

@@ -28,6 +28,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from rlm_kernel import RLM, Session
+from rlm_kernel._events import Event, IterationFinished
 from rlm_kernel._notebook.cells import status_message
 from rlm_kernel._notebook.status import StatusBar
 from rlm_kernel._progress import ProgressLine, ProgressWidget
@@ -390,3 +391,42 @@ def test_run_draws_a_line_on_a_terminal_and_nothing_into_a_pipe(
     assert "\r\x1b[Krlm " in text
     assert "rlm done · iteration 2/30" in text
     assert text.endswith("\r\x1b[K")
+
+
+def test_the_timeline_totals_are_the_snapshot_s_at_every_step_a_child_s_included(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    """The live timeline draws from the records (live == replay), so between two steps, when no
+    call is in flight, its lanes add up to the snapshot: tokens, root tokens, sub-calls."""
+    from rlm_kernel._timeline_view import timeline
+
+    root = [
+        fence("code = rlm_query('Find the vault code', P)\nprint(code)"),
+        fence("r = llm_batch(['a', 'b'])\nprint(r)"),
+        fence("FINAL(code)"),
+    ]
+    server = serve({"root": root, "sub": child_rlm_sub(lambda _request: "7781")})
+    config = RLM().with_overrides(settings(server, max_depth=2))
+    session = Session("What is the code?", "the vault code is 7781", config=config)
+    seen: list[tuple[tuple[int, int, int], tuple[int, int, int]]] = []
+
+    def at_step(event: Event) -> None:
+        if not isinstance(event, IterationFinished) or event.depth != 0:
+            return
+        every = [ln for t in timeline(session).timelines for ln in t.lanes]
+        lanes = [ln for ln in every if ln.depth == 0]  # a child's lanes are in its rlm_query's
+        drawn = (
+            sum(ln.root_tokens + ln.sub_tokens for ln in lanes),
+            sum(ln.root_tokens for ln in lanes),
+            sum(ln.subcalls for ln in every),  # each lane its own, the child's in the child's
+        )
+        snap = session.snapshot()
+        seen.append((drawn, (snap.tokens, snap.root_tokens, snap.subcalls)))
+
+    session.subscribe(at_step)
+    session.run()
+    assert session.answer == "7781"
+    assert len(seen) == 3
+    for drawn, snap in seen:
+        assert drawn == snap
+    assert seen[-1][1][0] == session.usage.total.total_tokens

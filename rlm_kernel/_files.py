@@ -16,7 +16,8 @@ The rules, for a directory (pruned unread: nothing below it is listed) and for a
 2. Default skips (``default_skips``): version control (``.git``, ``.hg``...: kept out even with the
    defaults off, as git itself never tracks ``.git``), tool caches, virtual environments (by name, and
    any directory holding ``pyvenv.cfg`` or ``conda-meta/``), dependencies (``node_modules``,
-   ``site-packages``, ``vendor``...), build output (``build``, ``dist``, ``target``, ``*.egg-info``...),
+   ``site-packages``, ``vendor``...), build output (``build``, ``dist``, ``target`` unless they hold an
+   ``__init__.py``, ``*.egg-info``...),
    any directory tagged ``CACHEDIR.TAG``, and generated files: lockfiles and minified ``*.min.js`` /
    ``*.min.css`` / ``*.map`` (repomix and aider skip the same; a question about a pinned version can
    still include them by name).
@@ -77,7 +78,7 @@ DEFAULT_SKIP_DIRS: dict[str, frozenset[str]] = {
     "cache": frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache",
         ".hypothesis", ".ipynb_checkpoints", ".cache", ".parcel-cache", ".sass-cache", ".gradle",
         ".next", ".nuxt", ".svelte-kit", ".turbo"}),
-    "virtual environment": frozenset({".venv", "venv", ".tox", ".nox", ".conda", "__pypackages__"}),
+    "virtual environment": frozenset({".venv", ".tox", ".nox", ".conda", "__pypackages__"}),
     "dependencies": frozenset({"node_modules", "bower_components", "jspm_packages", "site-packages",
         "vendor", ".bundle", ".eggs", ".terraform"}),
     "build output": frozenset({"build", "dist", "target", "_build", "htmlcov", "*.egg-info"}),
@@ -90,6 +91,10 @@ DEFAULT_SKIP_FILES: dict[str, frozenset[str]] = {
 }  # fmt: skip
 # Markers inside a directory that say what it is, whatever its name.
 _VENV_MARKERS = ("pyvenv.cfg", "conda-meta")
+# Names that are also Python packages (pypa/build's src/build/): skipped as build output unless the
+# directory holds an __init__.py, which build output's top never does. "venv" (the standard library
+# has a package of that name) is left to the markers above.
+_UNLESS_PACKAGE = frozenset({"build", "dist", "target"})
 _CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"  # bford.info/cachedir
 _IGNORE_FILES = (".gitignore", ".ignore")  # later wins within one directory
 
@@ -290,18 +295,25 @@ class PathRules:
             return None
         if name in _VCS:
             return "version control"
-        if self.rules.default_skips and (skip := _dir_skip(name)) is not None:
-            return skip
+        if self.rules.default_skips and name not in _UNLESS_PACKAGE:
+            skip = _dir_skip(name)
+            if skip is not None:
+                return skip
         parent = rel[: rel.rstrip("/").rfind("/") + 1]
         return self._ignored(rel, self.ignores_for(parent))
 
     def marker_reason(self, rel: str, names: Iterable[str] | None = None) -> str | None:
         """The verdict on a directory from what it holds: a virtual environment or a tagged cache
-        under any name."""
+        under any name, build output that is not a package of that name."""
         if not self.rules.default_skips or self._named_by_include(rel):
             return None
         path = os.path.join(self.top, rel)
         listed = set(names) if names is not None else None
+        name = rel.rstrip("/").rsplit("/", 1)[-1]
+        if name in _UNLESS_PACKAGE:
+            init = os.path.join(path, "__init__.py")
+            if not ("__init__.py" in listed if listed is not None else os.path.exists(init)):
+                return _dir_skip(name)
         for marker in _VENV_MARKERS:
             there = (
                 marker in listed

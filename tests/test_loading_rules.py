@@ -172,6 +172,10 @@ def test_odd_entries_each_get_a_reason(tmp_path: Path) -> None:
     write(tree / ".git" / "HEAD", "ref: refs/heads/main\n")
     write(tree / "env-conda" / "conda-meta" / "history", "==> 2026 <==\n")
     write(tree / "wide.txt", "wide text".encode("utf-16"))
+    # Packages named like build output or a venv (pypa/build's src/build/, the stdlib's venv/).
+    write(tree / "src" / "build" / "__init__.py", "")
+    write(tree / "src" / "venv" / "__init__.py", "")
+    write(tree / "src" / "build" / "dist" / "out.txt", "build output inside the package\n")
     os.mkfifo(tree / "pipe")  # a read would block forever
     (tree / "loop").symlink_to(tree, target_is_directory=True)
     docs = load_context(tree)
@@ -181,8 +185,10 @@ def test_odd_entries_each_get_a_reason(tmp_path: Path) -> None:
         "env-conda/": "virtual environment",  # by its conda-meta/
         "loop/": "symlinked directory (not followed)",
         "pipe": "not a regular file",
+        "src/build/dist/": "build output",
         "wide.txt": "binary",  # UTF-16 is full of NUL bytes: binary unless asked for
     }
+    assert {"src/build/__init__.py", "src/venv/__init__.py"} <= set(docs)
     wide = load_context(tree / "wide.txt", encoding="utf-16")
     assert wide == "wide text"
     # With the defaults off, version control still stays out; an include glob naming it does not.
@@ -191,7 +197,7 @@ def test_odd_entries_each_get_a_reason(tmp_path: Path) -> None:
     assert off.skip_reasons[".git/"] == "version control"
     named = load_context(tree, include=[".git/", "*.py"])
     assert isinstance(named, Documents)
-    assert set(named) == {".git/HEAD", "a.py"}
+    assert set(named) == {".git/HEAD", "a.py", "src/build/__init__.py", "src/venv/__init__.py"}
 
 
 def test_include_and_exclude_globs(project: Path) -> None:

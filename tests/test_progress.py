@@ -27,7 +27,8 @@ def test_progress_line_follows_the_session(serve: Callable[..., ScriptedServer])
     assert "3 sub-calls" in final
     assert "in flight" not in final
     drawn = stream.getvalue()
-    assert drawn.startswith("\r\x1b[Krlm ") and drawn.endswith("\r\x1b[K")  # cleared at close
+    assert drawn.startswith("\r\x1b[Krlm ")
+    assert drawn.endswith("\r\x1b[K")  # cleared at close
     assert "rlm done · iteration 2/30" in drawn  # the state change to done is drawn at once
     total = session.usage.total.total_tokens
     root = session.root_usage.total.total_tokens

@@ -339,14 +339,17 @@ def _session_chart(t: Timeline, label: str, span: float, most: int) -> dict[str,
     }
 
 
-def _subtitle(t: Timeline, costs: list[float]) -> str:
+def _subtitle(t: Timeline, costs: list[float], *, legend: bool = True) -> str:
     steps = sum(1 for ln in t.lanes if ln.kind == "step" and ln.depth == 0)
+    what = (
+        f"{steps} step{'s' if steps != 1 else ''}" if steps or t.ended != "baseline" else "one call"
+    )
     state = f"ended: {t.ended}" if t.ended else "running or paused"
     tokens = sum(ln.root_tokens + ln.sub_tokens for ln in t.lanes if ln.depth == 0)
     cost = f", ${sum(costs):.4f}" if costs else ""
-    return (
-        f"{steps} step{'s' if steps != 1 else ''}, {t.duration:.1f} s, {tokens:,} tokens{cost}, "
-        f"{state} · faded, dashed bars: cached"
+    cached = legend and any(b.cached for b in t.bars)
+    return f"{what}, {t.duration:.1f} s, {tokens:,} tokens{cost}, {state}" + (
+        " · faded, dashed bars: cached" if cached else ""
     )
 
 
@@ -355,8 +358,8 @@ SHADES = " ▁▂▃▄▅▆▇█"
 
 
 def _text(t: Timeline, label: str, span: float, width: int) -> str:
-    summary = _subtitle(t, [ln.cost for ln in t.lanes if ln.cost is not None])
-    lines = [f"{label}  [{t.session_id}]", summary.replace(" · faded, dashed bars: cached", "")]
+    summary = _subtitle(t, [ln.cost for ln in t.lanes if ln.cost is not None], legend=False)
+    lines = [f"{label}  [{t.session_id}]", summary]
     lines.append(" " * 26 + "0 s".ljust(width - 8) + f"{span:.1f} s".rjust(8))
     per = span / width
     for index, lane in enumerate(t.lanes):

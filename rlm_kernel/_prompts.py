@@ -42,7 +42,7 @@ class ToolSpec:
 class CollectionInfo:
     """What the prompt says of a session's collection (``retriever=``): bounded whatever its size."""
 
-    description: str  # the backend's one line, already cut (``_retrieval_tools.DESCRIBE_CHARS``)
+    description: str  # the backend's one line, at most ``DESCRIBE_CHARS`` (``_retrieval_tools``)
     count: int  # documents the session may reach (its scope's, for a child given one)
     tools: tuple[str, ...]  # search, get and the optional ones the backend has
     scoped: bool  # a parent RLM chose these documents
@@ -133,7 +133,9 @@ The documents are not in memory: reach them through `search` and `get` only.
 4. Keep what you find in variables and combine it in code.
 """
 
-# The collection's count, in a field this wide: the prompt is the same size for any collection.
+# The collection's description (cut to this many characters) and count, each in a field of fixed
+# width, padded: the prompt is the same size for any collection (a backend's line names its count).
+DESCRIBE_CHARS = 120
 _COUNT_WIDTH = 13
 
 
@@ -142,7 +144,7 @@ def collection_lines(collection: CollectionInfo) -> list[str]:
     whose = "chosen for you by the parent RLM" if collection.scoped else "in the collection"
     tools = ", ".join(f"{name}()" for name in collection.tools)
     return [
-        f"Your collection: {collection.description}",
+        f"Your collection: {collection.description:<{DESCRIBE_CHARS}}",
         f"Documents {whose}: {collection.count:>{_COUNT_WIDTH},}. Tools: {tools}.",
     ]
 

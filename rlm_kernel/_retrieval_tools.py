@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._prompts import CollectionInfo
+from ._prompts import DESCRIBE_CHARS, CollectionInfo
 from ._sandbox import sandbox_safe
 from ._secrets import redact_url
 from .errors import ConfigError, RetrievalError
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 MAX_K = 50
 SNIPPET_CHARS = 400
-DESCRIBE_CHARS = 120
 OPTIONAL = ("vector_search", "hybrid_search")
 NAMES = ("search", "get", *OPTIONAL)
 

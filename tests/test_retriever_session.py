@@ -31,6 +31,7 @@ from rlm_kernel.testing import (
     ScriptedServer,
     configure,
     fence,
+    run_cli,
     settings,
 )
 
@@ -428,3 +429,85 @@ def test_rlm_retriever_in_a_real_kernel(
         "import rlm_kernel\ns = rlm_kernel.current_session()\nprint(s.answer, s.trajectory.session['retriever']['count'])"
     )
     assert after.stdout.strip() == "c3 3"
+
+
+# --- on a real index (rlm_kernel.index: the SQLite FTS5 backend) --------------------------------------
+
+
+def ledger_index(path: Path, n: int) -> Any:
+    """An SQLite index of ``n`` small records; record 7 is the one about the flood."""
+    docs = {f"rec{i}": f"Record {i}: the town ledger lists {i} barrels." for i in range(n)}
+    docs["rec7"] = "Record 7: the flood of the spring reached the mill."
+    return rlm_kernel.index(docs, path, progress=False)
+
+
+def test_the_root_prompt_is_the_same_size_for_a_small_and_a_large_real_index(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    lengths = []
+    for n, where in ((100, "small"), (20_000, "large")):
+        index = ledger_index(tmp_path / where / "ledger.sqlite", n)
+        assert index.count() == n
+        script = [
+            fence('hits = search("flood mill")\nprint(hits[0]["id"])'),
+            fence("FINAL(hits[0]['id'])"),
+        ]
+        server = serve({"root": script})
+        result = rlm_kernel.run(
+            "Which record tells of the flood?", retriever=index, **settings(server)
+        )
+        assert result.answer == "rec7"
+        sent = server.requests[0].messages
+        assert f"({n:,} documents)" in str(sent[1]["content"])  # the backend's own line names it
+        lengths.append(sum(len(str(m["content"])) for m in sent))
+    assert lengths[0] == lengths[1]
+
+
+def test_the_cli_runs_and_replays_with_an_index_as_the_retriever(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    ledger_index(tmp_path / "ledger.sqlite", 50)
+    code = 'hits = search("flood")\ntext = get(hits[0]["id"])\nprint(text[:9])'
+    server = serve({"root": [fence(code), fence("FINAL(text)")]})
+    question = "What reached the mill?"
+    done = run_cli(
+        "run", question, "--retriever", "ledger.sqlite", "--model", "root", "--base-url",
+        server.base_url, "--export", "rec.json", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Record 7: the flood of the spring reached the mill."
+    recorded = Trajectory.load(tmp_path / "rec.json")
+    assert (
+        recorded.session["retriever"]["describe"]
+        == "SQLite FTS5 index ledger.sqlite (50 documents)"
+    )
+    server.stop()
+    again = run_cli("replay", "rec.json", "--retriever", "ledger.sqlite", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == done.stdout.strip()
+    missing = run_cli("replay", "rec.json", "--retriever", "nothing.sqlite", cwd=tmp_path)
+    assert missing.returncode != 0
+    assert "nothing.sqlite" in missing.stderr
+    neither = run_cli("run", question, "--model", "root", cwd=tmp_path)
+    assert neither.returncode != 0
+    assert "pass --retriever" in neither.stderr
+
+
+def test_rlm_retriever_names_an_index_path_in_a_real_kernel(
+    kernel: Kernel, serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    path = tmp_path / "ledger.sqlite"
+    ledger_index(path, 50)
+    script = [
+        fence('hits = search("flood")\nprint(len(hits), hits[0]["id"])'),
+        fence("FINAL(hits[0]['id'])"),
+    ]
+    server = serve({"root": script})
+    configure(kernel, server)
+    run = kernel.run(f'%rlm "Which record tells of the flood?" --retriever {path}')
+    assert not run.errors, run.errors
+    assert "rec7" in run.stdout
+    bad = kernel.run(f'%rlm "q" --retriever {tmp_path / "absent.sqlite"}')
+    assert not bad.errors, bad.errors  # a usage error, not a traceback
+    assert "%rlm: " in bad.stderr
+    assert "absent.sqlite" in bad.stderr

@@ -52,6 +52,7 @@ class Server:
     port: int
     bindir: Path
     run_as: str | None
+    durable: bool = False  # True: fsync and full-page writes as a real server has them (benchmarks)
 
     @property
     def dsn(self) -> str:
@@ -82,13 +83,14 @@ class Server:
             "-E",
             "UTF8",
             "--locale=C",
-            "--no-sync",
+            *([] if self.durable else ["--no-sync"]),
         )
         self._chown()
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=40"
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=40"
         )
+        if not self.durable:  # a test's data may be lost in a crash: it is deleted anyway
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             "pg_ctl", "-D", str(data), "-l", str(self.root / "log"), "-o", options, "-w", "start"
         )
@@ -108,7 +110,7 @@ class Server:
             os.chown(path, user.pw_uid, user.pw_gid)
 
 
-def start_server() -> Server | str:
+def start_server(*, durable: bool = False) -> Server | str:
     """A started cluster, or why none can be started here."""
     import importlib.util
 
@@ -125,7 +127,7 @@ def start_server() -> Server | str:
             return "running as root and there is no 'postgres' user to run the server as"
         run_as = "postgres"
     root = Path(tempfile.mkdtemp(prefix="rlm-pg-"))
-    server = Server(root, free_port(), where, run_as)
+    server = Server(root, free_port(), where, run_as, durable)
     if run_as:
         server._chown()
     try:

@@ -29,7 +29,9 @@ class Hit(TypedDict):
 class Retriever(Protocol):
     """A searchable collection of text documents, each with a string id."""
 
-    def search(self, query: str, k: int = 10, *, within: Collection[str] | None = None) -> list[Hit]:
+    def search(
+        self, query: str, k: int = 10, *, within: Collection[str] | None = None
+    ) -> list[Hit]:
         """The ``k`` best keyword (BM25-style) matches for ``query``, best first; with ``within``,
         only among those document ids."""
         ...

@@ -19,6 +19,7 @@ read-only; a finished index is switched out of WAL, so it is one self-contained 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -40,7 +41,7 @@ SCHEMA_VERSION = 1
 TITLE_WEIGHT = 2.0
 SNIPPET_TOKENS = 32
 TOKENIZE = "porter unicode61 remove_diacritics 2"
-_TERMS = re.compile(r'"([^"]*)"?|(\S+)')
+_TERMS = re.compile(r'"([^"]*)"|(\S+)')  # a lone quote is part of a word, and dropped
 _WORD = re.compile(r"\w")
 
 _SCHEMA = f"""
@@ -102,12 +103,18 @@ class SQLiteWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as e:
             raise _not_an_index(self.path, e) from e
-        # A killed process loses nothing committed at NORMAL in WAL mode; only power loss could,
-        # and then the build resumes from an earlier checkpoint.
-        self.db.execute("PRAGMA synchronous = NORMAL")
+        self._wal = False
+
+    def _writing(self) -> None:
+        """WAL from the first write on (a finished index only looked at stays as it is). A killed
+        process loses nothing committed at synchronous=NORMAL in WAL mode; only a power loss could,
+        and then the build resumes from an earlier checkpoint."""
+        if not self._wal:
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self._wal = True
 
     def checkpoint(self) -> Checkpoint | None:
         """The committed checkpoint; None for a new file. A file that is not an index is refused
@@ -128,6 +135,7 @@ class SQLiteWriter:
     def start(self, fingerprint: str, source: str, cursor: Any) -> None:
         """Drop what the file holds and make the tables, with a fresh checkpoint."""
         drop = "DROP TABLE IF EXISTS fts; DROP TABLE IF EXISTS docs; DROP TABLE IF EXISTS build;"
+        self._writing()
         self.db.executescript(
             f"BEGIN IMMEDIATE; {drop} {_SCHEMA} "
             f"INSERT INTO build VALUES ('schema', '{SCHEMA_VERSION}'); COMMIT;"
@@ -136,6 +144,7 @@ class SQLiteWriter:
 
     def add(self, docs: Sequence[Doc]) -> None:
         """Insert a batch in the open transaction; an id already there is the source's error."""
+        self._writing()
         if not self.db.in_transaction:
             self.db.execute("BEGIN")
         rows = [
@@ -168,6 +177,7 @@ class SQLiteWriter:
         self._record(Checkpoint(state["fingerprint"], state["source"], cursor, documents, False))
 
     def _record(self, checkpoint: Checkpoint) -> None:
+        self._writing()
         if not self.db.in_transaction:
             self.db.execute("BEGIN")
         value = json.dumps(vars(checkpoint))
@@ -181,7 +191,9 @@ class SQLiteWriter:
         state = _checkpoint(self.db, self.path)
         fingerprint, source, cursor = state["fingerprint"], state["source"], state["cursor"]
         self._record(Checkpoint(fingerprint, source, cursor, documents, True))
-        self.db.execute("PRAGMA journal_mode = DELETE")
+        # A reader holding it open (a rebuild under a live retriever) keeps it WAL: as valid.
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.db.execute("PRAGMA journal_mode = DELETE")
 
     def size(self) -> int:
         """Bytes on disk: the file, with its write-ahead log while there is one."""

@@ -9,6 +9,8 @@ runs in the kernel test too; the index backends are tested with their own module
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -388,6 +390,13 @@ def test_the_reference_protocol_lists_the_tools_and_the_collection(
     assert "Your context is" not in first
 
 
+def test_arun_takes_the_retriever_as_run_does(serve: Callable[..., ScriptedServer]) -> None:
+    assert "retriever" in inspect.signature(rlm_kernel.arun).parameters
+    server = serve({"root": [fence('hit = search("cellar")[0]'), fence("FINAL(hit['id'])")]})
+    result = asyncio.run(rlm_kernel.arun("q", retriever=DictRetriever(DOCS), **settings(server)))
+    assert result.answer == "b2"
+
+
 def test_bad_retrievers_and_clashing_tools_are_refused_clearly() -> None:
     with pytest.raises(ConfigError, match="is a string; run\\(\\) and Session take a retriever"):
         rlm_kernel.Session(
@@ -507,6 +516,20 @@ def test_rlm_retriever_names_an_index_path_in_a_real_kernel(
     run = kernel.run(f'%rlm "Which record tells of the flood?" --retriever {path}')
     assert not run.errors, run.errors
     assert "rec7" in run.stdout
+    saved = kernel.run("import rlm_kernel\nprint(rlm_kernel.current_session().path)")
+    recording = saved.stdout.strip()
+    # A replay runs the recorded code again: on the index named again, with no model.
+    server.stop()
+    again = kernel.run(f"%rlm replay {recording} --retriever {path}")
+    assert not again.errors, again.errors
+    assert "rec7" in again.stdout
+    without = kernel.run(f"%rlm replay {recording}")
+    assert "(or --retriever R for one that searched a collection)" in without.stderr
+    kernel.run("ctx = 'some text'")
+    with_text = kernel.run(f"%rlm replay {recording} ctx")
+    assert (
+        "searched a collection (SQLite FTS5 index ledger.sqlite (50 documents))" in with_text.stderr
+    )
     bad = kernel.run(f'%rlm "q" --retriever {tmp_path / "absent.sqlite"}')
     assert not bad.errors, bad.errors  # a usage error, not a traceback
     assert "%rlm: " in bad.stderr

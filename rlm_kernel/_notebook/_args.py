@@ -164,6 +164,7 @@ def parse_sub(name: str, tokens: list[str]) -> argparse.Namespace:
         p.add_argument("session", nargs="?")
     if name == "resume":
         p.add_argument("--from", dest="source", metavar="PATH")
+        p.add_argument("--retriever")  # what a recording that searched searches again
     elif name == "export":
         p.add_argument("path")
         p.add_argument("--format")

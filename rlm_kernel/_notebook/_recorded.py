@@ -59,7 +59,7 @@ class RecordedSessions:
         if args.context is None and args.retriever is None:
             raise UsageError(
                 f"%rlm replay: which context? Pass the variable the session was recorded on: "
-                f"%rlm replay {args.path} ctx"
+                f"%rlm replay {args.path} ctx (or --retriever R for one that searched a collection)"
             )
         self._registry.refuse_while_running()
         context = None if args.context is None else self._workspace.resolve_context(args.context)
@@ -100,19 +100,25 @@ class RecordedSessions:
                 f"%rlm replay --live-fallback needs a model to ask what the recording lacks: {exc}"
             ) from None
 
-    def resume_from(self, source: str, context_name: str | None) -> None:
-        """``%rlm resume --from PATH ctx``: ``rlm_kernel.resume``, then on with the live model, inline."""
+    def resume_from(
+        self, source: str, context_name: str | None, retriever_spec: str | None = None
+    ) -> None:
+        """``%rlm resume --from PATH ctx [--retriever R]``: ``rlm_kernel.resume``, then on with the
+        live model, inline."""
         path = Path(source).expanduser()
-        if context_name is None:
+        if context_name is None and retriever_spec is None:
             raise UsageError(
                 f"%rlm resume --from: which context? The record keeps only the context's "
                 f"fingerprint, never the context: %rlm resume --from {source} ctx, where ctx holds "
                 "what the session ran on"
             )
         self._registry.refuse_while_running()
-        context = self._workspace.resolve_context(context_name)
+        context = None if context_name is None else self._workspace.resolve_context(context_name)
         gates: list[_Gate] = []
         try:
+            retriever = None
+            if retriever_spec is not None:
+                retriever = open_spec(retriever_spec, self._workspace.user_ns)
             recording = Trajectory.load(path)
             sid = recording.session["session_id"]
             if sid in self._registry:  # two live copies would both append to one file
@@ -127,7 +133,9 @@ class RecordedSessions:
                 gate.open = False
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RecoveryWarning)
-                session = resume(path, context, config=config, executor=executor)
+                session = resume(
+                    path, context, config=config, executor=executor, retriever=retriever
+                )
         except RLMError as exc:
             raise UsageError(f"%rlm resume: {exc}") from None
         finally:

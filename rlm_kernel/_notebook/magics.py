@@ -39,6 +39,7 @@ HELP = """Run a Recursive Language Model over a context held in a notebook varia
   %rlm resume --from PATH ctx        take a session up again from its trajectory file after a
                                      kernel crash or restart (its code re-runs, no tokens spent;
                                      it runs in this cell, also in JupyterLab)
+                                     (--retriever R: the collection it searched)
   %rlm status [session] | list
   %rlm models [--model M] [--sub-model M] [--base-url U]
                                      the endpoint's models (GET /models), the root and sub
@@ -203,7 +204,7 @@ class RLMMagics(Magics):
             self.recorded.replay(args)
             return
         if name == "resume" and args.source is not None:
-            self.recorded.resume_from(args.source, args.session)
+            self.recorded.resume_from(args.source, args.session, args.retriever)
             return
         entry = self.sessions.lookup(getattr(args, "session", None))
         session = entry.session

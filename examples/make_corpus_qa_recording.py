@@ -120,6 +120,7 @@ def main() -> None:
             )
         os.chdir(HERE)
     assert result.ok, result.message
+    assert result.answer is not None
     truth = make_issues.truth(make_issues.issues(N))
     assert result.answer.startswith(f"{truth['repo']}:"), (result.answer, truth)
     assert truth["version"] in result.answer, (result.answer, truth)

@@ -81,6 +81,17 @@ SHOWS = {
         "team_of (python): The team a person",
         "['assistant', 'system', 'user'] False",
     ],
+    "corpus_qa.ipynb": [
+        "30,000 issues, 11,785,798 characters, about 2,946,449 tokens",
+        "the window: 128,000 tokens; the collection is 23 times that",
+        "SQLite FTS5 index issues.sqlite (30,000 documents) | ",
+        "224 distinct issues from 5 searches",
+        "all of them, by repository: [('quartz-gateway', 133), ('orbit-agent', 78)",  # the decoy
+        "open ones, by repository: [('orbit-agent', 77), ('quartz-gateway', 13)",
+        "truth: orbit-agent (311 open leak issues in all), version v2.14.3; most leak issues in all: "
+        "quartz-gateway",
+        "the answer matches the ground truth: True",
+    ],
 }
 
 
@@ -148,6 +159,33 @@ def test_the_ops_log_is_what_its_generator_writes() -> None:
     recording = rlm_kernel.Trajectory.load(EXAMPLES / "sessions" / "quickstart.jsonl")
     digest = hashlib.sha256((EXAMPLES / "ops-log.txt").read_text(encoding="utf-8").encode())
     assert recording.session["context"]["sha256"] == digest.hexdigest()
+
+
+def test_the_corpus_qa_recording_answers_what_the_generator_planted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import make_corpus_qa_recording as made
+    import make_issues
+
+    recording = rlm_kernel.Trajectory.load(EXAMPLES / "sessions" / "corpus_qa.jsonl")
+    assert recording.session["question"] == made.QUESTION
+    notebook = nbformat.read(EXAMPLES / "corpus_qa.ipynb", as_version=4)
+    assert any(f'%rlm "{made.QUESTION}" --retriever idx' in c.source for c in notebook.cells)
+    described = f"SQLite FTS5 index {made.INDEX_NAME} ({made.N:,} documents)"
+    assert recording.session["retriever"]["describe"] == described  # no path of the machine
+    truth = make_issues.truth(make_issues.issues(made.N))
+    planted = make_issues.planted(made.N)
+    assert (truth["repo"], truth["version"]) == (planted["repo"], planted["version"])
+    assert truth["most_in_all"] == planted["most_in_all"]  # the decoy is there to be fallen for
+    final = recording.final
+    assert final is not None
+    assert final["reason"] == "final", final
+    assert final["answer"].startswith(f"{truth['repo']}:"), final["answer"]
+    assert truth["version"] in final["answer"]
+    code = "\n".join(it["code"] for it in recording.iterations)
+    assert "search(" in code
+    assert "get(" in code  # the state is read from the issue, not from the hit
 
 
 @pytest.mark.timeout(600)

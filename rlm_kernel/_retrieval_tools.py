@@ -20,13 +20,14 @@ replay functions and their front ends); the session record names the retriever i
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._prompts import DESCRIBE_CHARS, CollectionInfo
 from ._sandbox import sandbox_safe
 from ._secrets import redact_url
-from .errors import ConfigError, RetrievalError
+from .errors import ConfigError, ContextMismatchWarning, RetrievalError
 
 if TYPE_CHECKING:
     from .retrieval import Retriever
@@ -253,11 +254,22 @@ def open_spec(spec: str, namespace: Mapping[str, Any] | None = None) -> object:
 
 
 def require_retriever(recorded: Mapping[str, Any], retriever: object) -> None:
-    """A replay of a session that had a collection needs it again: its code searches it."""
+    """A replay of a session that had a collection needs it again: its code searches it. One that
+    describes itself otherwise (another backend or file, another count) is warned about."""
     entry = recorded.get("retriever")
     if entry is not None and retriever is None:
         raise ConfigError(
             f"The recorded session searched a collection ({entry.get('describe', '?')}); its code "
             "runs again and needs it",
             fix="Pass the retriever again: retriever=... (--retriever PATH on the command line)",
+        )
+    given = collection_tools(retriever)
+    if entry is not None and given is not None and given.description() != entry.get("describe"):
+        warnings.warn(
+            ContextMismatchWarning(
+                f"The collection is {given.description()!r}, the session was recorded on "
+                f"{entry.get('describe')!r}: the replayed model answers may not fit what its "
+                "searches now find"
+            ),
+            stacklevel=3,
         )

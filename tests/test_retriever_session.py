@@ -24,7 +24,7 @@ from rlm_kernel import RLM
 from rlm_kernel._replay import replay_session
 from rlm_kernel._retrieval_tools import MAX_K, SNIPPET_CHARS
 from rlm_kernel._trajectory import Trajectory
-from rlm_kernel.errors import ConfigError
+from rlm_kernel.errors import ConfigError, ContextMismatchWarning
 from rlm_kernel.retrieval._protocol import Retriever
 from rlm_kernel.testing import (
     SECRET,
@@ -376,6 +376,10 @@ def test_a_session_that_searched_replays_with_its_retriever_and_not_without(
     ).run()
     assert replayed.answer == DOCS["b2"]
     assert [c[0] for c in again.calls] == ["search", "get"]
+    with pytest.warns(ContextMismatchWarning, match="'other collection', the session was recorded"):
+        replay_session(
+            recording, None, None, retriever=DictRetriever(DOCS, describe="other collection")
+        )
     # resume: the code runs again, searching the collection given again.
     resumed = rlm_kernel.resume(result.path, None, retriever=DictRetriever(DOCS))
     assert resumed.state == "done"

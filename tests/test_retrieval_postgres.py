@@ -21,6 +21,7 @@ from rlm_kernel.errors import RetrievalError
 from rlm_kernel.retrieval._build import build
 from rlm_kernel.retrieval._documents import documents
 from rlm_kernel.retrieval._protocol import Retriever
+from rlm_kernel.testing import run_cli
 
 psycopg = pytest.importorskip("psycopg") if not os.environ.get("CI") else __import__("psycopg")
 from rlm_kernel.retrieval.postgres import (  # noqa: E402 - after the importorskip
@@ -471,3 +472,52 @@ def test_issue_generator_is_deterministic_and_plants_the_answer() -> None:
         assert found["open"] >= expected["open_at_least"]
     with pytest.raises(ValueError, match="nothing is planted"):
         make_issues.planted(100)
+
+
+# ---- through rlm_kernel.index / open_retriever / the CLI ---------------------------------------
+
+
+def test_rlm_kernel_index_builds_into_postgres(postgres: str, tmp_path: Path) -> None:
+    import rlm_kernel
+    from rlm_kernel.retrieval import Progress, open_retriever
+
+    source = tmp_path / "issues.jsonl"
+    with source.open("w", encoding="utf-8") as f:
+        make_issues.write_jsonl(2500, f)
+    seen: list[Progress] = []
+    spec = f"{postgres}?table=via_index&config=simple"
+    r = rlm_kernel.index(source, spec, progress=seen.append)
+    assert isinstance(r, PostgresRetriever)
+    assert r.count() == 2500
+    assert r.config == "simple"
+    assert seen[-1].finished
+    assert seen[-1].documents == 2500
+    assert seen[-1].done == source.stat().st_size
+    assert [p.documents for p in seen] == sorted(p.documents for p in seen)
+    again = open_retriever(f"{postgres}?table=via_index")
+    assert again.search("exporter leaks memory", k=3) == r.search("exporter leaks memory", k=3)
+    assert rlm_kernel.index(source, spec, progress=False).count() == 2500  # up to date: reused
+
+
+def test_messages_of_a_build_never_show_the_password(postgres: str, tmp_path: Path) -> None:
+    import rlm_kernel
+
+    source = tmp_path / "one.jsonl"
+    source.write_text('{"id": "1", "text": "alpha"}\n')
+    spec = f"{postgres}?table=secretive"
+    rlm_kernel.index(source, spec, progress=False)
+    source.write_text('{"id": "1", "text": "beta"}\n')
+    with pytest.raises(RetrievalError) as info:
+        rlm_kernel.index(source, spec, progress=False)
+    assert PASSWORD not in f"{info.value} {info.value.fix}"
+
+
+def test_cli_index_into_postgres_never_prints_the_password(postgres: str, tmp_path: Path) -> None:
+    source = tmp_path / "cli.jsonl"
+    with source.open("w", encoding="utf-8") as f:
+        make_issues.write_jsonl(300, f)
+    done = run_cli("index", str(source), f"{postgres}?table=from_cli", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "300" in done.stdout
+    assert PASSWORD not in done.stdout + done.stderr
+    assert PostgresRetriever(postgres, "from_cli").count() == 300

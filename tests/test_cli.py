@@ -294,6 +294,9 @@ def test_examples_copies_every_notebook_with_what_it_reads_and_keeps_an_existing
     assert (copied / "sessions" / "quickstart.jsonl").is_file()  # what the notebooks replay
     assert (copied / "ops-log.txt").is_file()  # and the contexts they read
     assert (copied / "python-dotenv" / "src" / "dotenv" / "main.py").is_file()
+    # corpus_qa.ipynb generates its collection with these, and replays this
+    for name in ("make_issues.py", "make_corpus_qa_recording.py", "sessions/corpus_qa.jsonl"):
+        assert (copied / name).is_file(), name
     (copied / "quickstart.ipynb").write_text("a person's edits")
     again = cli("examples", "mine", cwd=tmp_path)
     assert again.returncode == 3

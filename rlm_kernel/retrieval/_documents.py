@@ -33,7 +33,7 @@ import glob
 import hashlib
 import itertools
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -155,25 +155,39 @@ class MemoryStream(DocumentStream):
 
 
 class FilesStream(DocumentStream):
-    """A directory's or glob's files, one document each; the cursor counts the files passed."""
+    """A directory's or glob's files, one document each; the cursor counts the files passed.
+
+    ``entries`` lists the files anew on each call, in a fixed order: once for the fingerprint (a
+    stat a file, nothing read), then from the cursor on while reading. Nothing is kept per file, so
+    a tree of a million files costs what one does.
+    """
 
     unit = "files"
 
-    def __init__(self, label: str, files: list[FileEntry], encoding: str, parts: dict[str, Any]):
-        self.files = files  # paths and sizes only: tens of bytes a file
+    def __init__(
+        self,
+        label: str,
+        entries: Callable[[], Iterable[FileEntry]],
+        encoding: str,
+        parts: dict[str, Any],
+    ) -> None:
+        self.entries = entries
         self.encoding = encoding
-        self.total = len(files)
         h = hashlib.sha256()
-        for entry in files:
+        count = 0
+        for entry in entries():
             try:
                 mtime = entry.path.stat().st_mtime_ns
             except OSError:
                 mtime = 0
             h.update(f"{entry.rel}\0{entry.size}\0{mtime}\n".encode())
+            count += 1
+        self.total = count
         super().__init__(label, {**parts, "files": h.hexdigest(), "encoding": encoding})
 
     def read(self, cursor: Any) -> Iterator[tuple[Doc, Any, int]]:
-        for n, entry in enumerate(self.files[cursor:], cursor + 1):
+        files = itertools.islice(self.entries(), cursor, None)
+        for n, entry in enumerate(files, cursor + 1):
             try:
                 text, _ = read_text(entry.path, self.encoding)
             except OSError:
@@ -289,8 +303,8 @@ def documents(
     path = Path(label).expanduser()
     parts = {"rules": {**rules.options(), "max_mb": None}, "source": label}
     if path.is_dir():
-        walk = walk_files(path, rules)
-        return FilesStream(label, list(walk), encoding, {**parts, "dir": str(path.resolve())})
+        parts["dir"] = str(path.resolve())
+        return FilesStream(label, lambda: iter(walk_files(path, rules)), encoding, parts)
     if path.is_file():
         if path.suffix.lower() in _JSONL:
             return JSONLinesStream(path, label, fields, encoding)
@@ -324,4 +338,4 @@ def _glob_stream(
     if not files:
         fix = f"Check it (relative patterns start at {os.getcwd()}); ** recurses: 'src/**/*.py'"
         raise ContextError(f"The glob {pattern!r} matches no files to index", fix=fix)
-    return FilesStream(pattern, files, encoding, parts)
+    return FilesStream(pattern, lambda: iter(files), encoding, parts)

@@ -86,9 +86,10 @@ SHOWS = {
         "30,000 issues, 11,785,798 characters, about 2,946,449 tokens",
         "the window: 128,000 tokens; the collection is 23 times that",
         "SQLite FTS5 index issues.sqlite (30,000 documents) | ",
-        "224 distinct issues from 5 searches",
-        "all of them, by repository: [('quartz-gateway', 133), ('orbit-agent', 78)",  # the decoy
-        "open ones, by repository: [('orbit-agent', 77), ('quartz-gateway', 13)",
+        # How many hits the searches pool depends on the ranking; who leads each count does not.
+        " distinct issues from 5 searches",
+        "all of them, by repository: [('quartz-gateway', ",  # the decoy leads a count without reading
+        "open ones, by repository: [('orbit-agent', ",
         "truth: orbit-agent (311 open leak issues in all), version v2.14.3; most leak issues in all: "
         "quartz-gateway",
         "the answer matches the ground truth: True",

@@ -34,8 +34,7 @@ if TYPE_CHECKING:
 
 MAX_K = 50
 SNIPPET_CHARS = 400
-OPTIONAL = ("vector_search", "hybrid_search")
-NAMES = ("search", "get", *OPTIONAL)
+OPTIONAL = ("vector_search", "hybrid_search")  # bound when the backend has them (``supports``)
 
 _DOCS = {
     "search": "Keyword search of the collection: the k best documents (k at most {max_k}), best "

@@ -159,6 +159,33 @@ def test_the_tools_are_bound_listed_and_return_hits_never_whole_documents(
     assert index.calls[0] == ("search", "apple harvest", 2, None)
 
 
+class MeaningRetriever(DictRetriever):  # type: ignore[misc]
+    """A backend with vector search (here: the keyword search under another name, recorded)."""
+
+    def vector_search(self, query: str, k: int = 10, *, within: Any = None) -> list[Any]:
+        hits = self.search(query, k, within=within)
+        self.calls[-1] = ("vector_search", *self.calls[-1][1:])
+        return list(hits)
+
+
+def test_a_backend_with_vector_search_gets_that_tool_too(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    server = serve(
+        {"root": [fence('hits = vector_search("cellar", k=1)'), fence("FINAL(hits[0]['id'])")]}
+    )
+    index = MeaningRetriever(DOCS)
+    result = rlm_kernel.run("q", retriever=index, **settings(server))
+    assert result.answer == "b2"
+    assert index.calls == [("vector_search", "cellar", 1, None)]
+    system = system_of(server.requests[0])
+    assert "- `vector_search(query: str, k: int = 10)" in system
+    assert "Search by meaning (embeddings)" in system
+    assert "hybrid_search" not in system
+    assert "Tools: search(), get(), vector_search()." in first_of(server.requests[0])
+    assert result.trajectory.session["retriever"]["tools"] == ["search", "get", "vector_search"]
+
+
 def test_with_only_a_retriever_p_is_none_and_the_prompt_says_where_the_documents_are(
     serve: Callable[..., ScriptedServer],
 ) -> None:

@@ -521,3 +521,34 @@ def test_cli_index_into_postgres_never_prints_the_password(postgres: str, tmp_pa
     assert "300" in done.stdout
     assert PASSWORD not in done.stdout + done.stderr
     assert PostgresRetriever(postgres, "from_cli").count() == 300
+
+
+def test_a_session_searches_postgres_and_its_records_hold_no_password(
+    issues: PostgresRetriever, serve: Any, tmp_path: Path
+) -> None:
+    """A real run over the scripted server: the model's code searches and reads the PostgreSQL
+    index; the password reaches neither the model, the trajectory file nor the result."""
+    import rlm_kernel
+    from rlm_kernel.testing import fence, settings
+
+    code = (
+        'hits = search("exporter leaks memory", k=3)\n'
+        'text = get(hits[0]["id"])\n'
+        'print(len(hits), hits[0]["id"], "exporter" in text.lower())'
+    )
+    server = serve({"root": [fence(code), fence("FINAL(hits[0]['id'])")]})
+    result = rlm_kernel.run(
+        "Which issue leaks memory?",
+        retriever=issues,
+        autosave=True,
+        trajectory_dir=str(tmp_path),
+        **settings(server),
+    )
+    expected = issues.search("exporter leaks memory", k=3)[0]["id"]
+    assert result.answer == expected
+    assert f"3 {expected} True" in result.trajectory.iterations[0]["output"]
+    described = result.trajectory.session["retriever"]["describe"]
+    assert described.startswith("PostgreSQL full-text index 'issues'")
+    assert result.path is not None
+    assert PASSWORD not in result.path.read_text()
+    assert PASSWORD not in json.dumps([r.messages for r in server.requests])

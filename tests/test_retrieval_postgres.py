@@ -347,6 +347,22 @@ def test_password_never_shown(issues: PostgresRetriever, postgres: str) -> None:
     assert PostgresRetriever.from_spec(postgres + "?table=issues").count() == N
 
 
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        f"postgresql://u:{PASSWORD} x@127.0.0.1:1/db",  # libpq quotes the part with the space
+        f"host=127.0.0.1 password={PASSWORD} junk",
+        f"postgresql://u:{PASSWORD}@127.0.0.1:1/db?bogus=1",
+    ],
+)
+def test_a_connection_string_that_does_not_parse_is_not_echoed(dsn: str) -> None:
+    for opener in (PostgresRetriever, PostgresWriter):
+        with pytest.raises(RetrievalError, match="does not parse") as info:
+            opener(dsn)
+        assert PASSWORD not in f"{info.value} {info.value.fix}"
+        assert "percent-encoded" in (info.value.fix or "")
+
+
 def test_foreign_table_is_never_replaced(postgres: str) -> None:
     psql(postgres, "CREATE TABLE notes (id int); INSERT INTO notes VALUES (1)")
     writer = PostgresWriter(postgres, "notes")

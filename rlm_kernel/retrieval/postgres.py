@@ -43,6 +43,7 @@ __all__ = ["PostgresRetriever", "PostgresWriter", "parse_spec", "safe_dsn"]
 CONFIGS = ("english", "simple")
 _SECRET_KEYS = ("password", "sslpassword", "passfile")
 _OPTIONS = ("table", "config")  # ours, taken out of a spec before libpq sees it
+_QUOTED = re.compile(r'"[^"]*"')
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _MAX_K = 1000
 MAX_QUERY_WORDS = 64
@@ -114,6 +115,14 @@ def _reworded(error: Exception, dsn: str, table: str) -> RetrievalError:
     message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     for secret in _secrets(dsn):
         message = message.replace(secret, "***")
+    if not _parses(dsn):
+        # libpq quotes the part it could not read, which may be the password: say where, not what.
+        shown = _QUOTED.sub('"…"', message)
+        return RetrievalError(
+            f"the PostgreSQL connection string does not parse: {shown}",
+            fix="write it as postgresql://user:password@host:5432/dbname, with spaces and"
+            " special characters percent-encoded (%20)",
+        )
     if isinstance(error, psycopg.errors.UndefinedTable):
         return RetrievalError(
             f"there is no index table {table!r} in {where}",
@@ -126,6 +135,16 @@ def _reworded(error: Exception, dsn: str, table: str) -> RetrievalError:
             fix="start the server, or correct the host, port, database, user or password",
         )
     return RetrievalError(f"PostgreSQL at {where} failed: {message}", fix="see the server's log")
+
+
+def _parses(dsn: str) -> bool:
+    import psycopg.conninfo
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return False
+    return True
 
 
 def _secrets(dsn: str) -> list[str]:

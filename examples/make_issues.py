@@ -1,6 +1,6 @@
 """Generate issue-tracker records: a collection far too large to read, for search, then reading,
-then counting. The corpus of ``benchmarks/retrieval.py``, the PostgreSQL and SQLite index tests and
-the corpus question-answering example.
+then counting: the corpus of ``benchmarks/retrieval.py`` and the PostgreSQL index tests, made
+to be searched by an RLM in a corpus question-answering example.
 
 Each record is a GitHub-like issue: ``{"id": "kestrel-db#1234", "title", "body", "repo", "labels",
 "state", "created"}`` (``created`` an ISO date). Bodies are a few sentences of a bug report, drawn

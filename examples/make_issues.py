@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import sys
@@ -251,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
     if args.path == "-":
-        write_jsonl(args.n, sys.stdout, args.seed)
+        try:
+            write_jsonl(args.n, sys.stdout, args.seed)
+        except BrokenPipeError:  # `| head` stopped reading: the records it wanted are out
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     else:
         with Path(args.path).open("w", encoding="utf-8") as f:
             write_jsonl(args.n, f, args.seed)

@@ -568,3 +568,15 @@ def test_a_session_searches_postgres_and_its_records_hold_no_password(
     assert result.path is not None
     assert PASSWORD not in result.path.read_text()
     assert PASSWORD not in json.dumps([r.messages for r in server.requests])
+
+
+def test_the_password_can_stay_out_of_the_spec(
+    issues: PostgresRetriever, postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libpq reads PGPASSWORD (and ~/.pgpass), as the README says."""
+    bare = postgres.replace(f":{PASSWORD}@", "@")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    with pytest.raises(RetrievalError, match="cannot reach PostgreSQL"):
+        PostgresRetriever(bare, "issues")
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    assert PostgresRetriever(bare, "issues").count() == N

@@ -449,3 +449,82 @@ def test_the_package_face_imports_no_index_until_asked() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
     assert rlm_kernel.index.__module__ == "rlm_kernel.retrieval"
+
+
+# ---- the bounded plan: BM25 scores at most CANDIDATES documents per query -----------------------
+
+
+@pytest.fixture
+def planned_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SQLiteIndex:
+    """300 documents: "kernel" in all, "parser" in 120, "segfault" in 6 (two of those also say
+    "parser"), "deadlock" in 4; the candidate cap lowered to 50 so the plan's cases show at this size."""
+    from rlm_kernel.retrieval import sqlite as backend
+
+    monkeypatch.setattr(backend, "CANDIDATES", 50)
+    rows = []
+    for i in range(300):
+        words = ["kernel", "report", WORDS[i % len(WORDS)]]
+        if i % 5 < 2:
+            words.append("parser")
+        if i in (3, 50, 104, 151, 202, 253):
+            words.append("segfault")
+        if i in (7, 77, 177, 277):
+            words.append("deadlock")
+        rows.append({"id": f"d{i}", "title": f"Report {i}", "text": " ".join(words)})
+    return rlm_kernel.index(rows, tmp_path / "planned.sqlite", progress=False)  # type: ignore[return-value]
+
+
+def plan(index: SQLiteIndex, query: str, cap: int = 50) -> str | None:
+    from rlm_kernel.retrieval.sqlite import match_phrases, plan_match
+
+    with sqlite3.connect(index.path) as db:
+        return plan_match(db, match_phrases(query), cap)
+
+
+def test_rare_phrases_pick_the_candidates_and_every_phrase_ranks_them(
+    planned_index: SQLiteIndex,
+) -> None:
+    # "kernel" (300) and "parser" (120) are past the cap (counted up to it only, so they tie and
+    # keep the query's order): the rare words choose the candidates, all of the words score them.
+    assert plan(planned_index, "kernel parser segfault deadlock") == (
+        '("deadlock" OR "segfault") AND ("deadlock" OR "segfault" OR "kernel" OR "parser")'
+    )
+    hits = planned_index.search("kernel parser segfault", k=10)
+    with_segfault = {"d3", "d50", "d104", "d151", "d202", "d253"}
+    assert {h["id"] for h in hits} == with_segfault  # the candidates: never more than the rare
+    # The common words still score the candidates: "parser" adds to d50's score (it says parser),
+    # nothing to d3's (it does not).
+    without = {h["id"]: h["score"] for h in planned_index.search("kernel segfault", k=10)}
+    scores = {h["id"]: h["score"] for h in hits}
+    assert scores["d50"] > without["d50"]
+    assert scores["d3"] == pytest.approx(without["d3"])
+    # Rare words alone, or a word nowhere, plan the plain OR (or nothing).
+    assert plan(planned_index, "segfault deadlock") == '"deadlock" OR "segfault"'  # rarest first
+    assert plan(planned_index, "zyzzyva") is None
+    assert planned_index.search("zyzzyva") == []
+    assert plan(planned_index, "kernel parser", cap=10_000) == '"parser" OR "kernel"'
+
+
+def test_a_query_of_only_common_words_ranks_the_documents_holding_all(
+    planned_index: SQLiteIndex,
+) -> None:
+    assert plan(planned_index, "kernel parser") == '"kernel" AND "parser"'
+    hits = planned_index.search("kernel parser", k=20)
+    assert len(hits) == 20
+    assert all("parser" in planned_index.get(h["id"]) for h in hits)
+
+
+def test_a_small_scope_is_ranked_exactly(planned_index: SQLiteIndex) -> None:
+    # Within 30 documents (<= the cap) the plain OR ranks the scope: a document without the rare
+    # word still comes back, as the exact ranking has it.
+    scope = [f"d{i}" for i in range(30)]
+    hits = planned_index.search("kernel segfault", k=30, within=scope)
+    assert {h["id"] for h in hits} == set(scope)
+    assert hits[0]["id"] == "d3"  # the one with the rare word first
+    # A scope past the cap goes through the plan: the rare word's documents inside it.
+    wide = [f"d{i}" for i in range(120)]
+    assert {h["id"] for h in planned_index.search("kernel segfault", k=30, within=wide)} == {
+        "d3",
+        "d50",
+        "d104",
+    }

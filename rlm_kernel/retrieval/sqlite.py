@@ -13,6 +13,21 @@ as soon as one word is absent from the right document, while BM25 over OR still 
 with all the words on top. ``within`` is a rowid join in the same SQL; snippets are computed for the
 ``k`` hits only.
 
+BM25 is computed for a bounded set of candidates (``CANDIDATES``), not for every match: FTS5 scores
+each matching row (about 4 µs a row here) before it sorts, so a query with a common word ("error",
+"the") would cost in proportion to the collection: at 10⁶ generated issues (a Zipf vocabulary with
+stop words, topic words in 1-16% of the documents) and 200 questions of 1-5 words, a median of 950
+ms, 5 s at the 95th percentile. Counting a phrase's matches walks its doclist without scoring (some
+70 times cheaper), so each phrase's count, capped, is taken first (``plan_match``): the candidates
+are the documents holding one of the rarest phrases (their counts summing to at most
+``CANDIDATES``), still scored by every phrase of the query; a query whose phrases are all common
+ranks the documents holding all of them (the first ``CANDIDATES`` of those, where more do). The rare
+phrases weigh twice in the score of such a query (they are in both halves of its expression): they
+carry the IDF anyway. On the same queries the median is 15 ms at 10⁶ (74 ms at the 95th percentile;
+7.5 ms at 10⁵), and the top ten agree with the exact OR ranking for 0.89 of the hits at 10⁵ (all ten
+for 125 of the 200). Within a scope of at most ``CANDIDATES`` documents the ranking is the exact
+one: the scope bounds it already.
+
 Connections: one per thread (the model's code may call ``search`` from ``llm_batch`` threads), opened
 read-only; a finished index is switched out of WAL, so it is one self-contained file.
 """
@@ -35,7 +50,15 @@ from ._build import Checkpoint
 from ._documents import Doc
 from ._protocol import Hit
 
-__all__ = ["SCHEMA_VERSION", "SQLiteIndex", "SQLiteWriter", "match_expression"]
+__all__ = [
+    "CANDIDATES",
+    "SCHEMA_VERSION",
+    "SQLiteIndex",
+    "SQLiteWriter",
+    "match_expression",
+    "match_phrases",
+    "plan_match",
+]
 
 SCHEMA_VERSION = 1
 TITLE_WEIGHT = 2.0
@@ -64,6 +87,7 @@ INSERT INTO fts(fts, rank) VALUES ('rank', 'bm25({TITLE_WEIGHT}, 1.0)');
 """
 _INSERT = "INSERT INTO docs (id, title, text, meta) VALUES (?, ?, ?, ?)"
 MAX_K = 1000  # hits per search: more is a scan of the collection, not a search
+CANDIDATES = 10_000  # documents BM25 scores per query at most (see the module docstring)
 
 
 def _check_fts5() -> None:
@@ -77,9 +101,9 @@ def _check_fts5() -> None:
         ) from e
 
 
-def match_expression(query: str) -> str:
-    """``query`` as an FTS5 MATCH expression that cannot be a syntax error ("" when it has no
-    words): each word or "quoted phrase" a quoted phrase, a trailing ``*`` a prefix, OR-ed."""
+def match_phrases(query: str) -> list[str]:
+    """The FTS5 phrases of ``query``, each quoted (so none is a syntax error), once each: a word
+    or a "quoted phrase", a trailing ``*`` a prefix; text without a word character is dropped."""
     phrases = []
     for quoted, word in _TERMS.findall(query):
         text = quoted if quoted else word
@@ -87,7 +111,36 @@ def match_expression(query: str) -> str:
         text = text.rstrip("*") if prefix else text
         if _WORD.search(text):
             phrases.append('"' + text.replace('"', '""') + '"' + ("*" if prefix else ""))
-    return " OR ".join(dict.fromkeys(phrases))
+    return list(dict.fromkeys(phrases))
+
+
+def match_expression(query: str) -> str:
+    """``query`` as an FTS5 MATCH expression that cannot be a syntax error ("" when it has no
+    words): its phrases (``match_phrases``) OR-ed."""
+    return " OR ".join(match_phrases(query))
+
+
+def plan_match(db: sqlite3.Connection, phrases: Sequence[str], cap: int = CANDIDATES) -> str | None:
+    """The MATCH expression whose matches BM25 scores: at most about ``cap`` of them (see the
+    module docstring). None when no phrase occurs in the index at all."""
+    count = "SELECT count(*) FROM (SELECT 1 FROM fts WHERE fts MATCH ? LIMIT ?)"
+    counts = {p: int(db.execute(count, (p, cap + 1)).fetchone()[0]) for p in phrases}
+    present = sorted((p for p in phrases if counts[p]), key=counts.__getitem__)
+    if not present:
+        return None
+    rare: list[str] = []
+    total = 0
+    for phrase in present:
+        if total + counts[phrase] > cap:
+            break
+        rare.append(phrase)
+        total += counts[phrase]
+    every = " OR ".join(present)
+    if not rare:
+        return " AND ".join(present)
+    if len(rare) == len(present):
+        return every
+    return f"({' OR '.join(rare)}) AND ({every})"
 
 
 class SQLiteWriter:
@@ -282,31 +335,38 @@ class SQLiteIndex:
             raise RetrievalError(f"search() takes a str query, not a {type(query).__name__}")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise RetrievalError(f"k must be an int from 1 to {MAX_K}, not {k!r}", fix="e.g. k=10")
-        expression = match_expression(query)
-        if not expression:
+        phrases = match_phrases(query)
+        if not phrases:
             raise RetrievalError(
                 f"The query {query!r} has no words to search for",
                 fix="Pass words or a \"quoted phrase\", e.g. search('memory leak exporter')",
             )
         if within is not None and not within:
             return []
-        scope, args = "", [expression]
+        expression = " OR ".join(phrases)
+        scope, scope_args = "", []
         if within is not None:
             scope = (
                 "AND rowid IN (SELECT d.rowid FROM docs d JOIN json_each(?) j ON d.id = j.value)"
             )
-            args.append(json.dumps([str(i) for i in within]))
-        # The k best rowids first, the snippets for those alone: a snippet re-reads a document.
+            scope_args.append(json.dumps([str(i) for i in within]))
+        # The k best of a bounded set of candidates, then the snippets for those k alone: a
+        # snippet re-reads a document.
         sql = (
-            f"WITH top AS (SELECT rowid, rank FROM fts WHERE fts MATCH ? {scope} "
-            "ORDER BY rank LIMIT ?) "
+            "WITH top AS (SELECT rowid, rank FROM (SELECT rowid, rank FROM fts WHERE fts MATCH ? "
+            f"{scope} LIMIT ?) ORDER BY rank LIMIT ?) "
             f"SELECT d.id, -top.rank, d.title, snippet(fts, 1, '', '', '…', {SNIPPET_TOKENS}) "
             "FROM top JOIN fts ON fts.rowid = top.rowid JOIN docs d ON d.rowid = top.rowid "
             "WHERE fts MATCH ? ORDER BY top.rank"
         )
         try:
             with self._connection() as db:
-                rows = db.execute(sql, [*args, k, expression]).fetchall()
+                bounded = within is not None and len(within) <= CANDIDATES
+                candidates = expression if bounded else plan_match(db, phrases, CANDIDATES)
+                if candidates is None:
+                    return []
+                args = [candidates, *scope_args, CANDIDATES, k, expression]
+                rows = db.execute(sql, args).fetchall()
         except sqlite3.Error as e:
             raise RetrievalError(
                 f"The index {str(self.path)!r} could not answer {query!r}: {e}"

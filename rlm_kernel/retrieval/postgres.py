@@ -22,7 +22,6 @@ extra installs it).
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .. import _stdjson as json
 from ..errors import RetrievalError
 from ._build import Checkpoint
 from ._documents import Doc

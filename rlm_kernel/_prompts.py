@@ -133,10 +133,9 @@ The documents are not in memory: reach them through `search` and `get` only.
 4. Keep what you find in variables and combine it in code.
 """
 
-# The collection's description (cut to this many characters) and count, each in a field of fixed
-# width, padded: the prompt is the same size for any collection (a backend's line names its count).
+# The collection's description is cut to this many characters, so the prompt is the same size for
+# any collection up to the digits of its count (which a backend's own line may name as well).
 DESCRIBE_CHARS = 120
-_COUNT_WIDTH = 13
 
 
 def collection_lines(collection: CollectionInfo) -> list[str]:
@@ -144,8 +143,8 @@ def collection_lines(collection: CollectionInfo) -> list[str]:
     whose = "chosen for you by the parent RLM" if collection.scoped else "in the collection"
     tools = ", ".join(f"{name}()" for name in collection.tools)
     return [
-        f"Your collection: {collection.description:<{DESCRIBE_CHARS}}",
-        f"Documents {whose}: {collection.count:>{_COUNT_WIDTH},}. Tools: {tools}.",
+        f"Your collection: {collection.description}",
+        f"Documents {whose}: {collection.count:,}. Tools: {tools}.",
     ]
 
 

@@ -11,8 +11,8 @@ parent's own (``None``), a list of document ids (narrowed to the parent's scope,
 no collection (``False`` or ``[]``). The backend answers from the scope in the query (``within=``).
 
 What the prompt says of a collection (``CollectionInfo``) is bounded: a one-line description cut to
-``DESCRIBE_CHARS``, the count in a field of fixed width and the tool names, so the root prompt is the
-same size for a thousand documents or a billion.
+``DESCRIBE_CHARS``, the count and the tool names, so the root prompt is the same size for a thousand
+documents or a billion, up to the digits of the count.
 
 A replay re-runs recorded code, so it needs the retriever again (``retriever=`` on ``resume``, the
 replay functions and their front ends); the session record names the retriever it ran with.

@@ -30,8 +30,9 @@ gave 10 ms and 0.50 at 10⁶, 100,000 gave 65 ms and 0.84 (ranking alone, on two
 keeps the median at half the 100 ms target. Within a scope of at most ``CANDIDATES`` documents the
 ranking is the exact one: the scope bounds it already.
 
-Connections: one per thread (the model's code may call ``search`` from ``llm_batch`` threads), opened
-read-only; a finished index is switched out of WAL, so it is one self-contained file.
+Connections: opened read-only and pooled (the model's code may call ``search`` from many
+``llm_batch`` threads at once: each query takes one and puts it back); a finished index is switched
+out of WAL, so it is one self-contained file.
 """
 
 from __future__ import annotations

@@ -528,3 +528,28 @@ def test_a_small_scope_is_ranked_exactly(planned_index: SQLiteIndex) -> None:
         "d50",
         "d104",
     }
+
+
+def test_a_build_in_a_notebook_shows_a_progress_widget(env: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    write_jsonl(env / "issues.jsonl", records(3000))
+    build = "import rlm_kernel\nidx = rlm_kernel.index('issues.jsonl', 'issues.sqlite')\n"
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(build + "print(idx.count())"),
+            nbformat.v4.new_code_cell(build.replace(")\n", ", progress=False)\n") + "print(1)"),
+        ]
+    )
+    NotebookClient(
+        nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(env)}}
+    ).execute()
+    outputs, quiet = nb.cells[0].outputs, nb.cells[1].outputs
+    widgets = [
+        o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert len(widgets) == 1  # tqdm.auto's bar, not a text line on stderr
+    assert widgets[0]["data"]["text/plain"].startswith("indexing issues.jsonl: ")
+    assert [o["text"] for o in outputs if o.get("output_type") == "stream"] == ["3000\n"]
+    assert [o.get("text") for o in quiet] == ["1\n"]  # up to date, and progress=False: no bar

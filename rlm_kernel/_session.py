@@ -13,21 +13,17 @@ import contextlib
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from ._answers import INVALID_ANSWER, Verdict, judge, shape_request, typed_ending
+from ._answers import typed_ending
+from ._children import Children
 from ._config import RLM
 from ._context import ContextInfo, context_value, describe_context, load_context
 from ._endings import (
     Ending,
-    baseline,
-    best_answer,
-    compaction,
-    compaction_due,
     exceeded_limit,
     uses_baseline,
 )
@@ -44,32 +40,23 @@ from ._events import (
     StateName,
 )
 from ._final import FinalSlot
-from ._guards import judge_after_run, stop_before_run
-from ._history import History
-from ._iteration import BlockRunner, Outcome
-from ._mcp import session_toolbox
-from ._namespace import Helpers, normalize_tools, weakly
+from ._namespace import weakly
 from ._output import OutputSpec, output_spec, spec_from_record
-from ._preamble import preamble
-from ._prompts import extract_code, follow_up_text
-from ._recorder import Recorder
-from ._records import Proposal, Result, render_output, step_record
-from ._retrieval_tools import CollectionTools, collection_tools, with_collection
+from ._prompts import follow_up_text
+from ._records import Proposal, Result
+from ._retrieval_tools import CollectionTools, collection_tools
+from ._root_model import RootModel
 from ._schema import (
     GuardRecord,
-    InvalidAnswer,
     IterationRecord,
     Record,
-    SessionRecord,
     final_record,
     follow_up_record,
-    model_call,
     rewind_record,
-    session_record,
 )
 from ._secrets import Redactor
+from ._session_parts import assemble
 from ._snapshot import Snapshot, take
-from ._subcalls import SubcallEngine
 from ._trajectory import Trajectory
 from ._tree import SessionTree
 from .errors import (
@@ -79,10 +66,8 @@ from .errors import (
     RLMError,
     SessionStateError,
 )
-from .executors import Executor, admitted_tools, executor_note, make_executor, release_executor
+from .executors import Executor, release_executor
 from .models import (
-    Completion,
-    ConversationKeys,
     Message,
     ModelClient,
     UsageSummary,
@@ -161,74 +146,45 @@ class Session:
         self.reason = ""
         self.message = ""
         self.error: RLMError | None = None
-        self._root_usage = UsageSummary()
         self._root_model = self.config.model if _depth == 0 else self.config.effective_sub_model()
+        self._root = RootModel(_tree, self._root_model, self.output)
         self._slot = FinalSlot()
         self._pending: Proposal | None = None
-        self._request_key = ConversationKeys()
         # Code that runs in place of the model's at these iterations: a replay re-enacting the
         # edits a person made in the recorded session. ``step()`` and the cells driver honour it.
         self.edits: dict[int, str] = {}
         self._pause = threading.Event()
-        self._children: list[Session] = []  # child RLMs running now (rlm_query)
+        self._children = Children()  # child RLMs running now (rlm_query)
         self._stop = threading.Event()
         self._started = time.monotonic()
-        self._toolbox = session_toolbox(tools, sub_tools, _tree.sub_client) if _depth == 0 else None
-        if (
-            self._toolbox is not None
-        ):  # its MCP servers run now; a child RLM offers the root's tools
-            weakref.finalize(self, self._toolbox.close)
-            tools, _tree.sub_tools = self._toolbox.tools, self._toolbox.sub_tools
-        self._engine = SubcallEngine(
+        parts = assemble(
+            self,
             session_id=self.id,
+            question=question,
             depth=_depth,
-            config=self.config,
-            client=_tree.sub_client,
-            budget=_tree.budget,
-            cache=_tree.cache,
-            emitter=_tree.emitter,
-            redactor=_tree.redactor,
+            tree=_tree,
+            context=self.context,
+            context_info=self.context_info,
+            collection=self._collection,
+            output=self.output,
+            slot=self._slot,
+            root_model=self._root_model,
             child_runner=weakly(self._run_child),  # no cycle: a finished session is freed at once
-            sub_tools=_tree.sub_tools,
+            namespace=namespace,
+            executor=executor,
+            tools=tools,
+            sub_tools=sub_tools,
+            restore=_restore,
+            parent_call=_parent_call,
         )
-        self._engine.collection = self._collection
-        self.executor: Executor = executor or make_executor(self.config, namespace)
-        usable = admitted_tools(
-            self.executor, with_collection(normalize_tools(cast(Any, tools)), self._collection)
-        )
-        self._helpers = Helpers(self.context, self._engine, self._slot, usable)
-        self.clobbered = self._helpers.bind(self.executor.namespace)
-        self._runner = BlockRunner(
-            self.executor, self._helpers, self._slot, self.config, _tree.redactor
-        )
-        self.history = History(
-            preamble(
-                question,
-                self.context_info,
-                self.config,
-                depth=_depth,
-                tools=self._helpers.specs,
-                executor_note=executor_note(self.executor),
-                output=self.output,
-                collection=self._collection.info(only=self.context is None)
-                if self._collection
-                else None,
-            )
-        )
-        # A session made by a ``Reenactment`` re-enacts a recorded one (rlm_kernel.resume): its records
-        # are already in its file, so the re-enactment writes none until ``go_live``, and the model
-        # goes on from the preamble it saw.
-        if _restore is not None:
-            self.history = History.from_session(_restore.session)
+        self._toolbox, self._engine, self.executor = parts.toolbox, parts.engine, parts.executor
+        self._helpers, self.clobbered, self._runner = parts.helpers, parts.clobbered, parts.runner
+        self.history = parts.history
+        self._review = parts.review
         # Iterations before the current question (follow-ups get a fresh iteration budget).
         self._question_start = 0
-        autosaving = self.config.autosave and _depth == 0 and _restore is None
-        self._recorder = (
-            Recorder.autosaving(self.config, self.id, _tree.redactor)
-            if autosaving
-            else Recorder(restoring=_restore is not None)
-        )
-        self._record(self._session_record(_parent_call))
+        self._recorder = parts.recorder
+        self._record(parts.opening)
 
     # --- public surface --------------------------------------------------------------------------
     @property
@@ -278,14 +234,14 @@ class Session:
     def root_usage(self) -> UsageSummary:
         """This session's own root-model calls (usage minus sub-calls and children)."""
         summary = UsageSummary()
-        summary.merge(self._root_usage)
+        summary.merge(self._root.usage)
         return summary
 
     @property
     def usage(self) -> UsageSummary:
         """Root calls, sub-calls and children's usage, by model."""
         summary = UsageSummary()
-        summary.merge(self._root_usage)
+        summary.merge(self._root.usage)
         summary.merge(self._engine.usage)
         return summary
 
@@ -313,12 +269,8 @@ class Session:
             def on_delta(text: str) -> None:
                 self._emit(ResponseDelta(self.id, self.depth, n, text))
 
-        completion = self._root_call(messages, on_delta)
-        blocks = tuple(extract_code(completion.text))
-        self._pending = Proposal(
-            n, completion.text, blocks, completion, self._request_key(completion.model, messages)
-        )
-        self._emit(CodeReady(self.id, self.depth, n, completion.text, blocks))
+        self._pending = self._root.propose(n, messages, on_delta)
+        self._emit(CodeReady(self.id, self.depth, n, self._pending.response, self._pending.blocks))
         return self._pending
 
     def execute(self, code: str | None = None) -> IterationRecord | GuardRecord | dict[str, Any]:
@@ -362,8 +314,7 @@ class Session:
         )
         if outcome.interrupted:
             # A sandboxed step's thread is abandoned, not unwound: a child RLM in it would go on.
-            for child in list(self._children):
-                child.stop()
+            self._children.stop()
             self._engine.take_records()
             self._set_state("paused", "interrupted")
             self.message = (
@@ -371,23 +322,27 @@ class Session:
                 "Resuming runs it again; executing edited code runs that instead."
             )
             return {"type": "interrupted", "iteration": proposal.iteration}
-        verdict = self._judge_answer(outcome)
-        invalid = verdict.invalid if verdict else None
-        guard = None if edited or invalid else self._guard_after_run(proposal, blocks, outcome)
-        if guard is not None and guard["action"] != "stopped":
-            outcome.notes.append(guard["note"])
-        record = self._commit(proposal, blocks, edited, outcome, started, invalid)
+        reviewed = self._review.after(
+            proposal,
+            blocks,
+            edited,
+            outcome,
+            started,
+            trajectory=self.trajectory,
+            question=self.question,
+            question_start=self._question_start,
+        )
+        record = reviewed.record
+        self._apply(record)
+        # Listeners (front ends, below the records layer) read the record as a plain dict.
+        self._emit(IterationFinished(self.id, self.depth, proposal.iteration, cast(Any, record)))
         self._pending = None
-        if guard is not None:
-            self._guarded(guard)
-        if outcome.submission is not None:
-            submission = outcome.submission
-            text, value = (verdict.text, verdict.value) if verdict else (submission.value, None)
-            self._end(Ending(text, "final", f"Answered by {submission.source}", value=value))
-        elif verdict is not None and verdict.ends:
-            self._end(Ending(verdict.text, INVALID_ANSWER, verdict.message))
-        elif guard is not None and guard["action"] == "stopped":
-            self._end_loop(guard)
+        if reviewed.guard is not None:
+            self._guarded(reviewed.guard)
+        if reviewed.ending is not None:
+            self._end(reviewed.ending)
+        elif reviewed.guard is not None and reviewed.stopped:
+            self._end_loop(reviewed.guard)
         else:
             exceeded = exceeded_limit(
                 self._tree.budget, self.history, self._question_start, self.config
@@ -413,12 +368,8 @@ class Session:
             if self._collection is None and uses_baseline(
                 self.config, self.context_info, self.depth
             ):
-                record = self.trajectory.session
-                mode = self.config.mode
-                shape = shape_request(self.output)
-                self._end(
-                    baseline(self._root_call, self.context, self.question, record, mode, shape)
-                )
+                record, mode = self.trajectory.session, self.config.mode
+                self._end(self._root.baseline(self.context, self.question, record, mode))
             while self.checkpoint():
                 self.step()
         except (ModelError, ReplayMissError) as exc:
@@ -491,8 +442,7 @@ class Session:
 
     def stop(self) -> None:
         """End the session at the next safe point, without an answer (its running children too)."""
-        for child in list(self._children):
-            child.stop()
+        self._children.stop()
         if self.state == "running":
             self._stop.set()
         elif self.state in ("idle", "paused"):
@@ -545,85 +495,15 @@ class Session:
         """What keeps secrets out of this session's records and what it sends (the whole tree's)."""
         return self._tree.redactor
 
-    # --- iteration internals ---------------------------------------------------------------------------
-    def _commit(
-        self,
-        proposal: Proposal,
-        blocks: tuple[str, ...],
-        edited: bool,
-        outcome: Outcome,
-        started: float,
-        invalid: InvalidAnswer | None = None,
-    ) -> IterationRecord:
-        record = step_record(
-            proposal,
-            blocks,
-            edited,
-            outcome,
-            question=self.question,
-            config=self.config,
-            root_model=self._root_model,
-            redactor=self._tree.redactor,
-            subcalls=self._engine.take_records(),
-            ran_for=time.perf_counter() - started,
-            invalid=invalid,
-        )
-        self._apply(record)
-        # Listeners (front ends, below the records layer) read the record as a plain dict.
-        self._emit(IterationFinished(self.id, self.depth, proposal.iteration, cast(Any, record)))
-        return record
-
-    def _judge_answer(self, outcome: Outcome) -> Verdict | None:
-        """A typed answer is validated (``_answers.judge``); one that does not match is withdrawn,
-        and the model is told why in the step's observation."""
-        if self.output is None or outcome.submission is None:
-            return None
-        verdict = judge(
-            self.output,
-            outcome.submission,
-            earlier=self.trajectory.iterations[self._question_start :],
-            repairs=self.config.output_repairs,
-            redactor=self._tree.redactor,
-        )
-        if verdict.invalid is not None:
-            outcome.submission = None
-            if verdict.note:
-                outcome.notes.append(verdict.note)
-            self._slot.clear()
-            self._helpers.reset_answer(self.executor.namespace)
-        return verdict
-
     # --- guards (``_guards``: they judge from the records; the session applies what they say) -----------
     def _stopped_by_loop_guard(self, proposal: Proposal) -> GuardRecord | None:
         """A proposed step that repeats an earlier one once too often is not run: the run ends."""
-        guard = stop_before_run(
-            self.trajectory.records,
-            iteration=proposal.iteration,
-            code=proposal.code,
-            response=proposal.response,
-            call=model_call(proposal.completion, proposal.request_key, self._root_model),
-            limit=self.config.loop_guard,
-        )
+        guard = self._review.before(proposal, self.trajectory)
         if guard is not None:
             self._pending = None
             self._guarded(guard)
             self._end_loop(guard)
         return guard
-
-    def _guard_after_run(
-        self, proposal: Proposal, blocks: tuple[str, ...], outcome: Outcome
-    ) -> GuardRecord | None:
-        if outcome.submission is not None:
-            return None
-        return judge_after_run(
-            self.trajectory.records,
-            iteration=proposal.iteration,
-            response=proposal.response,
-            blocks=blocks,
-            output=render_output(outcome.results, len(blocks)),
-            limit=self.config.loop_guard,
-            prose_nudge=self.config.prose_nudge,
-        )
 
     def _guarded(self, guard: GuardRecord) -> None:
         self._record(guard)
@@ -638,27 +518,13 @@ class Session:
         self._end(self._best_answer("loop", guard["note"], what="Loop guard"))
 
     def _best_answer(self, reason: str, why: str, *, what: str = "Limit reached") -> Ending:
-        return best_answer(
-            self._root_call,
-            self.history,
-            self.question,
-            reason,
-            why,
-            what=what,
-            shape=shape_request(self.output),
-        )
+        return self._root.best_answer(self.history, self.question, reason, why, what=what)
 
     # --- model calls, endings -------------------------------------------------------------------------
-    def _root_call(
-        self, messages: list[Message], on_delta: Callable[[str], None] | None = None
-    ) -> Completion:
-        completion = self._tree.call(messages, model=self._root_model, on_delta=on_delta)
-        self._root_usage.add(completion.model, completion.usage)
-        return completion
-
     def _compact_if_due(self) -> None:
-        if compaction_due(self.history, self.config):
-            self._apply(compaction(self._root_call, self.history))
+        record = self._root.compaction(self.history)
+        if record is not None:
+            self._apply(record)
 
     def _end(self, ending: Ending, *, state: StateName = "done") -> None:
         """Finish the current question as ``ending`` says: the final record, then the state."""
@@ -720,28 +586,16 @@ class Session:
     ) -> tuple[str, dict[str, Any] | None, UsageSummary]:
         if self._stop.is_set():  # stopping: a new child would run to its own limits
             return "Error: the session is stopping; no child RLM was started", None, UsageSummary()
-        child = Session(
-            prompt,
-            context,
-            _collection=collection,
-            _tree=self._tree,
-            _depth=self.depth + 1,
-            _parent_call=call_id,
-        )
-        self._children.append(child)
-        try:
-            result = child.run()
-        finally:
-            self._children.remove(child)
-            if child.state != "done":  # paused or cut short: nobody will take it up again
-                release_executor(child.executor)
-        if result.answer is None:
-            answer = (
-                f"Error: the child RLM ended without an answer ({result.reason}: {result.message})"
+        return self._children.run(
+            lambda: Session(
+                prompt,
+                context,
+                _collection=collection,
+                _tree=self._tree,
+                _depth=self.depth + 1,
+                _parent_call=call_id,
             )
-        else:
-            answer = result.answer
-        return answer, child.trajectory.to_dict(), child.usage
+        )
 
     # --- plumbing ---------------------------------------------------------------------------------------
     def _clear_answer(self) -> None:
@@ -751,25 +605,6 @@ class Session:
         self._slot.clear()
         self._helpers.reset_answer(self.executor.namespace)
         self._stop.clear()
-
-    def _session_record(self, parent_call: str | None) -> SessionRecord:
-        return session_record(
-            self.id,
-            question=self.question,
-            parent_call=parent_call,
-            depth=self.depth,
-            context=self.context_info.to_dict(),
-            config=self.config.public_dict(),
-            models={"root": self._root_model, "sub": self.config.effective_sub_model()},
-            endpoint=self._tree.client.endpoint,
-            tools=[s.__dict__ for s in self._helpers.specs],
-            messages=list(self.history.preamble),
-            output=self.output.describe() if self.output is not None else None,
-            sub_tools=[
-                {**t.schema()["function"], "source": t.source} for t in self._tree.sub_tools
-            ],
-            retriever=self._collection.record() if self._collection else None,
-        )
 
     def _apply(self, record: Record) -> None:
         """A record that changes the history: applied to it, then recorded."""

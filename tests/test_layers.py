@@ -74,7 +74,20 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_retrieval_tools",
         ),
     ),
-    ("session", ("_tree", "_preamble", "_recorder", "_session", "_reenact")),
+    (
+        "session",
+        (
+            "_tree",
+            "_preamble",
+            "_recorder",
+            "_root_model",
+            "_children",
+            "_step_review",
+            "_session_parts",
+            "_session",
+            "_reenact",
+        ),
+    ),
     (
         "records out and back",
         ("exporters", "_replay", "_recovery", "_timeline", "_timeline_view", "_display"),

@@ -51,7 +51,7 @@ def add_index_command(commands: Any) -> None:
 def index_command(args: argparse.Namespace) -> int:
     """Run ``rlm-kernel index``: build, then say what was built. Errors propagate to the CLI's
     handler (a ``RetrievalError`` or ``ContextError`` is exit code 3)."""
-    from .retrieval import build_index
+    from .retrieval import build_index, shown
     from .retrieval._build import ProgressBar
 
     options: dict[str, Any] = {}
@@ -82,16 +82,17 @@ def index_command(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    where = shown(args.path)  # a DSN without its password
     size = _size(args.path)
     on_disk = f", {size / (1 << 20):,.1f} MB on disk" if size is not None else ""
     if report.up_to_date:
-        print(f"{args.path} is up to date: {report.documents:,} documents{on_disk}")
+        print(f"{where} is up to date: {report.documents:,} documents{on_disk}")
         return 0
     resumed = f", resumed after {report.resumed:,}" if report.resumed else ""
     skipped = f", {report.skipped:,} files skipped (binary or not text)" if report.skipped else ""
     print(
         f"Indexed {report.documents:,} documents ({report.added:,} added{resumed}{skipped}) in "
-        f"{report.seconds:,.1f} s: {args.path}{on_disk}"
+        f"{report.seconds:,.1f} s: {where}{on_disk}"
     )
     return 0
 

@@ -50,6 +50,7 @@ __all__ = [
     "build_index",
     "index",
     "open_retriever",
+    "shown",
     "supports",
 ]
 
@@ -59,6 +60,15 @@ _SQLITE_MAGIC = b"SQLite format 3\0"
 
 def _is_dsn(target: object) -> bool:
     return isinstance(target, str) and target.startswith(_DSN_SCHEMES)
+
+
+def shown(target: str | os.PathLike[str]) -> str:
+    """``target`` as messages and the CLI may show it: a path as it is, a DSN without its password."""
+    if _is_dsn(target):
+        from .postgres import safe_dsn
+
+        return safe_dsn(str(target))
+    return os.fspath(target)
 
 
 def _writer_for(target: str | os.PathLike[str], backend: dict[str, Any]) -> IndexWriter:
@@ -109,7 +119,7 @@ def build_index(
     on_progress = bar if bar is not None else progress if callable(progress) else None
     writer = _writer_for(path, backend)
     try:
-        return build(stream, writer, rebuild=rebuild, on_progress=on_progress, target=str(path))
+        return build(stream, writer, rebuild=rebuild, on_progress=on_progress, target=shown(path))
     finally:
         if bar is not None:
             bar.close()

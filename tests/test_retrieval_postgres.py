@@ -89,7 +89,11 @@ def test_jsonl_build_counts_and_searches(
         assert len(hit["snippet"]) < len(records[hit["id"]]["body"]) + 10
         assert hit["title"] == records[hit["id"]]["title"]
     record = records[hits[0]["id"]]
-    assert issues.get(hits[0]["id"]) == record["body"]
+    # The record's other fields lead the text as lines: the model reads an issue's state with get().
+    text = issues.get(hits[0]["id"])
+    assert text.endswith("\n\n" + record["body"])
+    assert f"\nstate: {record['state']}\n" in text
+    assert text.startswith(f"repo: {record['repo']}\n")
     meta = psql(postgres, f"SELECT meta FROM issues WHERE id = '{hits[0]['id']}'")[0][0]
     assert meta["repo"] == record["repo"]
     assert meta["labels"] == record["labels"]

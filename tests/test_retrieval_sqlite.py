@@ -90,6 +90,8 @@ def test_a_jsonl_file_is_indexed_record_by_record(jsonl_index: SQLiteIndex) -> N
     assert "700 documents" in jsonl_index.describe()
     assert jsonl_index.get("repo#14").endswith("The exporter leaks in version 1.4.")
     assert jsonl_index.meta("repo#3") == {"state": "open"}  # the record's other fields
+    assert jsonl_index.get("repo#3").startswith("state: open\n\n")  # ... lead its text
+    assert "repo#3" in {h["id"] for h in jsonl_index.search("open", k=700)}  # and are searched
 
 
 def test_hits_are_ranked_with_the_four_keys_and_snippets_never_whole_documents(

@@ -23,7 +23,9 @@ What each source becomes:
 A record (a JSON object) gives its id from ``id_field`` (default ``id``; else its position: line number
 in a JSONL file, index in a list, key in a dict), its title from ``title_field`` (default ``title``),
 its text from ``text_field`` or the first of ``text``/``body``/``content`` holding a string (else the
-record's JSON), and its other fields as metadata. A missing title is the text's first line, cut.
+record's JSON), and its other fields as metadata, which also lead the text as ``name: value`` lines
+(so an issue's ``state: open`` is searched, and read by ``get``: the model sees no metadata apart).
+A missing title is the text's first line, cut.
 """
 
 from __future__ import annotations
@@ -125,7 +127,17 @@ def record_doc(record: object, default_id: str, fields: Fields) -> Doc:
             )
         body, rest = json.dumps(record, ensure_ascii=False), {}
     title = first_line(body) if title is None else str(title)
+    if rest:  # the other fields lead the text: searched, and read by get() (an issue's state, repo)
+        body = "".join(f"{k}: {_field_text(v)}\n" for k, v in rest.items()) + "\n" + body
     return Doc(doc_id, title, body, rest or None)
+
+
+def _field_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(map(str, value))
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 class MemoryStream(DocumentStream):

@@ -104,6 +104,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "_models_list",
             "_cli_index",
             "cli",
+            "_cli_parser",
             "install",
         ),
     ),

@@ -497,9 +497,12 @@ def final_record(
 
 
 def context_summary(session: Mapping[str, Any]) -> str:
-    """The context's fingerprint in words: type, size, documents and a hash prefix, never its text."""
+    """The context's fingerprint in words: type, size, documents and a hash prefix, never its text;
+    for a session with only a collection (``retriever=``, ``P`` None), the collection's line."""
     info = session["context"]
     docs = int(info["docs"])
+    if info["type"] == "NoneType" and "retriever" in session:
+        return f"none: the collection {session['retriever']['describe']}"
     return (
         f"{info['type']}, {int(info['chars']):,} characters, {docs:,} document"
         f"{'' if docs == 1 else 's'}, sha256 {str(info['sha256'])[:12]}"

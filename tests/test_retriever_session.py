@@ -572,3 +572,17 @@ def test_rlm_retriever_names_an_index_path_in_a_real_kernel(
     assert not bad.errors, bad.errors  # a usage error, not a traceback
     assert "%rlm: " in bad.stderr
     assert "absent.sqlite" in bad.stderr
+
+
+def test_an_exported_notebook_names_the_collection_where_a_session_had_no_context(
+    serve: Callable[..., ScriptedServer], tmp_path: Path
+) -> None:
+    server = serve({"root": [fence("FINAL(get('a1')[:4])")]})
+    result = rlm_kernel.run(
+        "q", retriever=DictRetriever(DOCS, describe="the ledger"), **settings(server)
+    )
+    out = result.trajectory.export(tmp_path / "run.ipynb")
+    header = json.loads(out.read_text())["cells"][0]["source"]
+    text = "".join(header) if isinstance(header, list) else header
+    assert "Context `P`: none: the collection the ledger (not included)" in text
+    assert "NoneType" not in text

@@ -577,10 +577,11 @@ def test_rlm_retriever_names_an_index_path_in_a_real_kernel(
 def test_an_exported_notebook_names_the_collection_where_a_session_had_no_context(
     serve: Callable[..., ScriptedServer], tmp_path: Path
 ) -> None:
-    server = serve({"root": [fence("FINAL(get('a1')[:4])")]})
+    server = serve({"root": [fence("text = get('a1')\nprint(text[:4])"), fence("FINAL(text[:4])")]})
     result = rlm_kernel.run(
         "q", retriever=DictRetriever(DOCS, describe="the ledger"), **settings(server)
     )
+    assert result.answer == DOCS["a1"][:4]
     out = result.trajectory.export(tmp_path / "run.ipynb")
     header = json.loads(out.read_text())["cells"][0]["source"]
     text = "".join(header) if isinstance(header, list) else header

@@ -47,9 +47,13 @@ class Children:
         for child in list(self.running):
             child.stop()
 
-    def run(self, make: Callable[[], Child]) -> tuple[str, dict[str, Any] | None, UsageSummary]:
+    def run(
+        self, make: Callable[[], Child], *, stopping: bool
+    ) -> tuple[str, dict[str, Any] | None, UsageSummary]:
         """Make a child and run it: its answer (an ``Error: …`` line when it ended without one),
-        its trajectory as a dict and its usage."""
+        its trajectory as a dict and its usage. While its parent is ``stopping`` none is made."""
+        if stopping:  # a new child would run to its own limits
+            return "Error: the session is stopping; no child RLM was started", None, UsageSummary()
         child = make()
         self.running.append(child)
         try:

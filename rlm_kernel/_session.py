@@ -18,15 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from ._answers import typed_ending
 from ._children import Children
+from ._closing import closing_record, settled
 from ._config import RLM
 from ._context import ContextInfo, context_value, describe_context, load_context
-from ._endings import (
-    Ending,
-    exceeded_limit,
-    uses_baseline,
-)
+from ._endings import Ending, exceeded_limit, uses_baseline
 from ._events import (
     CodeReady,
     Event,
@@ -35,7 +31,6 @@ from ._events import (
     IterationFinished,
     IterationStarted,
     Listener,
-    ResponseDelta,
     StateChanged,
     StateName,
 )
@@ -50,7 +45,6 @@ from ._schema import (
     GuardRecord,
     IterationRecord,
     Record,
-    final_record,
     follow_up_record,
     rewind_record,
 )
@@ -59,19 +53,9 @@ from ._session_parts import assemble
 from ._snapshot import Snapshot, take
 from ._trajectory import Trajectory
 from ._tree import SessionTree
-from .errors import (
-    IterationTimeout,
-    ModelError,
-    ReplayMissError,
-    RLMError,
-    SessionStateError,
-)
+from .errors import IterationTimeout, ModelError, ReplayMissError, RLMError, SessionStateError
 from .executors import Executor, release_executor
-from .models import (
-    Message,
-    ModelClient,
-    UsageSummary,
-)
+from .models import Message, ModelClient, UsageSummary
 
 # Functions (by their names, or under the mapping's keys) and MCP servers (``MCPServer``), whose tools
 # come under their own names; sub-model tools may also be ``SubTool`` values.
@@ -147,7 +131,7 @@ class Session:
         self.message = ""
         self.error: RLMError | None = None
         self._root_model = self.config.model if _depth == 0 else self.config.effective_sub_model()
-        self._root = RootModel(_tree, self._root_model, self.output)
+        self._root = RootModel(_tree, self._root_model, self.output, self.id, _depth)
         self._slot = FinalSlot()
         self._pending: Proposal | None = None
         # Code that runs in place of the model's at these iterations: a replay re-enacting the
@@ -179,11 +163,9 @@ class Session:
         )
         self._toolbox, self._engine, self.executor = parts.toolbox, parts.engine, parts.executor
         self._helpers, self.clobbered, self._runner = parts.helpers, parts.clobbered, parts.runner
-        self.history = parts.history
-        self._review = parts.review
+        self.history, self._review, self._recorder = parts.history, parts.review, parts.recorder
         # Iterations before the current question (follow-ups get a fresh iteration budget).
         self._question_start = 0
-        self._recorder = parts.recorder
         self._record(parts.opening)
 
     # --- public surface --------------------------------------------------------------------------
@@ -262,14 +244,7 @@ class Session:
         self._emit(IterationStarted(self.id, self.depth, n))
         if self.config.compaction:
             self._compact_if_due()
-        messages = self.messages
-        on_delta = None
-        if self.config.stream and self._tree.emitter.active:
-
-            def on_delta(text: str) -> None:
-                self._emit(ResponseDelta(self.id, self.depth, n, text))
-
-        self._pending = self._root.propose(n, messages, on_delta)
+        self._pending = self._root.propose(n, self.messages)
         self._emit(CodeReady(self.id, self.depth, n, self._pending.response, self._pending.blocks))
         return self._pending
 
@@ -368,8 +343,7 @@ class Session:
             if self._collection is None and uses_baseline(
                 self.config, self.context_info, self.depth
             ):
-                record, mode = self.trajectory.session, self.config.mode
-                self._end(self._root.baseline(self.context, self.question, record, mode))
+                self._end(self._root.baseline(self.context, self.question, self.trajectory.session))
             while self.checkpoint():
                 self.step()
         except (ModelError, ReplayMissError) as exc:
@@ -528,29 +502,17 @@ class Session:
 
     def _end(self, ending: Ending, *, state: StateName = "done") -> None:
         """Finish the current question as ``ending`` says: the final record, then the state."""
-        self.answer, self.reason, self.message = ending.answer, ending.reason, ending.message
-        self.value = ending.value
-        typed = typed_ending(self.output, ending.answer, ending.reason, ending.value)
-        if typed is not None:
-            self.value, self.answer = typed
+        self.reason, self.message = ending.reason, ending.message
+        self.answer, self.value = settled(self.output, ending)
         if ending.error is not None:
             self.error = ending.error
         self._pending = None
         try:
-            self._record(
-                final_record(
-                    ending.answer,
-                    ending.reason,
-                    ending.message,
-                    ending.forced,
-                    usage=self.usage.to_dict(),
-                    duration=time.monotonic() - self._started,
-                    error=self.error.to_dict() if self.error else None,
-                    typed=self.output is not None,
-                    # Scrubbed where it is written, as every record is.
-                    value=None if self.output is None else self.output.to_jsonable(self.value),
-                )
+            duration, usage = time.monotonic() - self._started, self.usage
+            final = closing_record(
+                ending, self.output, self.value, usage=usage, duration=duration, error=self.error
             )
+            self._record(final)
         finally:  # ended even when the record cannot be written
             if self.error is None and self._recorder.failed is not None:
                 self.error = self._recorder.failed  # the answer stands; the file lacks records
@@ -584,8 +546,6 @@ class Session:
     def _run_child(
         self, prompt: str, context: object, call_id: str, collection: CollectionTools | None
     ) -> tuple[str, dict[str, Any] | None, UsageSummary]:
-        if self._stop.is_set():  # stopping: a new child would run to its own limits
-            return "Error: the session is stopping; no child RLM was started", None, UsageSummary()
         return self._children.run(
             lambda: Session(
                 prompt,
@@ -594,7 +554,8 @@ class Session:
                 _tree=self._tree,
                 _depth=self.depth + 1,
                 _parent_call=call_id,
-            )
+            ),
+            stopping=self._stop.is_set(),
         )
 
     # --- plumbing ---------------------------------------------------------------------------------------

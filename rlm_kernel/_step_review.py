@@ -3,9 +3,10 @@
 Before a step runs, the loop guard may refuse it (``StepReview.before``). After its blocks ran
 (``StepReview.after``), a typed answer is validated (``_answers.judge``; one that does not match is
 withdrawn and the model is told why in the step's observation), the loop guard and the prose nudge
-judge the step from the records (``_guards``), and the ``iteration`` record is built with the step's
-sub-calls (``_records.step_record``). The result says how the step ends the question by itself, if it
-does; the session applies it (records, events, endings, states), as it applies every ending.
+judge the step from the records (``_guards``), and the ``iteration`` record is built with the
+step's sub-calls (``_records.step_record``). The result says how the step ends the question by
+itself, if it does; the session applies it (records, events, endings, states), as it applies every
+ending.
 """
 
 from __future__ import annotations

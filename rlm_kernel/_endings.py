@@ -42,7 +42,7 @@ RootCall = Callable[[list[Message]], Completion]
 
 @dataclass(frozen=True)
 class Ending:
-    """How the current question ends: what ``Session._finish`` records and reports."""
+    """How the current question ends: what ``Session._end`` records and reports."""
 
     answer: str | None
     reason: str

@@ -273,13 +273,15 @@ class RLMMagics(Magics):
 
     def _status(self, entry: NotebookSession) -> None:
         s = entry.session
-        total = s.usage.total
+        # The numbers every live view shows (a running child's calls included), not s.usage, which
+        # takes a child's usage in only when it ends.
+        snap = s.snapshot()
         lines = [
             f"session    {s.id}  ({s.state}{', ' + s.reason if s.reason else ''})",
             f"question   {s.question}",
             f"iteration  {s.iteration}/{s.config.max_iterations}",
-            f"tokens     {total.total_tokens:,} in {total.calls} calls"
-            + (f", ${total.cost:.4f}" if total.cost else ""),
+            f"tokens     {snap.tokens:,} (root {snap.root_tokens:,}), {snap.subcalls:,} sub-calls"
+            + (f", ${snap.cost:.4f}" if snap.cost else ""),
             f"saved to   {s.path or '(autosave off)'}",
         ]
         if s.answer is not None:

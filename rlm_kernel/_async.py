@@ -47,6 +47,7 @@ from ._events import Event, Finished, Listener, StateChanged, StateName
 from ._records import Proposal, Result
 from ._schema import GuardRecord, IterationRecord
 from ._session import Session
+from ._snapshot import Snapshot
 from ._trajectory import Trajectory
 from .errors import RLMError, SessionStateError
 from .models import UsageSummary
@@ -355,6 +356,10 @@ class AsyncSession:
     def result(self) -> Result:
         """Where the session stands now (``Session.result``)."""
         return self.session.result()
+
+    def snapshot(self) -> Snapshot:
+        """The session's live numbers now (``Session.snapshot``): safe from any thread, never waits."""
+        return self.session.snapshot()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event)`` for every event, on the session's thread (``Session.subscribe``)."""

@@ -260,7 +260,12 @@ def test_events_stream_onto_the_loop_until_the_run_ends(serve: Serve) -> None:
         async for event in stream:  # ends by itself with the root's Finished
             seen.append(event)
             while_running.append(not task.done())
-        return seen, while_running, await task
+        result = await task
+        # The live numbers, read from the loop, are the finished session's.
+        snap = s.snapshot()
+        assert (snap.session_state, snap.iteration) == ("done", 2)
+        assert snap.tokens == result.usage.total.total_tokens > 0
+        return seen, while_running, result
 
     seen, while_running, result = asyncio.run(main())
     assert result.answer == "done"

@@ -393,7 +393,9 @@ def test_arun_cancelled_at_once_and_cancelled_twice(serve: Serve, tmp_path: Path
         final = Trajectory.load(path).final
         assert final is not None
         assert final["reason"] == "stopped"
-    assert Trajectory.load(next(first.glob("*.jsonl"))).iterations == []
+    # Cancelled at once: stopped before its first step, or, when a loaded machine runs the session's
+    # thread before the loop delivers the cancel, after the step already in progress; never later.
+    assert len(Trajectory.load(next(first.glob("*.jsonl"))).iterations) <= 1
     assert Trajectory.load(next(second.glob("*.jsonl"))).iterations[0]["output"].strip() == "slept"
 
 

@@ -351,9 +351,8 @@ def test_wrapping_a_session_and_driving_it_by_hand(serve: Serve, tmp_path: Path)
 
 
 def test_arun_cancelled_at_once_and_cancelled_twice(serve: Serve, tmp_path: Path) -> None:
-    server = serve(
-        {"root": [fence("import time\ntime.sleep(1.0)\nprint('slept')"), fence("FINAL(1)")] * 2}
-    )
+    script = {"root": [fence("import time\ntime.sleep(1.0)\nprint('slept')"), fence("FINAL(1)")]}
+    server, other = serve(script), serve(script)  # one each: the first may take a step or none
     first, second = tmp_path / "first", tmp_path / "second"
     events: list[Event] = []
 
@@ -372,7 +371,7 @@ def test_arun_cancelled_at_once_and_cancelled_twice(serve: Serve, tmp_path: Path
                 "Slow",
                 "x" * 40,
                 on_event=events.append,
-                **settings(server, trajectory_dir=str(second)),
+                **settings(other, trajectory_dir=str(second)),
             )
         )
         await _until(lambda: any(isinstance(e, CodeReady) for e in events))

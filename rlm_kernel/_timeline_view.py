@@ -139,9 +139,10 @@ def timeline(*sources: Any, labels: Sequence[str] | None = None) -> TimelineView
         )
     timelines, names = [], []
     for source in sources:
-        trajectory, now, name = _trajectory_of(source)
-        timelines.append(build(trajectory, now=now))
-        names.append(name)
+        trajectory, now = _trajectory_of(source)
+        drawn = build(trajectory, now=now)
+        timelines.append(drawn)
+        names.append(_label(drawn.question))  # the scrubbed question: a secret in it stays out
     if labels is not None and len(labels) != len(sources):
         raise TrajectoryError(
             f"{len(labels)} labels for {len(sources)} timelines", fix="Pass one label per source"
@@ -149,7 +150,7 @@ def timeline(*sources: Any, labels: Sequence[str] | None = None) -> TimelineView
     return TimelineView(timelines, list(labels) if labels is not None else names)
 
 
-def _trajectory_of(source: Any) -> tuple[Trajectory, float | None, str]:
+def _trajectory_of(source: Any) -> tuple[Trajectory, float | None]:
     if isinstance(source, str | Path):
         source = Trajectory.load(source)
     trajectory = getattr(source, "trajectory", source)
@@ -160,8 +161,12 @@ def _trajectory_of(source: Any) -> tuple[Trajectory, float | None, str]:
         )
     # A session that is running has a step in progress; drawn up to now, as its live view is.
     now = time.time() if getattr(source, "state", None) == "running" else None
-    question = " ".join(trajectory.session["question"].split())
-    return trajectory, now, question if len(question) <= 70 else question[:69] + "…"
+    return trajectory, now
+
+
+def _label(question: str) -> str:
+    question = " ".join(question.split())
+    return question if len(question) <= 70 else question[:69] + "…"
 
 
 def _convert(fmt: str, spec: dict[str, Any]) -> Any:

@@ -293,3 +293,17 @@ def test_a_notebook_shows_the_timeline_live_and_after(
         assert "text/plain" in output.data
         assert "child 1 · step 1" in output.data["text/plain"]
         assert ("image/svg+xml" in output.data) == can_draw()
+
+
+def test_a_secret_in_the_question_stays_out_of_the_drawing(
+    serve: Callable[..., ScriptedServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-timeline-0123456789abcdefghijklmnop"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    server = serve({"root": [fence("print(len(P))"), fence("FINAL('4')")]})
+    result = rlm_kernel.run(f"Is {secret} the key?", "abcd", **settings(server))
+    assert secret in result.trajectory.session["question"]  # the record in memory keeps it
+    view = rlm_kernel.timeline(result)
+    drawn = json.dumps(view.spec()) + view.text() + json.dumps(build(result.trajectory).to_dict())
+    assert secret not in drawn
+    assert "Is " in view.labels[0]  # the title is still the question, scrubbed

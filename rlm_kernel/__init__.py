@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """``export``, ``import_trajectory`` and ``index`` are imported on first use (PEP 562): running a
+    """``export``, ``import_trajectory``, ``index`` and ``retrieval`` are imported on first use (PEP 562): running a
     session or starting the kernel needs no exporter and no index builder."""
     if name in ("export", "import_trajectory"):
         from . import exporters
@@ -51,6 +51,10 @@ def __getattr__(name: str) -> Any:
         from .retrieval import index
 
         return index
+    if name == "retrieval":  # `import rlm_kernel; rlm_kernel.retrieval.open_retriever(...)`
+        import importlib  # not `from . import`: that asks this very __getattr__ again
+
+        return importlib.import_module("rlm_kernel.retrieval")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

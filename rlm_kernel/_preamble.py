@@ -35,7 +35,9 @@ def preamble(
     """The system message and the first user message of a session at ``depth``; ``collection``
     is what it is told of its retriever's documents (``retriever=``)."""
     if config.protocol == "rlms":
-        text = rlms.system_prompt(tools, executor_note, collection)
+        text = rlms.system_prompt(
+            tools, executor_note, collection, recursive=depth + 1 < config.max_depth
+        )
         first = rlms.metadata_message(
             question, info, max_iterations=config.max_iterations, collection=collection
         )

@@ -127,11 +127,21 @@ COLLECTION_GUIDE = """\
 The documents are not in memory: reach them through `search` and `get` only.
 1. Search first, with a few words from the question; search again with other words if the hits miss.
 2. Read only the few best documents with `get`, and print slices of them, not whole texts.
-3. To read many, delegate: `llm_batch` over prompts that hold `get(id)` texts, or \
-`rlm_query(question, scope=ids)`: a child RLM that searches and reads only those documents \
-(`scope=False`: none).
+3. To read many, delegate: `llm_batch` over prompts that hold `get(id)` texts{children}.
 4. Keep what you find in variables and combine it in code.
 """
+# Only where rlm_query starts a child RLM (below RLM.max_depth): at the limit it is one plain call.
+_SCOPED_CHILDREN = (
+    ", or `rlm_query(question, scope=ids)`: a child RLM that searches and reads only those "
+    "documents (`scope=False`: none)"
+)
+
+
+def collection_guide(recursive: bool) -> str:
+    """How to work with a collection, told to a session whose ``rlm_query`` starts child RLMs
+    (``recursive``) or is one plain call (no scoped children to offer)."""
+    return COLLECTION_GUIDE.format(children=_SCOPED_CHILDREN if recursive else "")
+
 
 # The collection's description is cut to this many characters, so the prompt is the same size for
 # any collection up to the digits of its count (which a backend's own line may name as well).
@@ -192,7 +202,7 @@ def system_prompt(
         tools=tool_lines,
     )
     if collection is not None:
-        text = f"{text}\n{COLLECTION_GUIDE}"
+        text = f"{text}\n{collection_guide(recursive)}"
     return f"{text}\n{executor_note.strip()}\n" if executor_note.strip() else text
 
 

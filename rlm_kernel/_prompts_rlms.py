@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ._context import ContextInfo
-from ._prompts import COLLECTION_GUIDE, CollectionInfo, ToolSpec, collection_lines
+from ._prompts import CollectionInfo, ToolSpec, collection_guide, collection_lines
 
 # fmt: off
 SYSTEM_PROMPT = """\
@@ -59,6 +59,7 @@ def system_prompt(
     tools: Sequence[ToolSpec] = (),
     executor_note: str = "",
     collection: CollectionInfo | None = None,
+    recursive: bool = True,
 ) -> str:
     """The reference's system prompt with its orchestrator addendum: our tools where it lists custom
     tools, how to work with a collection (``retriever=``), and what the executor needs the model to
@@ -71,7 +72,7 @@ def system_prompt(
         section = f"\n6. Custom tools and data available in the REPL:\n{listed}"
     text = SYSTEM_PROMPT.format(custom_tools_section=section)
     note = f"\n\n{executor_note.strip()}" if executor_note.strip() else ""
-    guide = f"\n\n{COLLECTION_GUIDE.rstrip()}" if collection is not None else ""
+    guide = f"\n\n{collection_guide(recursive).rstrip()}" if collection is not None else ""
     return f"{text}\n\n{ORCHESTRATOR_ADDENDUM}{guide}{note}"
 
 

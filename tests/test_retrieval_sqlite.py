@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import rlm_kernel
-from rlm_kernel.errors import RetrievalError
+from rlm_kernel.errors import ContextError, RetrievalError
 from rlm_kernel.retrieval import (
     Progress,
     SQLiteIndex,
@@ -555,3 +555,30 @@ def test_a_build_in_a_notebook_shows_a_progress_widget(env: Path) -> None:
     assert widgets[0]["data"]["text/plain"].startswith("indexing issues.jsonl: ")
     assert [o["text"] for o in outputs if o.get("output_type") == "stream"] == ["3000\n"]
     assert [o.get("text") for o in quiet] == ["1\n"]  # up to date, and progress=False: no bar
+
+
+def test_a_line_that_is_not_the_encoding_is_a_context_error_naming_it(tmp_path: Path) -> None:
+    source = tmp_path / "bad.jsonl"
+    source.write_bytes(b'{"id": "a", "text": "fine"}\n{"id": "b", "text": "bad \xff"}\n')
+    with pytest.raises(ContextError, match=r"line 2, is not utf-8 text"):
+        rlm_kernel.index(source, tmp_path / "bad.sqlite", progress=False)
+    text = tmp_path / "bad.txt"
+    text.write_bytes(b"fine\n\nbad \xff\n")
+    with pytest.raises(ContextError, match=r"line 3, is not utf-8 text"):
+        rlm_kernel.index(text, tmp_path / "bad2.sqlite", progress=False)
+
+
+def test_the_retrieval_package_is_reached_from_the_package_face() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import rlm_kernel, sys\n"
+            "assert 'rlm_kernel.retrieval' not in sys.modules\n"
+            "print(rlm_kernel.retrieval.open_retriever.__name__)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "open_retriever", done.stderr

@@ -587,3 +587,12 @@ def test_an_exported_notebook_names_the_collection_where_a_session_had_no_contex
     text = "".join(header) if isinstance(header, list) else header
     assert "Context `P`: none: the collection the ledger (not included)" in text
     assert "NoneType" not in text
+
+
+def test_scoped_children_are_offered_only_where_rlm_query_starts_one(
+    serve: Callable[..., ScriptedServer],
+) -> None:
+    for depth, offered in ((1, False), (2, True)):
+        server = serve({"root": [fence("hits = search('x', k=1)\nprint(hits)"), fence("FINAL(1)")]})
+        rlm_kernel.run("q", retriever=DictRetriever(DOCS), **settings(server, max_depth=depth))
+        assert ("scope=ids" in system_of(server.requests[0])) is offered, depth

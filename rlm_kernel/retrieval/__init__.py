@@ -62,20 +62,30 @@ def _is_dsn(target: object) -> bool:
     return isinstance(target, str) and target.startswith(_DSN_SCHEMES)
 
 
+def _postgres() -> Any:
+    """The PostgreSQL backend, or a RetrievalError saying how to install it (psycopg is an extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None:
+        raise RetrievalError(
+            "A postgresql:// index needs psycopg, which is not installed",
+            fix="pip install 'rlm_kernel[postgres]'",
+        )
+    from . import postgres
+
+    return postgres
+
+
 def shown(target: str | os.PathLike[str]) -> str:
     """``target`` as messages and the CLI may show it: a path as it is, a DSN without its password."""
     if _is_dsn(target):
-        from .postgres import safe_dsn
-
-        return safe_dsn(str(target))
+        return str(_postgres().safe_dsn(str(target)))
     return os.fspath(target)
 
 
 def _writer_for(target: str | os.PathLike[str], backend: dict[str, Any]) -> IndexWriter:
     if _is_dsn(target):
-        from .postgres import PostgresWriter
-
-        return cast(IndexWriter, PostgresWriter.from_spec(str(target), **backend))
+        return cast(IndexWriter, _postgres().PostgresWriter.from_spec(str(target), **backend))
     if backend:
         raise RetrievalError(
             f"Unknown option(s) for an SQLite index: {', '.join(sorted(backend))}",
@@ -149,7 +159,7 @@ def open_retriever(spec: str | os.PathLike[str] | Retriever, **options: Any) -> 
     if isinstance(spec, Retriever):
         return spec
     if _is_dsn(spec):
-        from .postgres import PostgresRetriever
+        PostgresRetriever = _postgres().PostgresRetriever
 
         return cast(Retriever, PostgresRetriever.from_spec(str(spec), **options))
     if not isinstance(spec, (str, os.PathLike)):

@@ -105,6 +105,18 @@ def first_line(text: str) -> str:
     return ""
 
 
+def _decoded(decode: Callable[..., str], label: str, line: int, encoding: str, *args: bytes) -> str:
+    """``decode(*args)``, or a ContextError naming the line that is not ``encoding`` text."""
+    try:
+        return decode(*args) if args else decode(encoding, "strict")
+    except UnicodeDecodeError as e:
+        raise ContextError(
+            f"{label!r}, line {line}, is not {encoding} text (bad byte at column {e.start + 1})",
+            fix="Pass the file's encoding (encoding=..., rlm-kernel index --encoding ...), or fix "
+            "the line; a build resumes from its last checkpoint when run again",
+        ) from None
+
+
 def record_doc(record: object, default_id: str, fields: Fields) -> Doc:
     """A record (dict, str or other JSON value) as a document."""
     if isinstance(record, str):
@@ -230,7 +242,9 @@ class JSONLinesStream(DocumentStream):
             for raw in f:
                 offset += len(raw)
                 line_no += 1
-                line = raw.decode(self.encoding, errors="strict").removeprefix("\ufeff")
+                line = _decoded(raw.decode, self.label, line_no, self.encoding).removeprefix(
+                    "\ufeff"
+                )
                 if not line.strip():
                     continue
                 try:
@@ -268,7 +282,7 @@ class TextStream(DocumentStream):
             for raw in f:
                 offset += len(raw)
                 line_no += 1
-                line = decoder.decode(raw)
+                line = _decoded(decoder.decode, self.label, line_no, self.encoding, raw)
                 lines.append(line)
                 size += len(line)
                 # A passage ends at a blank line once it is long enough, or anywhere at twice that.

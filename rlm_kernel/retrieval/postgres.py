@@ -77,7 +77,14 @@ def safe_dsn(dsn: str) -> str:
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     """Split a ``postgresql://…?table=issues&config=simple`` spec into the DSN libpq gets and our
     options (libpq refuses query parameters it does not know)."""
-    url = urlsplit(spec)
+    try:
+        url = urlsplit(spec)
+    except ValueError as e:  # e.g. a bracket in the password: "Invalid IPv6 URL"
+        raise RetrievalError(
+            f"The PostgreSQL spec does not parse as a URL ({e})",
+            fix="percent-encode special characters in it (a password's [ ] @ / as %5B %5D %40 "
+            "%2F), or leave the password out and set PGPASSWORD",
+        ) from None
     if url.scheme not in ("postgresql", "postgres"):
         raise RetrievalError(
             f"not a PostgreSQL spec: {safe_dsn(spec)!r}",

@@ -30,6 +30,7 @@ A missing title is the text's first line, cut.
 
 from __future__ import annotations
 
+import abc
 import codecs
 import glob
 import hashlib
@@ -72,8 +73,8 @@ class Fields:
     text: str | None = None
 
 
-class DocumentStream:
-    """A source's documents from a cursor on; ``unit``/``total`` say what progress counts."""
+class DocumentStream(abc.ABC):
+    """A source's documents from a cursor on (one subclass per kind of source); ``unit``/``total`` say what progress counts."""
 
     label: str  # what it came from, for messages and describe()
     unit: str = "documents"  # what units_done counts: "documents", "files" or "bytes"
@@ -91,9 +92,9 @@ class DocumentStream:
         """The source as it is now, and the options: equal fingerprints, same documents."""
         return hashlib.sha256(json.dumps(self._parts, sort_keys=True).encode()).hexdigest()
 
+    @abc.abstractmethod
     def read(self, cursor: Any) -> Iterator[tuple[Doc, Any, int]]:
         """``(doc, cursor after it, units done)`` from ``cursor`` (``start``: from the beginning)."""
-        raise NotImplementedError
 
 
 def first_line(text: str) -> str:
